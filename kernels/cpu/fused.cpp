@@ -1,0 +1,46 @@
+#include "kernels/cpu/fused.h"
+
+#include <cmath>
+
+namespace sllm::kernels::cpu {
+
+void rms_norm_f32(const float* x, const float* w, float* out, int64_t r0, int64_t r1, int64_t dim,
+                  float eps) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    float ss = 0.f;
+    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i) o[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+void rope_neox_f32(float* x, const float* cos, const float* sin, int64_t t0, int64_t t1,
+                   int64_t heads, int64_t head_dim, int64_t row_stride) {
+  const int64_t half = head_dim / 2;
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* c = cos + t * half;
+    const float* s = sin + t * half;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* a = x + t * row_stride + h * head_dim;
+      float* b = a + half;
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = a[i], x2 = b[i];
+        a[i] = x1 * c[i] - x2 * s[i];
+        b[i] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  }
+}
+
+void silu_mul_f32(const float* gu, float* out, int64_t r0, int64_t r1, int64_t inter) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* g = gu + r * 2 * inter;
+    const float* u = g + inter;
+    float* o = out + r * inter;
+    for (int64_t i = 0; i < inter; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+}
+
+}  // namespace sllm::kernels::cpu

@@ -1,0 +1,21 @@
+// Fused element-wise kernels for the decoder's small ops (fp32, row ranges).
+// Small models at batch 1 are bound by per-op overhead: one pass instead of 4-6 ATen ops.
+#pragma once
+
+#include <cstdint>
+
+namespace sllm::kernels::cpu {
+
+// out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * w, for rows [r0, r1).
+void rms_norm_f32(const float* x, const float* w, float* out, int64_t r0, int64_t r1, int64_t dim,
+                  float eps);
+
+// Rotary embedding, rotate-half (NeoX / Hugging Face) layout, in place on x[t, h, :] for
+// tokens [t0, t1). cos/sin hold [token, head_dim/2] rows already gathered for each token.
+void rope_neox_f32(float* x, const float* cos, const float* sin, int64_t t0, int64_t t1,
+                   int64_t heads, int64_t head_dim, int64_t row_stride);
+
+// out[r, i] = silu(gu[r, i]) * gu[r, inter + i] for rows [r0, r1) (gate and up fused).
+void silu_mul_f32(const float* gu, float* out, int64_t r0, int64_t r1, int64_t inter);
+
+}  // namespace sllm::kernels::cpu

@@ -1,0 +1,27 @@
+// One recipe per job. Each takes a resolved config (defaults <- file <- command line)
+// and returns the process exit code; errors are thrown as sllm::Error.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace sllm::apps {
+
+nlohmann::json generate_defaults();
+int run_generate(const nlohmann::json& cfg);
+
+nlohmann::json chat_defaults();
+int run_chat(const nlohmann::json& cfg);
+
+nlohmann::json tokenize_defaults();
+int run_tokenize(const nlohmann::json& cfg);
+
+nlohmann::json eval_defaults();
+int run_eval(const nlohmann::json& cfg);
+
+nlohmann::json info_defaults();
+int run_info(const nlohmann::json& cfg);
+
+nlohmann::json convert_defaults();
+int run_convert(const nlohmann::json& cfg);
+
+}  // namespace sllm::apps

@@ -1,0 +1,32 @@
+// Pieces every app shares: the config keys for model loading, engine and sampling,
+// and turning a resolved config into the objects below the apps layer.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "engine/engine.h"
+#include "load/loader.h"
+
+namespace sllm::apps {
+
+// Default (schema) trees merged into each command's defaults.
+nlohmann::json model_defaults();     // model, dtype, device, threads
+nlohmann::json engine_defaults();    // ctx, engine.{block_size,max_seqs,max_step_tokens,kv_tokens}
+nlohmann::json sampling_defaults();  // sampling.{temperature,top_k,top_p,min_p,...}
+
+load::LoadedModel load_from_config(const nlohmann::json& cfg);
+engine::EngineOptions engine_options(const nlohmann::json& cfg);
+engine::SamplingParams sampling_params(const nlohmann::json& cfg);
+
+// Prompt text -> ids: optional chat template (with system prompt), BOS when the model wants it.
+std::vector<int32_t> encode_prompt(const tok::Tokenizer& t, const std::string& text, bool chat,
+                                   const std::string& system);
+// "auto" -> whether the model carries a chat template; "true"/"false" as given.
+bool use_chat_template(const tok::Tokenizer& t, const nlohmann::json& value);
+
+// Merges b into a (objects recursively).
+nlohmann::json merged(nlohmann::json a, const nlohmann::json& b);
+
+}  // namespace sllm::apps

@@ -1,0 +1,26 @@
+// sllm convert: GGUF or HF directory -> Hugging Face directory (safetensors + tokenizer).
+#include <iostream>
+
+#include "apps/apps.h"
+#include "apps/common.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace sllm::apps {
+
+nlohmann::json convert_defaults() {
+  return merged(model_defaults(), {{"out", nullptr}});
+}
+
+int run_convert(const nlohmann::json& cfg) {
+  SLLM_CHECK(cfg["out"].is_string(), "give the output directory with --out DIR");
+  auto m = load_from_config(cfg);
+  const auto dtype = load::parse_dtype(config::get<std::string>(cfg, "dtype"));
+  const std::string out = cfg["out"].get<std::string>();
+  load::save_hf_dir(m, out, dtype);
+  log::info("wrote Hugging Face directory {} ({})", out, config::get<std::string>(cfg, "dtype"));
+  return 0;
+}
+
+}  // namespace sllm::apps

@@ -1,0 +1,108 @@
+// sllm generate: one prompt (streamed) or a JSONL batch of prompts (continuous batching).
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "apps/apps.h"
+#include "apps/common.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "io/atomic_write.h"
+
+namespace sllm::apps {
+
+nlohmann::json generate_defaults() {
+  auto d = merged(merged(model_defaults(), engine_defaults()), sampling_defaults());
+  return merged(d, {{"prompt", nullptr},
+                    {"prompt_file", nullptr},
+                    {"system", nullptr},
+                    {"chat_template", "auto"},
+                    {"output", nullptr},
+                    {"json", false}});
+}
+
+namespace {
+std::vector<std::string> read_prompts(const std::string& path) {
+  const std::string body = io::read_file(path);
+  const bool jsonl = path.size() >= 6 && path.substr(path.size() - 6) == ".jsonl";
+  if (!jsonl) return {body};
+  std::vector<std::string> prompts;
+  size_t start = 0, line = 0;
+  while (start < body.size()) {
+    size_t end = body.find('\n', start);
+    if (end == std::string::npos) end = body.size();
+    ++line;
+    std::string_view s(body.data() + start, end - start);
+    start = end + 1;
+    if (s.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(s);
+    } catch (const nlohmann::json::exception& e) {
+      SLLM_FAIL("{}:{}: invalid JSON ({})", path, line, e.what());
+    }
+    if (j.is_string()) {
+      prompts.push_back(j.get<std::string>());
+    } else {
+      SLLM_CHECK(j.is_object() && j.contains("prompt") && j["prompt"].is_string(),
+                 "{}:{}: expected a string or an object with a \"prompt\" string", path, line);
+      prompts.push_back(j["prompt"].get<std::string>());
+    }
+  }
+  SLLM_CHECK(!prompts.empty(), "{}: no prompts in the file", path);
+  return prompts;
+}
+}  // namespace
+
+int run_generate(const nlohmann::json& cfg) {
+  const bool has_prompt = cfg["prompt"].is_string(), has_file = cfg["prompt_file"].is_string();
+  SLLM_CHECK(has_prompt != has_file, "give exactly one of --prompt or --prompt-file");
+  auto m = load_from_config(cfg);
+  const auto prompts = has_prompt ? std::vector<std::string>{cfg["prompt"].get<std::string>()}
+                                  : read_prompts(cfg["prompt_file"].get<std::string>());
+  const bool chat = use_chat_template(*m.tokenizer, cfg["chat_template"]);
+  const std::string system = cfg["system"].is_string() ? cfg["system"].get<std::string>() : "";
+  const bool json_out = config::get<bool>(cfg, "json") || prompts.size() > 1;
+  const auto sp = sampling_params(cfg);
+
+  engine::Engine eng(m.model, m.tokenizer, engine_options(cfg));
+  std::vector<engine::Request> reqs;
+  for (const auto& p : prompts) {
+    engine::Request r;
+    r.prompt = encode_prompt(*m.tokenizer, p, chat, system);
+    r.params = sp;
+    if (!json_out) r.on_text = [](const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); std::fflush(stdout); };
+    reqs.push_back(std::move(r));
+  }
+  Timer t;
+  auto results = eng.generate(std::move(reqs));
+  const double secs = t.seconds();
+  std::string out;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    if (!json_out) continue;
+    nlohmann::json j = {{"prompt", prompts[i]},        {"text", r.text},
+                        {"tokens", r.tokens},          {"finish_reason", r.finish_reason},
+                        {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.tokens.size()}};
+    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  if (!json_out) {
+    std::cout << "\n";
+  } else if (cfg["output"].is_string()) {
+    io::write_file_atomic(cfg["output"].get<std::string>(), out);
+    log::info("wrote {} results to {}", results.size(), cfg["output"].get<std::string>());
+  } else {
+    std::cout << out;
+  }
+  const auto& st = eng.stats();
+  log::info("{} prompt(s): prefill {} tok at {:.1f} tok/s, decode {} tok at {:.1f} tok/s, {:.2f} s total",
+            results.size(), st.prefill_tokens, st.prefill_s > 0 ? st.prefill_tokens / st.prefill_s : 0.0,
+            st.decode_tokens, st.decode_s > 0 ? st.decode_tokens / st.decode_s : 0.0, secs);
+  return 0;
+}
+
+}  // namespace sllm::apps

@@ -1,0 +1,93 @@
+// sllm info: what a model file holds and what running it will cost.
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "apps/apps.h"
+#include "apps/common.h"
+#include "core/config.h"
+#include "core/memory.h"
+#include "kv/kv_cache.h"
+#include "tokenizer/chat_template.h"
+
+namespace sllm::apps {
+
+nlohmann::json info_defaults() {
+  return merged(model_defaults(), {{"ctx", 0}, {"batch", 1}, {"json", false}});
+}
+
+int run_info(const nlohmann::json& cfg) {
+  auto m = load_from_config(cfg);
+  const auto& c = m.model->config();
+  const auto& t = *m.tokenizer;
+  int64_t ctx = config::get<int64_t>(cfg, "ctx");
+  if (ctx <= 0) ctx = c.max_position;
+  const int64_t batch = config::get<int64_t>(cfg, "batch");
+  SLLM_CHECK(batch > 0, "batch must be positive, got {}", batch);
+  const int64_t elem = at::elementSize(m.model->dtype());
+  const uint64_t kv_formula = kv::kv_bytes(c.num_layers, c.num_kv_heads, c.head_dim, ctx * batch, elem);
+  // What the KV manager really allocates for that many tokens (rounded up to whole blocks).
+  kv::KvCacheSpec spec{c.num_layers, c.num_kv_heads, c.head_dim,
+                       kv::BlockManager::blocks_needed(ctx * batch, 16), 16};
+  const uint64_t kv_alloc = kv::KvCache(spec, m.model->dtype(), m.model->device()).allocated_bytes();
+  const auto tpl = tok::detect_chat_template(t);
+
+  nlohmann::json j;
+  j["model"] = m.path;
+  j["name"] = m.display_name;
+  j["format"] = m.format;
+  j["architecture"] = c.architecture;
+  j["parameters"] = c.num_parameters();
+  j["layers"] = c.num_layers;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["heads"] = c.num_heads;
+  j["kv_heads"] = c.num_kv_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position"] = c.max_position;
+  j["rope_theta"] = c.rope_theta;
+  j["rope_scaling"] = c.rope_scaling.type;
+  j["tie_embeddings"] = c.tie_embeddings;
+  j["file_tensor_types"] = m.file_tensor_types;
+  j["file_tensor_bytes"] = m.file_bytes;
+  j["loaded_dtype"] = std::string(c10::toString(m.model->dtype()));
+  j["loaded_weight_bytes"] = m.model->weight_bytes();
+  j["vocab_size"] = t.vocab_size();
+  auto tokname = [&](int32_t id) { return id >= 0 ? nlohmann::json{{"id", id}, {"piece", t.piece(id)}} : nlohmann::json(); };
+  j["special_tokens"] = {{"bos", tokname(t.bos_id)}, {"eos", tokname(t.eos_id)}, {"pad", tokname(t.pad_id)}};
+  j["add_bos"] = t.add_bos;
+  j["stop_ids"] = t.stop_ids;
+  j["chat_format"] = tok::to_string(tpl.format);
+  j["chat_template"] = t.chat_template;
+  j["kv_cache"] = {{"ctx", ctx}, {"batch", batch}, {"bytes_formula", kv_formula},
+                   {"bytes_allocated", kv_alloc}, {"block_size", 16}, {"blocks", spec.num_blocks}};
+  if (config::get<bool>(cfg, "json")) {
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  std::string types;
+  for (const auto& [k, v] : m.file_tensor_types) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", k, v);
+  fmt::print("model          {}\n", m.path);
+  fmt::print("name           {} ({})\n", m.display_name, m.format);
+  fmt::print("architecture   {}: {} layers, hidden {}, ffn {}, heads {} (kv {}), head_dim {}\n",
+             c.architecture, c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads,
+             c.num_kv_heads, c.head_dim);
+  fmt::print("parameters     {} ({:.1f} M)\n", c.num_parameters(), c.num_parameters() / 1e6);
+  fmt::print("rope           theta {}, scaling {}; max positions {}\n", c.rope_theta,
+             c.rope_scaling.type, c.max_position);
+  fmt::print("file tensors   {} ({})\n", types, memory::format_bytes(m.file_bytes));
+  fmt::print("loaded weights {} as {}\n", memory::format_bytes(m.model->weight_bytes()),
+             c10::toString(m.model->dtype()));
+  fmt::print("vocab          {} tokens; bos {} eos {} pad {}; add_bos {}\n", t.vocab_size(),
+             t.bos_id >= 0 ? t.piece(t.bos_id) : "-", t.eos_id >= 0 ? t.piece(t.eos_id) : "-",
+             t.pad_id >= 0 ? t.piece(t.pad_id) : "-", t.add_bos);
+  fmt::print("chat template  {}{}\n", tok::to_string(tpl.format),
+             tpl.default_system.empty() ? "" : fmt::format(" (default system: \"{}\")", tpl.default_system));
+  fmt::print("kv cache       ctx {} x batch {}: {} by formula (2 x {} layers x {} kv heads x {} x "
+             "{} tokens x {} B), {} allocated in {} blocks of 16\n",
+             ctx, batch, memory::format_bytes(kv_formula), c.num_layers, c.num_kv_heads, c.head_dim,
+             ctx * batch, elem, memory::format_bytes(kv_alloc), spec.num_blocks);
+  return 0;
+}
+
+}  // namespace sllm::apps

@@ -1,0 +1,32 @@
+// sllm tokenize: ids and pieces of a text, as the model's tokenizer sees it.
+#include <iostream>
+
+#include "apps/apps.h"
+#include "apps/common.h"
+#include "core/config.h"
+#include "core/error.h"
+
+namespace sllm::apps {
+
+nlohmann::json tokenize_defaults() {
+  return merged(model_defaults(), {{"text", nullptr}, {"json", false}, {"special", true}});
+}
+
+int run_tokenize(const nlohmann::json& cfg) {
+  SLLM_CHECK(cfg["text"].is_string(), "give the text to tokenize with --text");
+  auto m = load_from_config(cfg);
+  const auto& t = *m.tokenizer;
+  const auto ids = t.encode(cfg["text"].get<std::string>(), config::get<bool>(cfg, "special"));
+  if (config::get<bool>(cfg, "json")) {
+    nlohmann::json pieces = nlohmann::json::array();
+    for (auto id : ids) pieces.push_back(t.piece(id));
+    nlohmann::json j = {{"ids", ids}, {"pieces", pieces}, {"count", ids.size()}};
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  for (auto id : ids) std::cout << id << "\t" << t.piece(id) << "\n";
+  std::cout << ids.size() << " tokens\n";
+  return 0;
+}
+
+}  // namespace sllm::apps

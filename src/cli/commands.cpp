@@ -1,0 +1,72 @@
+#include "cli/commands.h"
+
+#include "apps/apps.h"
+
+namespace sllm::cli {
+namespace {
+
+std::vector<Flag> model_flags() {
+  return {{"-m,--model", "model", "GGUF file or Hugging Face model directory"},
+          {"--dtype", "dtype", "weights/activations dtype: fp32, bf16, fp16"},
+          {"--device", "device", "cpu, cuda or cuda:N"},
+          {"--threads", "threads", "CPU threads (0: libtorch default)"}};
+}
+
+std::vector<Flag> gen_flags() {
+  return {{"--ctx", "ctx", "context length per sequence (0: the model's)"},
+          {"--temperature", "sampling.temperature", "0 = greedy"},
+          {"--top-k", "sampling.top_k", "keep the k most likely tokens (0: off)"},
+          {"--top-p", "sampling.top_p", "nucleus sampling mass (1: off)"},
+          {"--min-p", "sampling.min_p", "drop tokens below min_p x the best probability"},
+          {"--repetition-penalty", "sampling.repetition_penalty", "1: off"},
+          {"--seed", "sampling.seed", "random seed"},
+          {"-n,--max-new-tokens", "sampling.max_new_tokens", "tokens to generate at most"},
+          {"--stop", "sampling.stop", "stop string (repeatable)"},
+          {"--ignore-eos", "sampling.ignore_eos", "keep generating past end-of-sequence"},
+          {"--max-seqs", "engine.max_seqs", "sequences decoded together"},
+          {"--block-size", "engine.block_size", "KV cache block size in tokens"}};
+}
+
+std::vector<Flag> join(std::vector<Flag> a, const std::vector<Flag>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> cmds = {
+      {"generate", "Generate text from a prompt or a JSONL batch of prompts",
+       apps::generate_defaults, apps::run_generate,
+       join(join(model_flags(), gen_flags()),
+            {{"-p,--prompt", "prompt", "prompt text"},
+             {"-f,--prompt-file", "prompt_file", "text file (one prompt) or .jsonl (a batch)"},
+             {"--system", "system", "system prompt (with the chat template)"},
+             {"--chat-template", "chat_template", "auto | true | false: wrap the prompt in the model's chat template"},
+             {"-o,--output", "output", "write JSONL results here"},
+             {"--json", "json", "print results as JSON"}})},
+      {"chat", "Interactive multi-turn chat (reads stdin)", apps::chat_defaults, apps::run_chat,
+       join(join(model_flags(), gen_flags()), {{"--system", "system", "system prompt"}})},
+      {"tokenize", "Show token ids and pieces of a text", apps::tokenize_defaults,
+       apps::run_tokenize,
+       join(model_flags(), {{"-t,--text", "text", "text to tokenize"},
+                            {"--json", "json", "JSON output"},
+                            {"--special", "special", "parse special tokens written in the text"}})},
+      {"eval", "Perplexity of a text file (non-overlapping windows)", apps::eval_defaults,
+       apps::run_eval,
+       join(model_flags(), {{"--ppl", "ppl", "text file to score"},
+                            {"--ctx", "ctx", "window length in tokens"},
+                            {"--json", "json", "JSON output"}})},
+      {"info", "Architecture, tensors, tokenizer and memory of a model", apps::info_defaults,
+       apps::run_info,
+       join(model_flags(), {{"--ctx", "ctx", "context for the KV estimate (0: the model's)"},
+                            {"--batch", "batch", "sequences for the KV estimate"},
+                            {"--json", "json", "JSON output"}})},
+      {"convert", "Write a Hugging Face model directory (safetensors + tokenizer)",
+       apps::convert_defaults, apps::run_convert,
+       join(model_flags(), {{"-o,--out", "out", "output directory (must not exist)"}})},
+  };
+  return cmds;
+}
+
+}  // namespace sllm::cli

@@ -1,0 +1,100 @@
+// sllm: one binary, one subcommand per job. Flags and config files resolve into one
+// config tree per command (defaults <- --config file <- key=value overrides <- flags).
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace {
+
+using nlohmann::json;
+
+// Where a flag's value goes: typed by the default at its key.
+void add_flag(CLI::App* sub, const sllm::cli::Flag& f, const json& defaults, json& flags) {
+  const auto ptr = json::json_pointer("/" + [&] {
+    std::string p = f.key;
+    std::replace(p.begin(), p.end(), '.', '/');
+    return p;
+  }());
+  const json& def = defaults.at(ptr);
+  const std::string help = f.help + (def.is_null() ? "" : " [default: " + def.dump() + "]");
+  if (def.is_boolean()) {
+    sub->add_flag_function(f.names, [&flags, ptr](int64_t n) { flags[ptr] = n > 0; }, help);
+  } else if (def.is_array()) {
+    sub->add_option_function<std::vector<std::string>>(
+        f.names, [&flags, ptr](const std::vector<std::string>& v) { flags[ptr] = v; }, help);
+  } else if (def.is_string() || def.is_null()) {
+    // Text flags stay text as typed ("--prompt 007" is not the number 7).
+    sub->add_option_function<std::string>(
+        f.names, [&flags, ptr](const std::string& v) { flags[ptr] = v; }, help);
+  } else {
+    // Numbers are typed like file values; config::resolve checks them against the default.
+    sub->add_option_function<std::string>(
+        f.names, [&flags, ptr](const std::string& v) { flags[ptr] = sllm::config::parse_scalar(v); },
+        help);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sllm::log::init();
+  CLI::App app{"sllm: small language models on your own machine"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "sllm 0.1.0");
+  std::string log_level;
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off (env SLLM_LOG_LEVEL)");
+
+  struct Parsed {
+    CLI::App* sub;
+    json defaults, flags = json::object();
+    std::string config_file;
+    std::vector<std::string> overrides;
+  };
+  std::vector<Parsed> parsed;
+  parsed.reserve(sllm::cli::commands().size());
+  for (const auto& c : sllm::cli::commands()) {
+    auto& p = parsed.emplace_back();
+    p.sub = app.add_subcommand(c.name, c.help);
+    p.defaults = c.defaults();
+    p.sub->add_option("-c,--config", p.config_file, "YAML or JSON config file");
+    p.sub->add_option("overrides", p.overrides, "dotted overrides, e.g. sampling.temperature=0.2");
+    for (const auto& f : c.flags) add_flag(p.sub, f, p.defaults, p.flags);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (!log_level.empty()) sllm::log::set_level(sllm::log::parse_level(log_level));
+    for (size_t i = 0; i < parsed.size(); ++i) {
+      auto& p = parsed[i];
+      if (!p.sub->parsed()) continue;
+      std::vector<sllm::config::Layer> layers;
+      if (!p.config_file.empty()) layers.push_back({p.config_file, sllm::config::load_file(p.config_file)});
+      json over = json::object();
+      for (const auto& o : p.overrides) sllm::config::apply_override(over, o);
+      if (!over.empty()) layers.push_back({"override", over});
+      if (!p.flags.empty()) layers.push_back({"command line", p.flags});
+      const json cfg = sllm::config::resolve(p.defaults, layers);
+      return sllm::cli::commands()[i].run(cfg);
+    }
+  } catch (const sllm::Error& e) {
+    sllm::log::debug("raised at {}", e.where());
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,168 @@
+#include "kv/block_manager.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.h"
+
+namespace sllm::kv {
+
+BlockManager::BlockManager(int32_t num_blocks, int32_t block_size)
+    : num_blocks_(num_blocks), block_size_(block_size) {
+  SLLM_CHECK(num_blocks >= 0, "KV cache needs a non-negative number of blocks, got {}", num_blocks);
+  SLLM_CHECK(block_size > 0, "KV block size must be positive, got {}", block_size);
+  refcount_.assign(static_cast<size_t>(num_blocks), 0);
+  free_.reserve(static_cast<size_t>(num_blocks));
+  for (int32_t b = num_blocks - 1; b >= 0; --b) free_.push_back(b);  // block 0 handed out first
+}
+
+int32_t BlockManager::blocks_needed(int64_t ntokens, int32_t block_size) {
+  SLLM_CHECK(ntokens >= 0 && block_size > 0, "blocks_needed({}, {}): bad arguments", ntokens, block_size);
+  const int64_t n = (ntokens + block_size - 1) / block_size;
+  SLLM_CHECK(n <= std::numeric_limits<int32_t>::max(), "{} tokens need too many KV blocks", ntokens);
+  return static_cast<int32_t>(n);
+}
+
+BlockManager::Seq& BlockManager::get(SeqId s) {
+  auto it = seqs_.find(s);
+  SLLM_CHECK(it != seqs_.end(), "unknown KV sequence id {}", s);
+  return it->second;
+}
+
+const BlockManager::Seq& BlockManager::get(SeqId s) const {
+  auto it = seqs_.find(s);
+  SLLM_CHECK(it != seqs_.end(), "unknown KV sequence id {}", s);
+  return it->second;
+}
+
+int32_t BlockManager::refcount(int32_t block) const {
+  SLLM_CHECK(block >= 0 && block < num_blocks_, "KV block {} out of range [0, {})", block, num_blocks_);
+  return refcount_[block];
+}
+
+SeqId BlockManager::add_sequence() {
+  const SeqId id = next_id_++;
+  seqs_.emplace(id, Seq{});
+  return id;
+}
+
+int32_t BlockManager::blocks_for_append(const Seq& q, int32_t ntokens) const {
+  SLLM_CHECK(ntokens >= 0, "cannot append {} tokens", ntokens);
+  const int64_t new_len = int64_t{q.length} + ntokens;
+  SLLM_CHECK(new_len <= std::numeric_limits<int32_t>::max(), "sequence too long: {} tokens", new_len);
+  const int32_t grow = blocks_needed(new_len, block_size_) - static_cast<int32_t>(q.blocks.size());
+  // Writing into a partly filled last block that another sequence also holds needs a copy.
+  const bool cow = ntokens > 0 && q.length % block_size_ != 0 && refcount_[q.blocks.back()] > 1;
+  return grow + (cow ? 1 : 0);
+}
+
+bool BlockManager::can_append(SeqId s, int32_t ntokens) const {
+  return blocks_for_append(get(s), ntokens) <= num_free_blocks();
+}
+
+int32_t BlockManager::take_block() {
+  const int32_t b = free_.back();
+  free_.pop_back();
+  refcount_[b] = 1;
+  peak_used_ = std::max(peak_used_, num_blocks_ - num_free_blocks());
+  return b;
+}
+
+void BlockManager::release(int32_t block) {
+  if (--refcount_[block] == 0) free_.push_back(block);
+}
+
+std::vector<CopyOp> BlockManager::append(SeqId s, int32_t ntokens) {
+  Seq& q = get(s);
+  const int32_t need = blocks_for_append(q, ntokens);
+  // Check before touching anything, so a full cache leaves the state as it was.
+  SLLM_CHECK(need <= num_free_blocks(), "KV cache is full: need {} blocks, {} free", need, num_free_blocks());
+  std::vector<CopyOp> ops;
+  if (ntokens == 0) return ops;
+  const int32_t filled = q.length % block_size_;
+  if (filled != 0 && refcount_[q.blocks.back()] > 1) {
+    const int32_t src = q.blocks.back();
+    const int32_t dst = take_block();
+    release(src);  // still held by the other sequence(s): refcount > 0
+    q.blocks.back() = dst;
+    ops.push_back({src, dst, filled});
+  }
+  q.length += ntokens;
+  used_tokens_ += ntokens;
+  while (static_cast<int32_t>(q.blocks.size()) < blocks_needed(q.length, block_size_))
+    q.blocks.push_back(take_block());
+  return ops;
+}
+
+SeqId BlockManager::fork(SeqId parent) {
+  Seq copy = get(parent);
+  for (int32_t b : copy.blocks) ++refcount_[b];
+  used_tokens_ += copy.length;
+  const SeqId id = next_id_++;
+  seqs_.emplace(id, std::move(copy));
+  return id;
+}
+
+void BlockManager::free(SeqId s) {
+  Seq& q = get(s);
+  // Release the tail first so the LIFO pool hands the front blocks out first again.
+  for (auto it = q.blocks.rbegin(); it != q.blocks.rend(); ++it) release(*it);
+  used_tokens_ -= q.length;
+  seqs_.erase(s);
+}
+
+void BlockManager::truncate(SeqId s, int32_t new_length) {
+  Seq& q = get(s);
+  SLLM_CHECK(new_length >= 0 && new_length <= q.length,
+             "cannot truncate KV sequence {} of length {} to {}", s, q.length, new_length);
+  const auto keep = static_cast<size_t>(blocks_needed(new_length, block_size_));
+  while (q.blocks.size() > keep) {
+    release(q.blocks.back());
+    q.blocks.pop_back();
+  }
+  used_tokens_ -= q.length - new_length;
+  q.length = new_length;
+}
+
+int32_t BlockManager::length(SeqId s) const { return get(s).length; }
+
+const std::vector<int32_t>& BlockManager::block_table(SeqId s) const { return get(s).blocks; }
+
+int64_t BlockManager::slot(SeqId s, int32_t pos) const {
+  const Seq& q = get(s);
+  SLLM_CHECK(pos >= 0 && pos < q.length, "position {} outside KV sequence {} of length {}", pos, s, q.length);
+  return int64_t{q.blocks[pos / block_size_]} * block_size_ + pos % block_size_;
+}
+
+void BlockManager::slots(SeqId s, int32_t start, int32_t n, int64_t* out) const {
+  const Seq& q = get(s);
+  SLLM_CHECK(start >= 0 && n >= 0 && int64_t{start} + n <= q.length,
+             "positions [{}, {}) outside KV sequence {} of length {}", start, int64_t{start} + n, s, q.length);
+  const int64_t bs = block_size_;
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t pos = start + i;
+    out[i] = int64_t{q.blocks[pos / block_size_]} * bs + pos % block_size_;
+  }
+}
+
+UsageStats BlockManager::stats() const {
+  UsageStats st{};
+  st.num_blocks = num_blocks_;
+  st.block_size = block_size_;
+  st.free_blocks = num_free_blocks();
+  st.used_blocks = num_blocks_ - st.free_blocks;
+  st.used_tokens = used_tokens_;
+  st.num_sequences = static_cast<int64_t>(seqs_.size());
+  st.utilization = st.used_blocks > 0 ? static_cast<double>(used_tokens_) / (double(st.used_blocks) * block_size_) : 0.0;
+  st.peak_used_blocks = peak_used_;
+  return st;
+}
+
+uint64_t kv_bytes(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes_per_elem) {
+  SLLM_CHECK(layers >= 0 && kv_heads >= 0 && head_dim >= 0 && tokens >= 0 && bytes_per_elem >= 0,
+             "kv_bytes: negative size");
+  return uint64_t{2} * uint64_t(layers) * uint64_t(kv_heads) * uint64_t(head_dim) * uint64_t(tokens) *
+         uint64_t(bytes_per_elem);
+}
+
+}  // namespace sllm::kv

@@ -1,0 +1,308 @@
+#include "load/loader.h"
+
+#include <ATen/ATen.h>
+
+#include <fmt/ranges.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "io/atomic_write.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace sllm::load {
+namespace {
+
+at::ScalarType to_scalar(io::DType d, const std::string& name) {
+  switch (d) {
+    case io::DType::f32: return at::kFloat;
+    case io::DType::f16: return at::kHalf;
+    case io::DType::bf16: return at::kBFloat16;
+    case io::DType::f64: return at::kDouble;
+    default: SLLM_FAIL("tensor '{}' has dtype {}, expected a float type", name, io::dtype_name(d));
+  }
+}
+
+// Copies (and converts) a file tensor into an owned fp32 tensor in row-major shape.
+at::Tensor f32_from_view(const io::TensorView& v) {
+  if (v.dtype == io::DType::gguf_quant || v.ggml_type != 0) {
+    auto t = at::empty(v.shape, at::kFloat);
+    io::dequantize_to_f32(v, t.data_ptr<float>());
+    return t;
+  }
+  auto st = to_scalar(v.dtype, v.name);
+  // copy=true: the view points into the mapped file, which is closed after loading.
+  return at::from_blob(const_cast<uint8_t*>(v.data), v.shape, at::TensorOptions().dtype(st))
+      .to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+}
+
+// llama.cpp stores Llama q/k rows interleaved for its RoPE kernel; restore HF's order.
+at::Tensor unpermute_qk(const at::Tensor& w, int64_t heads) {
+  const int64_t rows = w.size(0);
+  return w.reshape({heads, rows / heads / 2, 2, -1}).transpose(1, 2).reshape(w.sizes());
+}
+
+struct TensorSource {
+  virtual ~TensorSource() = default;
+  virtual const io::TensorView* find(const std::string& name) const = 0;
+  at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
+    const auto* v = find(name);
+    SLLM_CHECK(v, "{}: tensor '{}' is missing", where, name);
+    SLLM_CHECK(v->shape == shape, "{}: tensor '{}' has shape [{}], expected [{}]", where, name,
+               fmt::join(v->shape, ", "), fmt::join(shape, ", "));
+    return f32_from_view(*v);
+  }
+  std::string where;
+};
+
+struct GgufSource : TensorSource {
+  explicit GgufSource(io::GgufFile f) : file(std::move(f)) { where = file.path(); }
+  const io::TensorView* find(const std::string& name) const override { return file.find(name); }
+  io::GgufFile file;
+};
+
+struct HfSource : TensorSource {
+  explicit HfSource(io::SafetensorsSet s, std::string dir) : set(std::move(s)) { where = dir; }
+  const io::TensorView* find(const std::string& name) const override { return set.find(name); }
+  io::SafetensorsSet set;
+};
+
+struct Names {  // tensor names of one checkpoint convention
+  std::string embed, final_norm, lm_head;
+  std::function<std::string(int64_t, const std::string&)> layer;
+};
+
+Names gguf_names() {
+  static const std::map<std::string, std::string> m = {
+      {"attn_norm", "attn_norm.weight"}, {"ffn_norm", "ffn_norm.weight"},
+      {"q", "attn_q"},                   {"k", "attn_k"},
+      {"v", "attn_v"},                   {"o", "attn_output.weight"},
+      {"gate", "ffn_gate.weight"},       {"up", "ffn_up.weight"},
+      {"down", "ffn_down.weight"}};
+  return {"token_embd.weight", "output_norm.weight", "output.weight",
+          [](int64_t i, const std::string& k) { return "blk." + std::to_string(i) + "." + m.at(k); }};
+}
+
+Names hf_names() {
+  static const std::map<std::string, std::string> m = {
+      {"attn_norm", "input_layernorm.weight"}, {"ffn_norm", "post_attention_layernorm.weight"},
+      {"q", "self_attn.q_proj"},               {"k", "self_attn.k_proj"},
+      {"v", "self_attn.v_proj"},               {"o", "self_attn.o_proj.weight"},
+      {"gate", "mlp.gate_proj.weight"},        {"up", "mlp.up_proj.weight"},
+      {"down", "mlp.down_proj.weight"}};
+  return {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+          [](int64_t i, const std::string& k) {
+            return "model.layers." + std::to_string(i) + "." + m.at(k);
+          }};
+}
+
+std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c,
+                                                     const TensorSource& src, const Names& n,
+                                                     bool gguf_qk_permuted, const LoadOptions& o) {
+  const int64_t hid = c.hidden_size, qd = c.num_heads * c.head_dim,
+                kd = c.num_kv_heads * c.head_dim, I = c.intermediate_size;
+  const std::string w = ".weight";
+  auto cv = [&](at::Tensor t) { return t.to(o.device, o.dtype).contiguous(); };
+  auto embed = cv(src.get(n.embed, {c.vocab_size, hid}));
+  std::vector<model::DecoderLayer> layers;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    auto q = src.get(n.layer(i, "q") + w, {qd, hid});
+    auto k = src.get(n.layer(i, "k") + w, {kd, hid});
+    auto v = src.get(n.layer(i, "v") + w, {kd, hid});
+    if (gguf_qk_permuted) {
+      q = unpermute_qk(q, c.num_heads);
+      k = unpermute_qk(k, c.num_kv_heads);
+    }
+    model::Linear qkv{cv(at::cat({q, k, v}, 0)), {}};
+    if (c.attention_bias) {
+      qkv.bias = cv(at::cat({src.get(n.layer(i, "q") + ".bias", {qd}),
+                             src.get(n.layer(i, "k") + ".bias", {kd}),
+                             src.get(n.layer(i, "v") + ".bias", {kd})}));
+    }
+    layers.push_back({cv(src.get(n.layer(i, "attn_norm"), {hid})),
+                      cv(src.get(n.layer(i, "ffn_norm"), {hid})), qkv,
+                      model::Linear{cv(src.get(n.layer(i, "o"), {hid, qd})), {}},
+                      model::Linear{cv(at::cat({src.get(n.layer(i, "gate"), {I, hid}),
+                                                src.get(n.layer(i, "up"), {I, hid})})),
+                                    {}},
+                      model::Linear{cv(src.get(n.layer(i, "down"), {hid, I})), {}}});
+  }
+  auto final_norm = cv(src.get(n.final_norm, {hid}));
+  model::Linear head{embed, {}};
+  if (!c.tie_embeddings) head.weight = cv(src.get(n.lm_head, {c.vocab_size, hid}));
+  return std::make_shared<const model::LlamaModel>(c, embed, std::move(layers), final_norm, head);
+}
+
+model::ModelConfig config_from_gguf(const io::GgufFile& f, int64_t vocab_from_tokens) {
+  const std::string arch = f.get_string("general.architecture");
+  SLLM_CHECK(arch == "llama" || arch == "qwen2" || arch == "mistral",
+             "{}: GGUF architecture '{}' is not supported; sllm runs llama, mistral and qwen2",
+             f.path(), arch);
+  auto key = [&](const std::string& k) { return arch + "." + k; };
+  model::ModelConfig c;
+  c.architecture = arch;
+  c.hidden_size = f.get_int(key("embedding_length"));
+  c.intermediate_size = f.get_int(key("feed_forward_length"));
+  c.num_layers = f.get_int(key("block_count"));
+  c.num_heads = f.get_int(key("attention.head_count"));
+  c.num_kv_heads = f.get_int_or(key("attention.head_count_kv"), c.num_heads);
+  c.head_dim = f.get_int_or(key("attention.key_length"),
+                            f.get_int_or(key("rope.dimension_count"), c.hidden_size / c.num_heads));
+  c.max_position = f.get_int_or(key("context_length"), 2048);
+  c.rms_norm_eps = f.get_float_or(key("attention.layer_norm_rms_epsilon"), 1e-5);
+  c.rope_theta = f.get_float_or(key("rope.freq_base"), 10000.0);
+  c.vocab_size = f.get_int_or(key("vocab_size"), vocab_from_tokens);
+  const std::string scaling = f.get_string_or(key("rope.scaling.type"), "none");
+  if (scaling == "linear") {
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = f.get_float_or(key("rope.scaling.factor"), 1.0);
+  }
+  c.tie_embeddings = f.find("output.weight") == nullptr;
+  c.attention_bias = f.find("blk.0.attn_q.bias") != nullptr;
+  c.bos_token_id = f.get_int_or("tokenizer.ggml.bos_token_id", -1);
+  c.eos_token_id = f.get_int_or("tokenizer.ggml.eos_token_id", -1);
+  c.validate(f.path());
+  return c;
+}
+
+std::shared_ptr<const tok::Tokenizer> tokenizer_from_gguf(const io::GgufFile& f) {
+  const std::string kind = f.get_string_or("tokenizer.ggml.model", "");
+  SLLM_CHECK(kind == "gpt2", "{}: tokenizer.ggml.model '{}' is not supported in GGUF files "
+             "(byte-level BPE 'gpt2' is); use a Hugging Face directory with tokenizer.model instead",
+             f.path(), kind);
+  const auto& md = f.metadata();
+  tok::GgufVocab v;
+  SLLM_CHECK(md.contains("tokenizer.ggml.tokens") && md["tokenizer.ggml.tokens"].is_array(),
+             "{}: no tokenizer in the file (tokenizer.ggml.tokens is missing)", f.path());
+  v.tokens = md["tokenizer.ggml.tokens"].get<std::vector<std::string>>();
+  if (md.contains("tokenizer.ggml.token_type"))
+    v.token_types = md["tokenizer.ggml.token_type"].get<std::vector<int32_t>>();
+  if (md.contains("tokenizer.ggml.merges"))
+    v.merges = md["tokenizer.ggml.merges"].get<std::vector<std::string>>();
+  v.pre = f.get_string_or("tokenizer.ggml.pre", "default");
+  v.bos_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.bos_token_id", -1));
+  v.eos_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.eos_token_id", -1));
+  v.pad_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.padding_token_id", -1));
+  v.unk_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.unknown_token_id", -1));
+  v.add_bos = md.value("tokenizer.ggml.add_bos_token", false);
+  v.chat_template = f.get_string_or("tokenizer.chat_template", "");
+  return tok::make_bpe_from_gguf(v);
+}
+
+LoadedModel load_gguf(const std::string& path, const LoadOptions& o) {
+  GgufSource src(io::GgufFile::open(path));
+  const auto& f = src.file;
+  LoadedModel m;
+  m.path = path;
+  m.format = "gguf";
+  m.tokenizer = tokenizer_from_gguf(f);
+  auto c = config_from_gguf(f, m.tokenizer->vocab_size());
+  for (const auto& t : f.tensors()) {
+    m.file_tensor_types[io::ggml_type_name(t.ggml_type)]++;
+    m.file_bytes += t.nbytes;
+  }
+  m.display_name = f.get_string_or("general.name", fs::path(path).stem().string());
+  m.model = build_model(c, src, gguf_names(), c.architecture == "llama", o);
+  return m;
+}
+
+LoadedModel load_hf(const std::string& dir, const LoadOptions& o) {
+  const auto cfg_path = (fs::path(dir) / "config.json").string();
+  SLLM_CHECK(fs::exists(cfg_path), "'{}' has no config.json: not a Hugging Face model directory",
+             dir);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(io::read_file(cfg_path));
+  } catch (const nlohmann::json::exception& e) {
+    SLLM_FAIL("{}: invalid JSON ({})", cfg_path, e.what());
+  }
+  SLLM_CHECK(!j.contains("quantization_config"),
+             "{}: quantized checkpoints (quantization_config) are not supported yet", cfg_path);
+  auto c = model::config_from_hf(j, cfg_path);
+  LoadedModel m;
+  m.path = dir;
+  m.format = "hf";
+  m.tokenizer = tok::load_tokenizer_dir(dir);
+  HfSource src(io::SafetensorsSet::open_dir(dir), dir);
+  for (const auto* t : src.set.all()) {
+    m.file_tensor_types[io::dtype_name(t->dtype)]++;
+    m.file_bytes += t->nbytes;
+  }
+  if (c.tie_embeddings == false && src.find("lm_head.weight") == nullptr) c.tie_embeddings = true;
+  m.display_name = fs::path(dir).filename().string();
+  m.model = build_model(c, src, hf_names(), false, o);
+  return m;
+}
+
+}  // namespace
+
+at::ScalarType parse_dtype(const std::string& n) {
+  if (n == "fp32" || n == "float32" || n == "f32") return at::kFloat;
+  if (n == "bf16" || n == "bfloat16") return at::kBFloat16;
+  if (n == "fp16" || n == "float16" || n == "f16") return at::kHalf;
+  SLLM_FAIL("unknown dtype '{}': use fp32, bf16 or fp16", n);
+}
+
+at::Device parse_device(const std::string& n) {
+  try {
+    at::Device d(n);
+    SLLM_CHECK(d.is_cpu() || d.is_cuda(), "unsupported device '{}': use cpu or cuda", n);
+    return d;
+  } catch (const c10::Error&) {
+    SLLM_FAIL("unknown device '{}': use cpu, cuda or cuda:N", n);
+  }
+}
+
+LoadedModel load_model(const std::string& path, const LoadOptions& o) {
+  SLLM_CHECK(!path.empty(), "no model given: pass --model <file.gguf | hf-directory>");
+  SLLM_CHECK(fs::exists(path), "model '{}' does not exist", path);
+  if (o.device.is_cuda())
+    SLLM_CHECK(at::hasCUDA(), "device '{}' requested but no CUDA GPU is available", o.device.str());
+  if (fs::is_directory(path)) return load_hf(path, o);
+  return load_gguf(path, o);
+}
+
+void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype) {
+  SLLM_CHECK(!fs::exists(out_dir) || fs::is_empty(out_dir),
+             "output directory '{}' exists and is not empty; choose a new path", out_dir);
+  const fs::path tmp = fs::path(out_dir).string() + ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    const auto& c = m.model->config();
+    const std::string dtype_name = dtype == at::kFloat      ? "float32"
+                                   : dtype == at::kBFloat16 ? "bfloat16"
+                                                            : "float16";
+    auto cfg = model::config_to_hf(c, dtype_name);
+    io::write_file_atomic((tmp / "config.json").string(), cfg.dump(2) + "\n");
+    nlohmann::json gen = {{"do_sample", false}};
+    if (m.tokenizer->bos_id >= 0) gen["bos_token_id"] = m.tokenizer->bos_id;
+    if (m.tokenizer->eos_id >= 0) gen["eos_token_id"] = m.tokenizer->eos_id;
+    io::write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
+    std::vector<at::Tensor> keep;
+    std::vector<io::TensorToWrite> tensors;
+    const io::DType fd = dtype == at::kFloat      ? io::DType::f32
+                         : dtype == at::kBFloat16 ? io::DType::bf16
+                                                  : io::DType::f16;
+    for (const auto& [name, t] : m.model->hf_state_dict()) {
+      keep.push_back(t.to(at::kCPU, dtype).contiguous());
+      const auto& k = keep.back();
+      tensors.push_back({name, fd, k.sizes().vec(), k.data_ptr(), k.nbytes()});
+    }
+    io::write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    tok::save_hf_tokenizer(*m.tokenizer, tmp.string());
+    if (fs::exists(out_dir)) fs::remove(out_dir);
+    fs::rename(tmp, out_dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace sllm::load

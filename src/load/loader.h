@@ -1,0 +1,43 @@
+// Turns a GGUF file or a Hugging Face model directory into a Model + Tokenizer, and
+// writes a Hugging Face directory back (sllm convert). The only layer that maps file
+// tensor names onto the decoder's structure.
+#pragma once
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "model/llama.h"
+#include "tokenizer/tokenizer.h"
+
+namespace sllm::load {
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+};
+
+struct LoadedModel {
+  std::shared_ptr<const model::LlamaModel> model;
+  std::shared_ptr<const tok::Tokenizer> tokenizer;
+  std::string path;
+  std::string format;                                  // "gguf" | "hf"
+  std::map<std::string, int64_t> file_tensor_types;    // e.g. {"Q4_1": 210, "F32": 61}
+  uint64_t file_bytes = 0;                             // tensor bytes as stored in the file
+  std::string display_name;                            // general.name or directory name
+};
+
+LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
+
+// Writes config.json, model.safetensors, generation_config.json, tokenizer.json and
+// tokenizer_config.json into out_dir atomically (built in a temp dir, then renamed).
+void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype);
+
+// "fp32"|"float32", "bf16"|"bfloat16", "fp16"|"float16" -> dtype; clear error otherwise.
+at::ScalarType parse_dtype(const std::string& name);
+at::Device parse_device(const std::string& name);  // "cpu", "cuda", "cuda:1"
+
+}  // namespace sllm::load

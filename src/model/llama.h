@@ -1,0 +1,84 @@
+// The Llama-family decoder: immutable weights + config, shareable across threads.
+// Two forwards: full sequences for training/eval (autograd, no cache) and a flattened
+// batch of many sequences against the paged KV cache (inference).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+#include "model/linear.h"
+#include "model/model_config.h"
+
+namespace sllm::kv {
+class KvCache;
+}
+
+namespace sllm::model {
+
+struct DecoderLayer {
+  at::Tensor attn_norm, ffn_norm;  // [hidden]
+  Linear qkv;                      // fused q | k | v  [(H + 2*KVH) * D, hidden]
+  Linear o;                        // [hidden, H * D]
+  Linear gate_up;                  // fused gate | up  [2 * intermediate, hidden]
+  Linear down;                     // [hidden, intermediate]
+};
+
+// One engine step, flattened: N new tokens of B sequences, padded views for attention.
+// Built by the engine from block tables; the model only reads it.
+struct BatchLayout {
+  at::Tensor tokens;        // [N] int64
+  at::Tensor positions;     // [N] int64 absolute positions
+  at::Tensor slot_mapping;  // [N] int64 KV slots the new tokens are written to
+  int64_t num_seqs = 0, max_q = 0, max_kv = 0;
+  bool padded = false;      // false: every sequence has max_q new tokens, so [N] == [B*max_q]
+  at::Tensor q_gather;      // [B*max_q] index into N (padded entries -> 0); only if padded
+  at::Tensor q_scatter;     // [N] index into B*max_q; only if padded
+  at::Tensor kv_slots;      // [B*max_kv] slots to read (padded -> 0)
+  at::Tensor attn_mask;     // [B, 1, max_q, max_kv] additive, or undefined if none is needed
+  at::Tensor logits_index;  // [M] rows of N whose logits are wanted
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(ModelConfig config, at::Tensor embed, std::vector<DecoderLayer> layers,
+             at::Tensor final_norm, Linear lm_head);
+
+  const ModelConfig& config() const { return config_; }
+  at::ScalarType dtype() const { return embed_.scalar_type(); }
+  at::Device device() const { return embed_.device(); }
+
+  // ids [B, T] -> logits [B, T, vocab] (fp32). Causal, positions 0..T-1, no cache.
+  at::Tensor forward_full(const at::Tensor& ids) const;
+  // One inference step; returns logits [M, vocab] (fp32) for layout.logits_index.
+  at::Tensor forward_step(const BatchLayout& layout, kv::KvCache& cache) const;
+
+  // Named tensors in Hugging Face naming (fused weights split back), for export.
+  std::vector<std::pair<std::string, at::Tensor>> hf_state_dict() const;
+  // Parameter memory in bytes and a per-format summary ("dense Float: 272 tensors").
+  uint64_t weight_bytes() const;
+  const std::vector<DecoderLayer>& layers() const { return layers_; }
+  const at::Tensor& embed() const { return embed_; }
+  const Linear& lm_head() const { return lm_head_; }
+
+  // Returns a copy with every weight converted to dtype / moved to device.
+  LlamaModel to(at::ScalarType dtype, at::Device device) const;
+
+ private:
+  at::Tensor rope_cos_sin(const at::Tensor& positions, at::Tensor* sin) const;
+  at::Tensor attention_step(const at::Tensor& q, const at::Tensor& k_all, const at::Tensor& v_all,
+                            const BatchLayout& layout) const;
+
+  ModelConfig config_;
+  at::Tensor embed_;
+  std::vector<DecoderLayer> layers_;
+  at::Tensor final_norm_;
+  Linear lm_head_;
+  at::Tensor inv_freq_;  // [head_dim/2] fp32, scaled per rope_scaling
+};
+
+// Inverse frequencies with rope scaling applied (none, linear, llama3) as transformers does.
+at::Tensor rope_inv_freq(const ModelConfig& c);
+
+}  // namespace sllm::model

@@ -1,0 +1,130 @@
+#include "ops/ops.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+
+#include "core/error.h"
+#include "kernels/cpu/fused.h"
+#ifdef SLLM_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "kernels/cuda/fused.h"
+#endif
+
+namespace sllm::ops {
+namespace {
+// Fused kernels have no backward: autograd paths use the reference ops.
+bool cpu_f32(const at::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() &&
+         !(t.requires_grad() && at::GradMode::is_enabled());
+}
+// Grain size: enough rows per task that thread wake-up does not dominate.
+#ifdef SLLM_HAVE_CUDA
+bool cuda_ok(const at::Tensor& t) {
+  return t.is_cuda() && t.is_contiguous() &&
+         (t.scalar_type() == at::kFloat || t.scalar_type() == at::kHalf ||
+          t.scalar_type() == at::kBFloat16) &&
+         !(t.requires_grad() && at::GradMode::is_enabled());
+}
+kernels::cuda::DType cuda_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat  ? kernels::cuda::DType::f32
+         : t.scalar_type() == at::kHalf ? kernels::cuda::DType::f16
+                                        : kernels::cuda::DType::bf16;
+}
+void check_launch(int rc, const char* what) {
+  SLLM_CHECK(rc == 0, "CUDA kernel {} failed to launch (cudaError {})", what, rc);
+}
+#endif
+int64_t grain(int64_t row_elems) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_elems)); }
+}  // namespace
+
+namespace ref {
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  auto xf = x.to(at::kFloat);
+  auto var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (xf * at::rsqrt(var + eps)).to(x.scalar_type());
+}
+at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  auto c = cos.unsqueeze(1).to(x.scalar_type());
+  auto s = sin.unsqueeze(1).to(x.scalar_type());
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
+}
+at::Tensor silu_mul(const at::Tensor& gu) {
+  auto parts = gu.chunk(2, -1);
+  return at::silu(parts[0]) * parts[1];
+}
+}  // namespace ref
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  SLLM_CHECK(x.size(-1) == weight.size(0), "rms_norm: width {} != weight {}", x.size(-1), weight.size(0));
+#ifdef SLLM_HAVE_CUDA
+  if (cuda_ok(x) && cuda_ok(weight) && x.scalar_type() == weight.scalar_type()) {
+    auto out = at::empty_like(x);
+    const int64_t dim = x.size(-1);
+    check_launch(kernels::cuda::rms_norm(x.data_ptr(), weight.data_ptr(), out.data_ptr(),
+                                         x.numel() / dim, dim, static_cast<float>(eps),
+                                         cuda_dtype(x), at::cuda::getCurrentCUDAStream().stream()),
+                 "rms_norm");
+    return out;
+  }
+#endif
+  if (!cpu_f32(x) || !cpu_f32(weight)) return ref::rms_norm(x, weight, eps);
+  auto out = at::empty_like(x);
+  const int64_t dim = x.size(-1), rows = x.numel() / dim;
+  const float* xp = x.data_ptr<float>();
+  const float* wp = weight.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, rows, grain(dim), [&](int64_t r0, int64_t r1) {
+    kernels::cpu::rms_norm_f32(xp, wp, op, r0, r1, dim, static_cast<float>(eps));
+  });
+  return out;
+}
+
+at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  SLLM_CHECK(x.dim() == 3 && cos.size(0) == x.size(0) && cos.size(1) * 2 == x.size(2),
+             "rope: bad shapes x {} cos {}", c10::str(x.sizes()), c10::str(cos.sizes()));
+  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || !cpu_f32(cos) || !cpu_f32(sin) ||
+      (x.requires_grad() && at::GradMode::is_enabled()))
+    return ref::rope(x, cos, sin);
+  auto out = x.contiguous();
+  if (out.data_ptr() == x.data_ptr()) out = out.clone();
+  const int64_t tokens = x.size(0), heads = x.size(1), hd = x.size(2);
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, tokens, grain(heads * hd), [&](int64_t t0, int64_t t1) {
+    kernels::cpu::rope_neox_f32(op, cos.data_ptr<float>(), sin.data_ptr<float>(), t0, t1, heads, hd,
+                                heads * hd);
+  });
+  return out;
+}
+
+at::Tensor silu_mul(const at::Tensor& gu) {
+#ifdef SLLM_HAVE_CUDA
+  if (cuda_ok(gu)) {
+    auto sizes = gu.sizes().vec();
+    const int64_t inter = sizes.back() / 2;
+    sizes.back() = inter;
+    auto out = at::empty(sizes, gu.options());
+    check_launch(kernels::cuda::silu_mul(gu.data_ptr(), out.data_ptr(), gu.numel() / (2 * inter),
+                                         inter, cuda_dtype(gu),
+                                         at::cuda::getCurrentCUDAStream().stream()),
+                 "silu_mul");
+    return out;
+  }
+#endif
+  if (!cpu_f32(gu)) return ref::silu_mul(gu);
+  const int64_t inter = gu.size(-1) / 2, rows = gu.numel() / gu.size(-1);
+  auto sizes = gu.sizes().vec();
+  sizes.back() = inter;
+  auto out = at::empty(sizes, gu.options());
+  const float* gp = gu.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, rows, grain(2 * inter), [&](int64_t r0, int64_t r1) {
+    kernels::cpu::silu_mul_f32(gp, op, r0, r1, inter);
+  });
+  return out;
+}
+
+}  // namespace sllm::ops

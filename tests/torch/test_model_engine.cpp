@@ -1,0 +1,164 @@
+// Decoder forwards and the batched engine on tiny random models.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "engine/engine.h"
+#include "kv/kv_cache.h"
+#include "tiny_model.h"
+
+using namespace sllm;
+
+namespace {
+
+// Greedy continuation recomputed from scratch with the full (no-cache) forward.
+std::vector<int32_t> greedy_reference(const model::LlamaModel& m, std::vector<int32_t> ids, int n) {
+  at::NoGradGuard g;
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    std::vector<int64_t> v(ids.begin(), ids.end());
+    auto logits = m.forward_full(at::tensor(v, at::kLong).unsqueeze(0));
+    const int32_t next = static_cast<int32_t>(logits[0][-1].argmax().item<int64_t>());
+    out.push_back(next);
+    ids.push_back(next);
+  }
+  return out;
+}
+
+engine::Request greedy_request(std::vector<int32_t> prompt, int n) {
+  engine::Request r;
+  r.prompt = std::move(prompt);
+  r.params.temperature = 0;
+  r.params.max_new_tokens = n;
+  r.params.ignore_eos = true;
+  return r;
+}
+
+std::vector<int32_t> random_prompt(int len, uint64_t seed) {
+  std::vector<int32_t> p;
+  uint64_t x = seed * 2654435761u + 1;
+  for (int i = 0; i < len; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    p.push_back(static_cast<int32_t>((x >> 33) % 256));
+  }
+  return p;
+}
+
+class ModelVariants : public ::testing::TestWithParam<std::tuple<int64_t, bool, bool>> {};
+
+TEST_P(ModelVariants, StepPrefillMatchesFullForward) {
+  auto [kv_heads, bias, tied] = GetParam();
+  auto m = testing::tiny_model(testing::tiny_config(kv_heads, bias, tied));
+  const auto& c = m->config();
+  kv::KvCache cache({c.num_layers, c.num_kv_heads, c.head_dim, 8, 16}, at::kFloat, at::kCPU);
+  auto s = cache.manager().add_sequence();
+  const int64_t T = 21;
+  cache.manager().append(s, T);
+  auto ids = at::randint(0, 256, {T}, at::kLong);
+  model::BatchLayout lay;
+  lay.tokens = ids;
+  lay.positions = at::arange(T, at::kLong);
+  lay.slot_mapping = at::empty({T}, at::kLong);
+  cache.manager().slots(s, 0, T, lay.slot_mapping.data_ptr<int64_t>());
+  lay.kv_slots = lay.slot_mapping.clone();
+  lay.num_seqs = 1;
+  lay.max_q = T;
+  lay.max_kv = T;
+  lay.attn_mask = at::full({T, T}, -INFINITY).triu(1).view({1, 1, T, T});
+  lay.logits_index = at::arange(T, at::kLong);
+  at::NoGradGuard g;
+  auto step = m->forward_step(lay, cache);
+  auto full = m->forward_full(ids.unsqueeze(0))[0];
+  EXPECT_TRUE(at::allclose(step, full, 1e-4, 1e-5)) << (step - full).abs().max().item<float>();
+}
+
+TEST_P(ModelVariants, EngineGreedyMatchesRecomputation) {
+  auto [kv_heads, bias, tied] = GetParam();
+  auto m = testing::tiny_model(testing::tiny_config(kv_heads, bias, tied), 3);
+  engine::EngineOptions o;
+  o.max_step_tokens = 7;  // forces chunked prefill
+  engine::Engine eng(m, testing::tiny_tokenizer(), o);
+  auto prompt = random_prompt(19, 5);
+  auto res = eng.generate({greedy_request(prompt, 12)});
+  EXPECT_EQ(res[0].tokens, greedy_reference(*m, prompt, 12));
+  EXPECT_EQ(res[0].finish_reason, "length");
+}
+
+INSTANTIATE_TEST_SUITE_P(Model, ModelVariants,
+                         ::testing::Values(std::make_tuple(2, false, true),   // GQA
+                                           std::make_tuple(1, false, true),   // MQA
+                                           std::make_tuple(4, true, false),   // MHA, bias, untied
+                                           std::make_tuple(2, true, true)));
+
+TEST(ModelEngine, BatchedEqualsAlone) {
+  auto m = testing::tiny_model(testing::tiny_config(), 11);
+  auto tok = testing::tiny_tokenizer();
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back(random_prompt(3 + 5 * i, 100 + i));
+  std::vector<engine::Request> reqs;
+  for (auto& p : prompts) reqs.push_back(greedy_request(p, 10 + static_cast<int>(p.size() % 7)));
+  engine::EngineOptions o;
+  o.max_step_tokens = 64;
+  engine::Engine batched(m, tok, o);
+  auto together = batched.generate(std::move(reqs));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    engine::Engine alone(m, tok, o);
+    auto r = alone.generate({greedy_request(prompts[i], 10 + static_cast<int>(prompts[i].size() % 7))});
+    EXPECT_EQ(together[i].tokens, r[0].tokens) << "prompt " << i;
+  }
+  EXPECT_EQ(batched.cache().manager().stats().used_blocks, 0);
+  EXPECT_GT(batched.stats().peak_kv_blocks, 0);
+}
+
+TEST(ModelEngine, StopStringAndLength) {
+  auto m = testing::tiny_model(testing::tiny_config(), 2);
+  auto tok = testing::tiny_tokenizer();
+  auto prompt = random_prompt(9, 1);
+  engine::Engine eng(m, tok);
+  auto free_run = eng.generate({greedy_request(prompt, 16)})[0];
+  ASSERT_EQ(free_run.tokens.size(), 16u);
+  // Stop on two characters from the middle of the free-running text.
+  const std::string& text = free_run.text;
+  size_t a = text.size() / 2;
+  while (a > 0 && (static_cast<uint8_t>(text[a]) & 0xC0) == 0x80) --a;
+  size_t b = a + 1;
+  while (b < text.size() && (static_cast<uint8_t>(text[b]) & 0xC0) == 0x80) ++b;
+  const std::string stop = text.substr(a, b - a);
+  ASSERT_FALSE(stop.empty());
+  auto r = greedy_request(prompt, 16);
+  r.params.stop = {stop};
+  std::string streamed;
+  r.on_text = [&](const std::string& s) { streamed += s; };
+  auto stopped = eng.generate({std::move(r)})[0];
+  EXPECT_EQ(stopped.finish_reason, "stop");
+  EXPECT_EQ(stopped.text, text.substr(0, text.find(stop)));
+  EXPECT_EQ(streamed, stopped.text);
+}
+
+TEST(ModelEngine, BadRequestsAreErrors) {
+  auto m = testing::tiny_model(testing::tiny_config());
+  engine::EngineOptions o;
+  o.context = 32;
+  engine::Engine eng(m, testing::tiny_tokenizer(), o);
+  EXPECT_THROW(eng.submit(greedy_request({}, 4)), Error);
+  EXPECT_THROW(eng.submit(greedy_request(random_prompt(40, 1), 4)), Error);
+  auto r = greedy_request(random_prompt(4, 1), 4);
+  r.params.top_p = 0;
+  EXPECT_THROW(eng.submit(r), Error);
+  // A prompt near the context end is cut at the context with finish_reason "length".
+  auto near = eng.generate({greedy_request(random_prompt(28, 2), 100)})[0];
+  EXPECT_EQ(near.tokens.size(), 4u);
+  EXPECT_EQ(near.finish_reason, "length");
+}
+
+TEST(ModelEngine, Bf16CloseToFp32) {
+  auto m = testing::tiny_model(testing::tiny_config(), 4);
+  auto mb = m->to(at::kBFloat16, at::kCPU);
+  auto ids = at::randint(0, 256, {1, 16}, at::kLong);
+  at::NoGradGuard g;
+  auto a = m->forward_full(ids), b = mb.forward_full(ids);
+  EXPECT_LT((a - b).abs().max().item<float>(), 0.15f);
+  EXPECT_EQ(b.scalar_type(), at::kFloat);
+}
+
+}  // namespace

@@ -1,0 +1,121 @@
+// Every fused op against its plain-libtorch reference, over {cpu, cuda} x {fp32, bf16, fp16}.
+// CUDA cases skip on machines without a GPU.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "engine/sampler.h"
+#include "model/llama.h"
+#include "ops/ops.h"
+
+using namespace sllm;
+
+namespace {
+
+struct OpCase {
+  const char* device;
+  at::ScalarType dtype;
+  double tol;
+};
+
+class OpsParity : public ::testing::TestWithParam<OpCase> {
+ protected:
+  void SetUp() override {
+    if (std::string(GetParam().device) == "cuda" && !at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU";
+    if (std::string(GetParam().device) == "cpu" && GetParam().dtype == at::kHalf)
+      GTEST_SKIP() << "fp16 is a CUDA-only dtype in sllm";
+  }
+  at::Tensor rnd(std::vector<int64_t> s) {
+    return at::randn(s).to(at::Device(GetParam().device), GetParam().dtype);
+  }
+  void expect_close(const at::Tensor& a, const at::Tensor& b) {
+    auto d = (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>();
+    EXPECT_LE(d, GetParam().tol) << "max abs diff " << d;
+  }
+};
+
+TEST_P(OpsParity, RmsNorm) {
+  auto x = rnd({7, 3, 576}), w = rnd({576});
+  expect_close(ops::rms_norm(x, w, 1e-5), ops::ref::rms_norm(x, w, 1e-5));
+}
+
+TEST_P(OpsParity, Rope) {
+  auto x = rnd({5, 9, 64});
+  auto pos = at::arange(5, at::kFloat).unsqueeze(1) * at::rand({32});
+  auto cos = pos.cos().to(x.device()), sin = pos.sin().to(x.device());
+  expect_close(ops::rope(x, cos, sin), ops::ref::rope(x, cos, sin));
+}
+
+TEST_P(OpsParity, SiluMul) {
+  auto gu = rnd({6, 2 * 1536});
+  expect_close(ops::silu_mul(gu), ops::ref::silu_mul(gu));
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, OpsParity,
+                         ::testing::Values(OpCase{"cpu", at::kFloat, 1e-5}, OpCase{"cpu", at::kBFloat16, 2e-2},
+                                           OpCase{"cpu", at::kHalf, 1e-2}, OpCase{"cuda", at::kFloat, 1e-5},
+                                           OpCase{"cuda", at::kBFloat16, 3e-2},
+                                           OpCase{"cuda", at::kHalf, 5e-3}),
+                         [](const auto& info) {
+                           return std::string(info.param.device) + "_" +
+                                  std::string(c10::toString(info.param.dtype));
+                         });
+
+TEST(OpsRope, Llama3ScalingKeepsHighFrequencies) {
+  model::ModelConfig c;
+  c.head_dim = 64;
+  c.rope_theta = 500000;
+  auto plain = model::rope_inv_freq(c);
+  c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 8192};
+  auto scaled = model::rope_inv_freq(c);
+  EXPECT_FLOAT_EQ(scaled[0].item<float>(), plain[0].item<float>());          // short wavelength kept
+  EXPECT_NEAR(scaled[31].item<float>(), plain[31].item<float>() / 8, 1e-12);  // long one divided
+  c.rope_scaling = {"linear", 2.0, 1.0, 4.0, 8192};
+  EXPECT_TRUE(at::allclose(model::rope_inv_freq(c), plain / 2));
+}
+
+TEST(Sampler, GreedyAndTopK1AreArgmax) {
+  std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.9f};
+  engine::SamplingParams p;
+  p.temperature = 0;
+  EXPECT_EQ(engine::Sampler(p).sample(logits.data(), 4, {}), 1);
+  p.temperature = 1.0;
+  p.top_k = 1;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    p.seed = seed;
+    auto l = logits;
+    EXPECT_EQ(engine::Sampler(p).sample(l.data(), 4, {}), 1);
+  }
+}
+
+TEST(Sampler, TopPMinPRestrictSupportAndSeedRepeats) {
+  std::vector<float> base = {3.0f, 2.9f, 0.0f, -1.0f, -2.0f};
+  engine::SamplingParams p;
+  p.temperature = 1.0;
+  p.top_p = 0.8;  // the two leading tokens hold ~0.86 of the mass
+  engine::Sampler s(p), s2(p);
+  for (int i = 0; i < 200; ++i) {
+    auto l = base, l2 = base;
+    const int32_t t = s.sample(l.data(), 5, {});
+    EXPECT_TRUE(t == 0 || t == 1);
+    EXPECT_EQ(t, s2.sample(l2.data(), 5, {}));  // same seed, same draws
+  }
+  p.top_p = 1.0;
+  p.min_p = 0.5;  // keeps tokens with p >= 0.5 * p_max: tokens 0 and 1
+  engine::Sampler m(p);
+  for (int i = 0; i < 200; ++i) {
+    auto l = base;
+    const int32_t t = m.sample(l.data(), 5, {});
+    EXPECT_TRUE(t == 0 || t == 1);
+  }
+}
+
+TEST(Sampler, RepetitionPenaltyAsTransformers) {
+  std::vector<float> logits = {2.0f, 1.8f, -1.0f};
+  engine::SamplingParams p;
+  p.temperature = 0;
+  p.repetition_penalty = 1.5;  // 2.0 -> 1.333 (seen), so 1.8 wins
+  EXPECT_EQ(engine::Sampler(p).sample(logits.data(), 3, {0, 0, 2}), 1);
+  EXPECT_FLOAT_EQ(logits[2], -1.5f);  // negative logits are multiplied
+}
+
+}  // namespace
