@@ -28,6 +28,9 @@ endif()
 find_package(Torch REQUIRED)
 add_library(sllm_torch_deps INTERFACE)
 target_link_libraries(sllm_torch_deps INTERFACE ${TORCH_LIBRARIES})
+# libtorch.so exports its own (broken) copy of std::filesystem; putting libstdc++ first in
+# the NEEDED list makes the dynamic linker bind those symbols to libstdc++'s copy.
+target_link_options(sllm_torch_deps INTERFACE "LINKER:--no-as-needed" "-lstdc++")
 target_include_directories(sllm_torch_deps INTERFACE ${TORCH_INCLUDE_DIRS})
 # torch/include ships its own fmt (v12), which shadows the system fmt for every libtorch
 # translation unit: use it header-only there. The libtorch-free layers keep the system

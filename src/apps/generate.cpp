@@ -87,7 +87,8 @@ int run_generate(const nlohmann::json& cfg) {
     if (!json_out) continue;
     nlohmann::json j = {{"prompt", prompts[i]},        {"text", r.text},
                         {"tokens", r.tokens},          {"finish_reason", r.finish_reason},
-                        {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.tokens.size()}};
+                        {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.tokens.size()},
+                        {"first_token_ms", r.first_token_ms}, {"total_ms", r.total_ms}};
     out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   if (!json_out) {

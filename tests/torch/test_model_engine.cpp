@@ -48,7 +48,7 @@ class ModelVariants : public ::testing::TestWithParam<std::tuple<int64_t, bool, 
 
 TEST_P(ModelVariants, StepPrefillMatchesFullForward) {
   auto [kv_heads, bias, tied] = GetParam();
-  auto m = testing::tiny_model(testing::tiny_config(kv_heads, bias, tied));
+  auto m = fixtures::tiny_model(fixtures::tiny_config(kv_heads, bias, tied));
   const auto& c = m->config();
   kv::KvCache cache({c.num_layers, c.num_kv_heads, c.head_dim, 8, 16}, at::kFloat, at::kCPU);
   auto s = cache.manager().add_sequence();
@@ -74,10 +74,10 @@ TEST_P(ModelVariants, StepPrefillMatchesFullForward) {
 
 TEST_P(ModelVariants, EngineGreedyMatchesRecomputation) {
   auto [kv_heads, bias, tied] = GetParam();
-  auto m = testing::tiny_model(testing::tiny_config(kv_heads, bias, tied), 3);
+  auto m = fixtures::tiny_model(fixtures::tiny_config(kv_heads, bias, tied), 3);
   engine::EngineOptions o;
   o.max_step_tokens = 7;  // forces chunked prefill
-  engine::Engine eng(m, testing::tiny_tokenizer(), o);
+  engine::Engine eng(m, fixtures::tiny_tokenizer(), o);
   auto prompt = random_prompt(19, 5);
   auto res = eng.generate({greedy_request(prompt, 12)});
   EXPECT_EQ(res[0].tokens, greedy_reference(*m, prompt, 12));
@@ -91,8 +91,8 @@ INSTANTIATE_TEST_SUITE_P(Model, ModelVariants,
                                            std::make_tuple(2, true, true)));
 
 TEST(ModelEngine, BatchedEqualsAlone) {
-  auto m = testing::tiny_model(testing::tiny_config(), 11);
-  auto tok = testing::tiny_tokenizer();
+  auto m = fixtures::tiny_model(fixtures::tiny_config(), 11);
+  auto tok = fixtures::tiny_tokenizer();
   std::vector<std::vector<int32_t>> prompts;
   for (int i = 0; i < 8; ++i) prompts.push_back(random_prompt(3 + 5 * i, 100 + i));
   std::vector<engine::Request> reqs;
@@ -111,8 +111,8 @@ TEST(ModelEngine, BatchedEqualsAlone) {
 }
 
 TEST(ModelEngine, StopStringAndLength) {
-  auto m = testing::tiny_model(testing::tiny_config(), 2);
-  auto tok = testing::tiny_tokenizer();
+  auto m = fixtures::tiny_model(fixtures::tiny_config(), 2);
+  auto tok = fixtures::tiny_tokenizer();
   auto prompt = random_prompt(9, 1);
   engine::Engine eng(m, tok);
   auto free_run = eng.generate({greedy_request(prompt, 16)})[0];
@@ -136,10 +136,10 @@ TEST(ModelEngine, StopStringAndLength) {
 }
 
 TEST(ModelEngine, BadRequestsAreErrors) {
-  auto m = testing::tiny_model(testing::tiny_config());
+  auto m = fixtures::tiny_model(fixtures::tiny_config());
   engine::EngineOptions o;
   o.context = 32;
-  engine::Engine eng(m, testing::tiny_tokenizer(), o);
+  engine::Engine eng(m, fixtures::tiny_tokenizer(), o);
   EXPECT_THROW(eng.submit(greedy_request({}, 4)), Error);
   EXPECT_THROW(eng.submit(greedy_request(random_prompt(40, 1), 4)), Error);
   auto r = greedy_request(random_prompt(4, 1), 4);
@@ -152,7 +152,7 @@ TEST(ModelEngine, BadRequestsAreErrors) {
 }
 
 TEST(ModelEngine, Bf16CloseToFp32) {
-  auto m = testing::tiny_model(testing::tiny_config(), 4);
+  auto m = fixtures::tiny_model(fixtures::tiny_config(), 4);
   auto mb = m->to(at::kBFloat16, at::kCPU);
   auto ids = at::randint(0, 256, {1, 16}, at::kLong);
   at::NoGradGuard g;

@@ -8,7 +8,7 @@
 #include "model/llama.h"
 #include "tokenizer/tokenizer.h"
 
-namespace sllm::testing {
+namespace sllm::fixtures {
 
 inline model::ModelConfig tiny_config(int64_t kv_heads = 2, bool bias = false, bool tied = true) {
   model::ModelConfig c;
@@ -80,4 +80,4 @@ inline std::shared_ptr<tok::Tokenizer> tiny_tokenizer() {
   return std::shared_ptr<tok::Tokenizer>(tok::make_bpe_from_gguf(v));
 }
 
-}  // namespace sllm::testing
+}  // namespace sllm::fixtures
