@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   sllm::log::init();
   CLI::App app{"sllm: small language models on your own machine"};
   app.require_subcommand(1);
+  app.fallthrough();  // --log-level works before or after the subcommand
   app.set_version_flag("--version", "sllm 0.1.0");
   std::string log_level;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off (env SLLM_LOG_LEVEL)");

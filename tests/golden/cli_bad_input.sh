@@ -1,1 +1,63 @@
 #!/usr/bin/env bash
+# Bad input through the real binary: every case must print one "error: ..." line and exit
+# with status 1 -- never a crash (signal), never a success.
+set -u
+BIN=$1
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+MODEL=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -f "$MODEL" ] || { echo "missing $MODEL: run scripts/setup.sh"; exit 1; }
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0; passes=0
+
+expect_error() {  # name, expected substring, command...
+  local name=$1 want=$2; shift 2
+  "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  local lines; lines=$(grep -c '^error: ' "$T/err")
+  if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$want" "$T/err"; then
+    passes=$((passes + 1)); echo "ok   $name: $(grep '^error: ' "$T/err" | cut -c1-150)"
+  else
+    fails=$((fails + 1)); echo "FAIL $name (exit $rc, wanted '$want')"; tail -5 "$T/err"
+  fi
+}
+
+head -c 1000000 "$MODEL" > "$T/truncated.gguf"
+head -c 20 "$MODEL" > "$T/header_only.gguf"
+cp "$MODEL" "$T/bad_version.gguf"; printf '\x09' | dd of="$T/bad_version.gguf" bs=1 seek=4 conv=notrunc 2>/dev/null
+printf 'GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\x7f\x00\x00\x00\x00\x00\x00\x00\x00' > "$T/huge_count.gguf"
+echo "not a model" > "$T/text.gguf"
+
+expect_error "missing model" "does not exist" "$BIN" info --model "$T/nope.gguf"
+expect_error "truncated gguf" "truncated" "$BIN" info --model "$T/truncated.gguf"
+expect_error "header-only gguf" "GGUF" "$BIN" info --model "$T/header_only.gguf"
+expect_error "unsupported gguf version" "version" "$BIN" info --model "$T/bad_version.gguf"
+expect_error "absurd tensor count" "GGUF" "$BIN" info --model "$T/huge_count.gguf"
+expect_error "not a gguf" "GGUF" "$BIN" info --model "$T/text.gguf"
+
+"$BIN" convert --model "$MODEL" --out "$T/hf" --log-level error || { echo "FAIL convert"; exit 1; }
+mkdir -p "$T/hf_trunc" "$T/hf_notok" "$T/hf_badcfg" "$T/hf_hdr"
+cp "$T/hf/config.json" "$T/hf/tokenizer.json" "$T/hf/tokenizer_config.json" "$T/hf_trunc/"
+head -c 5000000 "$T/hf/model.safetensors" > "$T/hf_trunc/model.safetensors"
+cp "$T/hf/config.json" "$T/hf/model.safetensors" "$T/hf_notok/"
+cp "$T/hf/"* "$T/hf_badcfg/"; sed -i 's/"hidden_size": 576/"hidden_size": "wide"/' "$T/hf_badcfg/config.json"
+cp "$T/hf/"* "$T/hf_hdr/"; printf '\xff\xff\xff\xff\xff\xff\xff\x00' | dd of="$T/hf_hdr/model.safetensors" bs=1 conv=notrunc 2>/dev/null
+expect_error "truncated safetensors" "model.safetensors" "$BIN" info --model "$T/hf_trunc"
+expect_error "header length past the file" "model.safetensors" "$BIN" info --model "$T/hf_hdr"
+expect_error "missing tokenizer" "tokenizer" "$BIN" info --model "$T/hf_notok"
+expect_error "wrong config.json type" "hidden_size" "$BIN" info --model "$T/hf_badcfg"
+
+printf 'sampling:\n  temperature: hot\n  top_kk: 3\n' > "$T/bad.yaml"
+expect_error "config wrong type + unknown key" "top_kk" "$BIN" generate --model "$MODEL" --prompt hi --config "$T/bad.yaml"
+expect_error "bad override" "sampling.temperature" "$BIN" generate --model "$MODEL" --prompt hi sampling.temperature=warm
+expect_error "empty prompt" "empty" "$BIN" generate --model "$MODEL" --prompt ""
+expect_error "prompt longer than context" "context" "$BIN" generate --model "$MODEL" --ctx 16 --chat-template false \
+  --prompt "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen"
+printf '{"prompt": "ok"}\n{"prompt": \n' > "$T/bad.jsonl"
+expect_error "malformed jsonl line" "bad.jsonl:2" "$BIN" generate --model "$MODEL" --prompt-file "$T/bad.jsonl"
+expect_error "bad dtype" "dtype" "$BIN" info --model "$MODEL" --dtype fp8
+expect_error "convert onto existing dir" "not empty" "$BIN" convert --model "$MODEL" --out "$T/hf"
+expect_error "ppl file too short" "at least 2 tokens" "$BIN" eval --model "$MODEL" --ppl /dev/null
+
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
