@@ -32,8 +32,8 @@ MAX_POSITIONS = 1024
 VOCAB_TARGET = 400
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-# The pre-tokenizer regex Qwen2's tokenizer.json uses (written out here for the optional
-# "qwen2" pre-tokenizer: a Split step followed by a ByteLevel step without its own regex).
+# The pre-tokenizer regex of Qwen2's tokenizer.json (for the "qwen2" pre-tokenizer: NFC, then
+# a Split step, then a ByteLevel step without its own regex).
 QWEN2_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -49,12 +49,16 @@ CHATML_TEMPLATE = (
 def train_tokenizer(corpus: Path, vocab_size: int = VOCAB_TARGET, pretok: str = "bytelevel",
                     add_bos: bool = False):
     """A deterministic byte-level BPE (tokenizers library) trained on `corpus`."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers,
+                            processors, trainers)
 
     tk = Tokenizer(models.BPE())
     if pretok == "bytelevel":
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     elif pretok == "qwen2":
+        # As Qwen2's tokenizer.json: NFC normalizer, regex Split, ByteLevel without a regex.
+        # (transformers' Qwen2Tokenizer adds the NFC step itself, whatever tokenizer.json says.)
+        tk.normalizer = normalizers.NFC()
         tk.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
