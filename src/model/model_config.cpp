@@ -78,8 +78,17 @@ ModelConfig config_from_hf(const nlohmann::json& j, const std::string& source) {
   c.attention_bias = opt<bool>(j, "attention_bias", model_type == "qwen2", source);
   c.bos_token_id = first_id(j, "bos_token_id");
   c.eos_token_id = first_id(j, "eos_token_id");
-  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
-    const auto& rs = j["rope_scaling"];
+  // transformers >= 5 writes theta and scaling under "rope_parameters", older versions
+  // under "rope_theta" + "rope_scaling"; read whichever names a scaling type.
+  const char* scaling_key = nullptr;
+  for (const char* k : {"rope_parameters", "rope_scaling"}) {
+    if (j.contains(k) && j[k].is_object() && (j[k].contains("rope_type") || j[k].contains("type"))) {
+      scaling_key = k;
+      break;
+    }
+  }
+  if (scaling_key) {
+    const auto& rs = j[scaling_key];
     std::string type = rs.value("rope_type", rs.value("type", std::string("none")));
     if (type == "default") type = "none";
     c.rope_scaling.type = type;

@@ -1,5 +1,9 @@
 #include "tokenizer/bpe.h"
 
+#include <utf8proc.h>
+
+#include <cstdlib>
+
 #include <algorithm>
 #include <queue>
 
@@ -159,7 +163,17 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool parse_spec
       out.push_back(seg.id);
       continue;
     }
-    for (const auto& w : pretok_.split(seg.text)) encode_word(w, out);
+    if (!d_.nfc) {
+      for (const auto& w : pretok_.split(seg.text)) encode_word(w, out);
+      continue;
+    }
+    // NFC as the tokenizer.json normalizer asks; invalid UTF-8 is left as it is.
+    std::string text(seg.text);
+    if (auto* n = utf8proc_NFC(reinterpret_cast<const utf8proc_uint8_t*>(text.c_str()))) {
+      text = reinterpret_cast<const char*>(n);
+      std::free(n);
+    }
+    for (const auto& w : pretok_.split(text)) encode_word(w, out);
   }
   return out;
 }

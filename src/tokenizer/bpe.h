@@ -23,6 +23,7 @@ struct BpeData {
   std::vector<PreTokStep> pretok;
   bool ignore_merges = false;     // a word that is itself in the vocab skips merging (Llama-3)
   bool added_decode_raw = false;  // llama.cpp: control/user-defined tokens decode as their text
+  bool nfc = false;               // tokenizer.json NFC normalizer (Qwen2): text is NFC'd first
   int32_t bos_id = -1, eos_id = -1, pad_id = -1, unk_id = -1;
   bool add_bos = false;
   std::string chat_template;

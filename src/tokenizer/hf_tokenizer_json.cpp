@@ -134,19 +134,17 @@ void check_decoder(const json& j, const std::string& path) {
             type);
 }
 
-void check_normalizer(const json& j, const std::string& path) {
-  if (j.is_null()) return;
+// Returns whether the text is NFC-normalized first (the only normalizer supported).
+bool parse_normalizer(const json& j, const std::string& path) {
+  if (j.is_null()) return false;
   const std::string type = j.value("type", "");
   if (type == "Sequence") {
-    for (const auto& sub : j.at("normalizers")) check_normalizer(sub, path);
-    return;
+    bool nfc = false;
+    for (const auto& sub : j.at("normalizers")) nfc |= parse_normalizer(sub, path);
+    return nfc;
   }
-  if (type == "NFC") {
-    // Qwen2 uses NFC; most text is already NFC, so treat it as a no-op rather than refuse.
-    log::debug("tokenizer: '{}': NFC normalizer treated as a no-op", path);
-    return;
-  }
-  SLLM_FAIL("tokenizer: '{}': normalizer type '{}' is not supported", path, type);
+  if (type == "NFC") return true;
+  SLLM_FAIL("tokenizer: '{}': normalizer type '{}' is not supported (only NFC is)", path, type);
 }
 
 // A BOS token added by a TemplateProcessing post-processor ("single" starting with it).
@@ -211,10 +209,11 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path,
   if (m.contains("dropout") && m["dropout"].is_number() && m["dropout"].get<double>() > 0)
     log::warn("tokenizer: '{}': BPE dropout ignored", path);
 
-  check_normalizer(j.value("normalizer", json()), path);
+  const bool nfc = parse_normalizer(j.value("normalizer", json()), path);
   check_decoder(j.value("decoder", json()), path);
 
   BpeData d;
+  d.nfc = nfc;
   SLLM_CHECK(j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null(),
              "tokenizer: '{}': no pre_tokenizer (byte-level BPE needs a ByteLevel pre-tokenizer)",
              path);
@@ -370,7 +369,7 @@ std::string bpe_tokenizer_json(const BpeTokenizer& t) {
   out.reserve(d.pieces.size() * 24 + d.merges.size() * 20);
   out += "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n";
   out += "  \"added_tokens\": " + added.dump() + ",\n";
-  out += "  \"normalizer\": null,\n";
+  out += d.nfc ? "  \"normalizer\": {\"type\": \"NFC\"},\n" : "  \"normalizer\": null,\n";
   out += "  \"pre_tokenizer\": " + pretok_to_json(d.pretok).dump() + ",\n";
   out += "  \"post_processor\": " + post.dump() + ",\n";
   out += "  \"decoder\": " + decoder.dump() + ",\n";

@@ -2,6 +2,7 @@
 """Compare sllm with Hugging Face transformers: perplexity, greedy tokens, tokenizer ids, convert.
 
     check_parity.py --sllm build/sllm --suite default|tiny|all [--out-dir DIR] [--model GGUF]
+                    [--threads N]
 
 Suites
   default  the default model (models/SmolLM2-135M-Instruct.Q4_1.gguf, loaded by transformers'
@@ -143,9 +144,13 @@ def parse_json_output(text: str):
 
 
 class Sllm:
-    def __init__(self, binary: str, work: Path):
+    def __init__(self, binary: str, work: Path, threads: int = 1):
         self.bin = binary
         self.work = work
+        self.threads = threads
+
+    def model_args(self, model: str) -> list[str]:
+        return ["--model", model] + (["--threads", str(self.threads)] if self.threads > 0 else [])
 
     def run(self, args: list[str], timeout: float) -> str:
         cmd = [self.bin, *args]
@@ -160,42 +165,75 @@ class Sllm:
         return p.stdout.decode("utf-8", "replace")
 
     def eval_ppl(self, model: str, text: Path, ctx: int) -> dict:
-        out = self.run(["eval", "--model", model, "--ppl", str(text), "--ctx", str(ctx), "--json"],
-                       timeout=420)
+        out = self.run(["eval", *self.model_args(model), "--ppl", str(text), "--ctx", str(ctx),
+                        "--json"], timeout=420)
         j = parse_json_output(out)
         return j[-1] if isinstance(j, list) else j
 
     def generate(self, model: str, prompts: Path, n: int) -> list[dict]:
-        out = self.run(["generate", "--model", model, "--prompt-file", str(prompts),
+        out = self.run(["generate", *self.model_args(model), "--prompt-file", str(prompts),
                         "--temperature", "0", "--max-new-tokens", str(n),
                         "--chat-template", "false", "--ignore-eos", "--json"], timeout=420)
         res = [json.loads(l) for l in out.splitlines() if l.strip().startswith("{")]
         return res
 
-    def tokenize(self, model: str, cases: list[str], tag: str) -> list[list[int] | str]:
-        """ids per case, or an error string. Each text goes in a JSON config file, so that
-        no text is reinterpreted as a number, a flag or YAML on the command line."""
+    def _tokenize_one(self, model: str, text: str, cfg: Path) -> list[int]:
+        # The text goes in a JSON config file, not on the command line, so that a text
+        # starting with "-" is never taken for a flag and every string arrives byte for byte.
+        cfg.write_text(json.dumps({"text": text, "special": True, "json": True}), encoding="utf-8")
+        j = parse_json_output(self.run(["tokenize", *self.model_args(model), "-c", str(cfg)],
+                                       timeout=180))
+        return [int(x) for x in j["ids"]]
+
+    def tokenize(self, model: str, cases: list[str], tag: str, ref: list[list[int]] | None = None,
+                 sep: tuple[str, int] | None = None, specials: list[str] = ()) -> list:
+        """sllm's ids for each case (or an error string).
+
+        One process per string costs a model load each, so strings that contain no special
+        token are joined with the special token `sep` = (text, id) between them and tokenized
+        in one call (special tokens split the text first, and the pieces between them are
+        tokenized independently, in sllm as in HF). Any joined string whose ids differ from
+        `ref` is tokenized again on its own, and that result is the one reported."""
         d = self.work / f"tok_{tag}"
         d.mkdir(parents=True, exist_ok=True)
+        n = len(cases)
+        res: list = [None] * n
+        alone = [i for i, c in enumerate(cases) if sep is None or any(t and t in c for t in specials)]
+        joined = [i for i in range(n) if i not in alone]
+        if joined:
+            try:
+                ids = self._tokenize_one(model, sep[0].join(cases[i] for i in joined), d / "joined.json")
+                segs: list[list[int]] = [[]]
+                for t in ids:
+                    if t == sep[1]:
+                        segs.append([])
+                    else:
+                        segs[-1].append(t)
+                if len(segs) == len(joined):
+                    for i, seg in zip(joined, segs):
+                        res[i] = seg
+                else:
+                    alone = list(range(n))
+            except (SllmError, ValueError, KeyError):
+                alone = list(range(n))
+        if ref is not None:
+            alone = sorted(set(alone) | {i for i in joined if res[i] is not None and res[i] != ref[i]})
 
         def one(i: int):
-            cfg = d / f"case_{i:03d}.json"
-            cfg.write_text(json.dumps({"text": cases[i], "special": True, "json": True}),
-                           encoding="utf-8")
             try:
-                j = parse_json_output(self.run(["tokenize", "--model", model, "-c", str(cfg)],
-                                               timeout=180))
-                return [int(x) for x in j["ids"]]
+                return self._tokenize_one(model, cases[i], d / f"case_{i:03d}.json")
             except (SllmError, ValueError, KeyError) as e:
                 return f"error: {e}"
 
         with ThreadPoolExecutor(max_workers=2) as ex:
-            return list(ex.map(one, range(len(cases))))
+            for i, r in zip(alone, ex.map(one, alone)):
+                res[i] = r
+        return res
 
     def convert(self, model: str, out: Path):
         if out.exists():
             shutil.rmtree(out)
-        self.run(["convert", "--model", model, "--out", str(out)], timeout=420)
+        self.run(["convert", *self.model_args(model), "--out", str(out)], timeout=420)
         return out
 
 
@@ -263,6 +301,18 @@ def check_ids(rep: Report, suite: str, name: str, got: list | None, ref: list | 
     rep.add(suite, name, bad == 0, f"{len(cases) - bad}/{len(cases)} strings identical", "identical")
 
 
+def tokenizer_separator(hf, tok) -> tuple[tuple[str, int] | None, list[str]]:
+    """A special token to join strings with for one batched `sllm tokenize` call, and the
+    text of every added token (strings containing one are tokenized on their own)."""
+    added = {t.content for t in tok.added_tokens_decoder.values()} | set(tok.all_special_tokens)
+    specials = sorted(a for a in added if a)
+    for cand in ["<|endoftext|>", *tok.all_special_tokens]:
+        tid = tok.convert_tokens_to_ids(cand)
+        if isinstance(tid, int) and tid >= 0 and hf.encode_default(tok, f"a{cand}b")[1:-1] == [tid]:
+            return (cand, tid), specials
+    return None, specials
+
+
 def attempt(rep: Report, label: str, fn, *args, **kw):
     """fn(*args) or None, with the error reported (one failing step must not hide the rest)."""
     t0 = time.time()
@@ -294,22 +344,27 @@ def suite_default(rep: Report, sllm: Sllm, work: Path, gguf: Path):
     cases = hf.read_cases(str(CASES))
     text = PPL_TEXT.read_text(encoding="utf-8")
 
-    # sllm first (one process per command), then the Hugging Face side in this process.
+    # The HF tokenizer first (its ids let sllm's tokenization be batched), then sllm (one
+    # process per command), then the HF model in this process.
+    tok = attempt(rep, "hf load gguf tokenizer", hf.load_tokenizer, str(gguf.parent), gguf.name)
+    h_ids = None
+    sep, specials = None, []
+    if tok is not None:
+        h_ids = attempt(rep, "hf tokenize", lambda: [c["ids"] for c in hf.tokenize_cases(tok, cases)])
+        sep, specials = tokenizer_separator(hf, tok)
     converted = attempt(rep, "sllm convert", sllm.convert, model, conv) is not None
     s_ppl = attempt(rep, "sllm eval gguf", sllm.eval_ppl, model, PPL_TEXT, CTX)
     s_gen = attempt(rep, "sllm generate gguf", sllm.generate, model, PROMPTS, DEFAULT_NEW_TOKENS)
-    s_ids = attempt(rep, "sllm tokenize gguf", sllm.tokenize, model, cases, "gguf")
+    s_ids = attempt(rep, "sllm tokenize gguf", sllm.tokenize, model, cases, "gguf", h_ids, sep,
+                    specials)
     s_ppl_c = s_gen_c = None
     if converted:
         s_ppl_c = attempt(rep, "sllm eval converted", sllm.eval_ppl, str(conv), PPL_TEXT, CTX)
         s_gen_c = attempt(rep, "sllm generate converted", sllm.generate, str(conv), PROMPTS,
                           DEFAULT_NEW_TOKENS)
 
-    tok = attempt(rep, "hf load gguf tokenizer", hf.load_tokenizer, str(gguf.parent), gguf.name)
     m = attempt(rep, "hf load gguf model", hf.load_model, str(gguf.parent), gguf.name)
-    h_ppl = h_gen = h_ids = ref_logits = logit_ids = None
-    if tok is not None:
-        h_ids = attempt(rep, "hf tokenize", lambda: [c["ids"] for c in hf.tokenize_cases(tok, cases)])
+    h_ppl = h_gen = ref_logits = logit_ids = None
     if tok is not None and m is not None:
         h_ppl = attempt(rep, "hf ppl", hf.perplexity, m, tok, text, CTX)
         h_gen = attempt(rep, "hf greedy", hf.greedy, m, tok, prompts, DEFAULT_NEW_TOKENS)
@@ -381,19 +436,22 @@ def suite_tiny(rep: Report, sllm: Sllm, work: Path):
         if built is None:
             rep.add(S, "make_tiny_hf", False, "build failed (see above)")
             continue
-        s_ppl = attempt(rep, f"sllm eval {v['name']}", sllm.eval_ppl, str(d), PPL_TEXT, CTX)
-        s_gen = attempt(rep, f"sllm generate {v['name']}", sllm.generate, str(d), pfile,
-                        TINY_NEW_TOKENS)
-        s_ids = (attempt(rep, f"sllm tokenize {v['name']}", sllm.tokenize, str(d), cases, v["name"])
-                 if v["tokenizer"] else None)
         tok = attempt(rep, f"hf load tokenizer {v['name']}", hf.load_tokenizer, str(d))
         m = attempt(rep, f"hf load model {v['name']}", hf.load_model, str(d))
-        h_ppl = h_gen = h_ids = None
+        h_ppl = h_gen = h_ids = s_ids = None
         if tok is not None and m is not None:
             h_ppl = attempt(rep, f"hf ppl {v['name']}", hf.perplexity, m, tok, text, CTX)
             h_gen = attempt(rep, f"hf greedy {v['name']}", hf.greedy, m, tok, prompts, TINY_NEW_TOKENS)
-        if tok is not None and v["tokenizer"]:
-            h_ids = [c["ids"] for c in hf.tokenize_cases(tok, cases)]
+        s_ppl = attempt(rep, f"sllm eval {v['name']}", sllm.eval_ppl, str(d), PPL_TEXT, CTX)
+        s_gen = attempt(rep, f"sllm generate {v['name']}", sllm.generate, str(d), pfile,
+                        TINY_NEW_TOKENS)
+        if v["tokenizer"]:
+            sep, specials = None, []
+            if tok is not None:
+                h_ids = [c["ids"] for c in hf.tokenize_cases(tok, cases)]
+                sep, specials = tokenizer_separator(hf, tok)
+            s_ids = attempt(rep, f"sllm tokenize {v['name']}", sllm.tokenize, str(d), cases,
+                            v["name"], h_ids, sep, specials)
         check_ppl(rep, S, f"ppl ctx {CTX}", s_ppl, h_ppl, PPL_REL_TOL)
         check_tokens(rep, S, f"greedy {TINY_NEW_TOKENS} tokens", s_gen, h_gen, prompts)
         if v["tokenizer"]:
@@ -408,6 +466,9 @@ def main(argv=None) -> int:
                     help="keep the work files here (converted model, tiny models, sllm inputs); "
                          "default: a temporary directory, removed at the end")
     ap.add_argument("--model", default=str(DEFAULT_GGUF), help="GGUF for the default suite")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads for torch here and for each sllm process (0: their default). "
+                         "1 is the default: on a shared 2-core machine more threads are slower")
     a = ap.parse_args(argv)
 
     sys.path.insert(0, str(HERE))
@@ -423,7 +484,10 @@ def main(argv=None) -> int:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="sllm_parity_")
         work = Path(tmp.name)
-    sllm = Sllm(str(binary.resolve()), work)
+    if a.threads > 0:
+        import torch
+        torch.set_num_threads(a.threads)
+    sllm = Sllm(str(binary.resolve()), work, a.threads)
     t0 = time.time()
     try:
         if a.suite in ("default", "all"):

@@ -46,14 +46,25 @@ warnings.filterwarnings("ignore")
 
 # ----------------------------------------------------------------------------- loading
 
+def _quiet_transformers():
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
 def load_tokenizer(model_dir: str, gguf: str | None = None):
     from transformers import AutoTokenizer
+    _quiet_transformers()
     kw = {"gguf_file": gguf} if gguf else {}
     return AutoTokenizer.from_pretrained(model_dir, **kw)
 
 
 def load_model(model_dir: str, gguf: str | None = None):
     from transformers import AutoModelForCausalLM
+    _quiet_transformers()
     kw = {"gguf_file": gguf} if gguf else {}
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kw)
     model.eval()
