@@ -8,8 +8,10 @@ Also sllm's batched decode throughput at several batch sizes.
     .venv/bin/python bench/decode_bench.py --sllm build/sllm \
         --model models/SmolLM2-135M-Instruct.Q4_1.gguf --max-new-tokens 64 --threads 2
 
-llama.cpp is measured through llama-cpp-python when it is installed (pip install
-llama-cpp-python); it runs the GGUF file as stored (Q4_1), the others dequantized.
+transformers runs the dense Hugging Face directory that `sllm convert` writes from the GGUF
+(same weights). llama.cpp is measured through llama-cpp-python when it is installed
+(pip install llama-cpp-python); it runs the GGUF file as stored (Q4_1), the others
+dequantized to the named dtype.
 """
 import argparse
 import json
@@ -53,14 +55,15 @@ def run_sllm(args, dtype, batch):
     return median(prefill), median(decode)
 
 
-def run_transformers(args, dtype):
+def run_transformers(args, dtype, hf_dir):
+    """transformers on the dense Hugging Face directory `sllm convert` wrote from the GGUF:
+    the same weights as sllm computes with, through transformers' standard dense path."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     torch.set_num_threads(args.threads)
-    d, f = os.path.split(os.path.abspath(args.model))
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    tok = AutoTokenizer.from_pretrained(hf_dir)
     tdt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=tdt).eval()
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=tdt).eval()
     ids = tok(PROMPT, return_tensors="pt")["input_ids"]
     n = args.max_new_tokens
     kw = dict(do_sample=False, pad_token_id=tok.eos_token_id)
@@ -121,9 +124,13 @@ def main():
         res["rows"].append({"engine": engine, "dtype": dtype, "prefill_tok_s": p, "decode_tok_s": d})
         print(f"{engine:<28} {dtype:<5} prefill {p:8.1f} tok/s   decode {d:7.2f} tok/s", flush=True)
 
+    hf_tmp = tempfile.TemporaryDirectory()
+    hf_dir = os.path.join(hf_tmp.name, "hf")
+    subprocess.run([args.sllm, "convert", "--model", args.model, "--out", hf_dir, "--log-level", "warn"],
+                   check=True)
     for dtype in ("fp32", "bf16"):
         row("sllm", dtype, *run_sllm(args, dtype, 1))
-        row("transformers", dtype, *run_transformers(args, dtype))
+        row("transformers", dtype, *run_transformers(args, dtype, hf_dir))
     lc = run_llama_cpp(args)
     if lc:
         row("llama.cpp (Q4_1 as stored)", "q4_1", *lc)

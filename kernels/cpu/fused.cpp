@@ -34,13 +34,4 @@ void rope_neox_f32(float* x, const float* cos, const float* sin, int64_t t0, int
   }
 }
 
-void silu_mul_f32(const float* gu, float* out, int64_t r0, int64_t r1, int64_t inter) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const float* g = gu + r * 2 * inter;
-    const float* u = g + inter;
-    float* o = out + r * inter;
-    for (int64_t i = 0; i < inter; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-  }
-}
-
 }  // namespace sllm::kernels::cpu

@@ -15,7 +15,4 @@ void rms_norm_f32(const float* x, const float* w, float* out, int64_t r0, int64_
 void rope_neox_f32(float* x, const float* cos, const float* sin, int64_t t0, int64_t t1,
                    int64_t heads, int64_t head_dim, int64_t row_stride);
 
-// out[r, i] = silu(gu[r, i]) * gu[r, inter + i] for rows [r0, r1) (gate and up fused).
-void silu_mul_f32(const float* gu, float* out, int64_t r0, int64_t r1, int64_t inter);
-
 }  // namespace sllm::kernels::cpu
