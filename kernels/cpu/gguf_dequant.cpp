@@ -269,7 +269,8 @@ void dequant_iq4_xs(const void* src, float* dst, int64_t n) {
     const uint8_t* scales_l = b + 4;
     const uint8_t* qs = b + 8;
     for (int ib = 0; ib < 8; ++ib, qs += 16, dst += 32) {
-      const int ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((scales_h >> (2 * ib)) & 3) << 4);
+      const int ls =
+          ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((scales_h >> (2 * ib)) & 3) << 4);
       const float dl = d * static_cast<float>(ls - 32);
       for (int j = 0; j < 16; ++j) {
         dst[j] = dl * static_cast<float>(kIq4nlValues[qs[j] & 0xF]);

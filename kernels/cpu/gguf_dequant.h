@@ -11,21 +11,21 @@
 namespace sllm::kernels::cpu {
 
 // Block sizes (elements) and block byte sizes of the formats below.
-inline constexpr int64_t kQK4_0 = 32, kQ4_0Bytes = 18;    // half d; u8 qs[16]
-inline constexpr int64_t kQK4_1 = 32, kQ4_1Bytes = 20;    // half d, m; u8 qs[16]
-inline constexpr int64_t kQK5_0 = 32, kQ5_0Bytes = 22;    // half d; u8 qh[4]; u8 qs[16]
-inline constexpr int64_t kQK5_1 = 32, kQ5_1Bytes = 24;    // half d, m; u8 qh[4]; u8 qs[16]
-inline constexpr int64_t kQK8_0 = 32, kQ8_0Bytes = 34;    // half d; i8 qs[32]
-inline constexpr int64_t kQK8_1 = 32, kQ8_1Bytes = 36;    // half d, s; i8 qs[32]
+inline constexpr int64_t kQK4_0 = 32, kQ4_0Bytes = 18;  // half d; u8 qs[16]
+inline constexpr int64_t kQK4_1 = 32, kQ4_1Bytes = 20;  // half d, m; u8 qs[16]
+inline constexpr int64_t kQK5_0 = 32, kQ5_0Bytes = 22;  // half d; u8 qh[4]; u8 qs[16]
+inline constexpr int64_t kQK5_1 = 32, kQ5_1Bytes = 24;  // half d, m; u8 qh[4]; u8 qs[16]
+inline constexpr int64_t kQK8_0 = 32, kQ8_0Bytes = 34;  // half d; i8 qs[32]
+inline constexpr int64_t kQK8_1 = 32, kQ8_1Bytes = 36;  // half d, s; i8 qs[32]
 inline constexpr int64_t kQK_K = 256;
-inline constexpr int64_t kQ2_KBytes = 84;                 // u8 scales[16]; u8 qs[64]; half d, dmin
-inline constexpr int64_t kQ3_KBytes = 110;                // u8 hmask[32]; u8 qs[64]; u8 scales[12]; half d
-inline constexpr int64_t kQ4_KBytes = 144;                // half d, dmin; u8 scales[12]; u8 qs[128]
-inline constexpr int64_t kQ5_KBytes = 176;                // half d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]
-inline constexpr int64_t kQ6_KBytes = 210;                // u8 ql[128]; u8 qh[64]; i8 scales[16]; half d
-inline constexpr int64_t kQ8_KBytes = 292;                // float d; i8 qs[256]; i16 bsums[16]
+inline constexpr int64_t kQ2_KBytes = 84;   // u8 scales[16]; u8 qs[64]; half d, dmin
+inline constexpr int64_t kQ3_KBytes = 110;  // u8 hmask[32]; u8 qs[64]; u8 scales[12]; half d
+inline constexpr int64_t kQ4_KBytes = 144;  // half d, dmin; u8 scales[12]; u8 qs[128]
+inline constexpr int64_t kQ5_KBytes = 176;  // half d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]
+inline constexpr int64_t kQ6_KBytes = 210;  // u8 ql[128]; u8 qh[64]; i8 scales[16]; half d
+inline constexpr int64_t kQ8_KBytes = 292;  // float d; i8 qs[256]; i16 bsums[16]
 inline constexpr int64_t kQKIQ4_NL = 32, kIQ4_NLBytes = 18;  // half d; u8 qs[16]
-inline constexpr int64_t kIQ4_XSBytes = 136;              // half d; u16 scales_h; u8 scales_l[4]; u8 qs[128]
+inline constexpr int64_t kIQ4_XSBytes = 136;  // half d; u16 scales_h; u8 scales_l[4]; u8 qs[128]
 
 // IEEE half -> float, exact (subnormals, +-inf and NaN payloads preserved).
 inline float fp16_to_fp32(uint16_t h) {

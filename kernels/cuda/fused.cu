@@ -12,16 +12,26 @@ namespace {
 __device__ inline float to_f(float v) { return v; }
 __device__ inline float to_f(__half v) { return __half2float(v); }
 __device__ inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <class T> __device__ inline T from_f(float v);
-template <> __device__ inline float from_f<float>(float v) { return v; }
-template <> __device__ inline __half from_f<__half>(float v) { return __float2half(v); }
-template <> __device__ inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+template <class T>
+__device__ inline T from_f(float v);
+template <>
+__device__ inline float from_f<float>(float v) {
+  return v;
+}
+template <>
+__device__ inline __half from_f<__half>(float v) {
+  return __float2half(v);
+}
+template <>
+__device__ inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16(v);
+}
 
 constexpr int kThreads = 256;
 
 template <class T>
-__global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
-                                int64_t dim, float eps) {
+__global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                T* __restrict__ out, int64_t dim, float eps) {
   const int64_t row = blockIdx.x;
   const T* xr = x + row * dim;
   float ss = 0.f;
@@ -74,7 +84,8 @@ int launch_silu(const void* gu, void* out, int64_t rows, int64_t inter, cudaStre
   const int64_t n = rows * inter;
   if (n == 0) return 0;
   const int blocks = static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
-  silu_mul_kernel<T><<<blocks, kThreads, 0, s>>>(static_cast<const T*>(gu), static_cast<T*>(out), rows, inter);
+  silu_mul_kernel<T>
+      <<<blocks, kThreads, 0, s>>>(static_cast<const T*>(gu), static_cast<T*>(out), rows, inter);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -84,9 +95,12 @@ int rms_norm(const void* x, const void* w, void* out, int64_t rows, int64_t dim,
              DType dtype, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
-    case DType::f32: return launch_rms<float>(x, w, out, rows, dim, eps, s);
-    case DType::f16: return launch_rms<__half>(x, w, out, rows, dim, eps, s);
-    case DType::bf16: return launch_rms<__nv_bfloat16>(x, w, out, rows, dim, eps, s);
+    case DType::f32:
+      return launch_rms<float>(x, w, out, rows, dim, eps, s);
+    case DType::f16:
+      return launch_rms<__half>(x, w, out, rows, dim, eps, s);
+    case DType::bf16:
+      return launch_rms<__nv_bfloat16>(x, w, out, rows, dim, eps, s);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
@@ -94,9 +108,12 @@ int rms_norm(const void* x, const void* w, void* out, int64_t rows, int64_t dim,
 int silu_mul(const void* gu, void* out, int64_t rows, int64_t inter, DType dtype, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
-    case DType::f32: return launch_silu<float>(gu, out, rows, inter, s);
-    case DType::f16: return launch_silu<__half>(gu, out, rows, inter, s);
-    case DType::bf16: return launch_silu<__nv_bfloat16>(gu, out, rows, inter, s);
+    case DType::f32:
+      return launch_silu<float>(gu, out, rows, inter, s);
+    case DType::f16:
+      return launch_silu<__half>(gu, out, rows, inter, s);
+    case DType::bf16:
+      return launch_silu<__nv_bfloat16>(gu, out, rows, inter, s);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

@@ -24,8 +24,9 @@ int run_chat(const nlohmann::json& cfg) {
   std::vector<tok::ChatMessage> history;
   if (cfg["system"].is_string()) history.push_back({"system", cfg["system"].get<std::string>()});
   const bool tty = ::isatty(STDIN_FILENO);
-  if (tty) std::fprintf(stderr, "chat with %s (%s template). /reset clears, /exit quits.\n",
-                        m.display_name.c_str(), tok::to_string(tpl.format).c_str());
+  if (tty)
+    std::fprintf(stderr, "chat with %s (%s template). /reset clears, /exit quits.\n",
+                 m.display_name.c_str(), tok::to_string(tpl.format).c_str());
   std::string line;
   while (true) {
     if (tty) std::fprintf(stderr, "\n> ");
@@ -40,13 +41,17 @@ int run_chat(const nlohmann::json& cfg) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     history.push_back({"user", line});
     std::vector<int32_t> ids;
-    if (m.tokenizer->add_bos && m.tokenizer->bos_id >= 0 && tpl.bos_text.empty()) ids.push_back(m.tokenizer->bos_id);
+    if (m.tokenizer->add_bos && m.tokenizer->bos_id >= 0 && tpl.bos_text.empty())
+      ids.push_back(m.tokenizer->bos_id);
     auto body = m.tokenizer->encode(tok::render_chat(tpl, history, true), true);
     ids.insert(ids.end(), body.begin(), body.end());
     engine::Request r;
     r.prompt = std::move(ids);
     r.params = sp;
-    r.on_text = [](const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); std::fflush(stdout); };
+    r.on_text = [](const std::string& s) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+    };
     auto res = eng.generate({std::move(r)});
     std::fputs("\n", stdout);
     std::fflush(stdout);

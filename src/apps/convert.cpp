@@ -9,9 +9,7 @@
 
 namespace sllm::apps {
 
-nlohmann::json convert_defaults() {
-  return merged(model_defaults(), {{"out", nullptr}});
-}
+nlohmann::json convert_defaults() { return merged(model_defaults(), {{"out", nullptr}}); }
 
 int run_convert(const nlohmann::json& cfg) {
   SLLM_CHECK(cfg["out"].is_string(), "give the output directory with --out DIR");

@@ -44,10 +44,10 @@ int run_eval(const nlohmann::json& cfg) {
   at::NoGradGuard no_grad;
   for (int64_t w = 0; w < windows; ++w) {
     const int64_t start = w * ctx, len = std::min(ctx, n - start);
-    auto win = at::tensor(std::vector<int64_t>(ids.begin() + start, ids.begin() + start + len),
-                          at::kLong)
-                   .unsqueeze(0)
-                   .to(m.model->device());
+    auto win =
+        at::tensor(std::vector<int64_t>(ids.begin() + start, ids.begin() + start + len), at::kLong)
+            .unsqueeze(0)
+            .to(m.model->device());
     auto logits = m.model->forward_full(win)[0];
     auto loss = at::cross_entropy_loss(logits.narrow(0, 0, len - 1), win[0].narrow(0, 1, len - 1),
                                        {}, at::Reduction::Sum);
@@ -57,16 +57,15 @@ int run_eval(const nlohmann::json& cfg) {
   }
   bar.finish();
   const double ppl = std::exp(nll / scored);
-  nlohmann::json j = {{"model", m.path},         {"file", path},
-                      {"ctx", ctx},              {"windows", windows},
-                      {"tokens", n},             {"scored_tokens", scored},
-                      {"mean_nll", nll / scored}, {"perplexity", ppl},
-                      {"seconds", t.seconds()}};
+  nlohmann::json j = {{"model", m.path},          {"file", path},      {"ctx", ctx},
+                      {"windows", windows},       {"tokens", n},       {"scored_tokens", scored},
+                      {"mean_nll", nll / scored}, {"perplexity", ppl}, {"seconds", t.seconds()}};
   if (config::get<bool>(cfg, "json")) {
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << fmt::format("perplexity {:.4f}  (mean NLL {:.5f} over {} tokens, {} windows of {}, {:.1f} s)\n",
-                             ppl, nll / scored, scored, windows, ctx, t.seconds());
+    std::cout << fmt::format(
+        "perplexity {:.4f}  (mean NLL {:.5f} over {} tokens, {} windows of {}, {:.1f} s)\n", ppl,
+        nll / scored, scored, windows, ctx, t.seconds());
   }
   return 0;
 }

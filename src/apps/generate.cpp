@@ -75,7 +75,11 @@ int run_generate(const nlohmann::json& cfg) {
     engine::Request r;
     r.prompt = encode_prompt(*m.tokenizer, p, chat, system);
     r.params = sp;
-    if (!json_out) r.on_text = [](const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); std::fflush(stdout); };
+    if (!json_out)
+      r.on_text = [](const std::string& s) {
+        std::fwrite(s.data(), 1, s.size(), stdout);
+        std::fflush(stdout);
+      };
     reqs.push_back(std::move(r));
   }
   Timer t;
@@ -85,10 +89,14 @@ int run_generate(const nlohmann::json& cfg) {
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     if (!json_out) continue;
-    nlohmann::json j = {{"prompt", prompts[i]},        {"text", r.text},
-                        {"tokens", r.tokens},          {"finish_reason", r.finish_reason},
-                        {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.tokens.size()},
-                        {"first_token_ms", r.first_token_ms}, {"total_ms", r.total_ms}};
+    nlohmann::json j = {{"prompt", prompts[i]},
+                        {"text", r.text},
+                        {"tokens", r.tokens},
+                        {"finish_reason", r.finish_reason},
+                        {"prompt_tokens", r.prompt_tokens},
+                        {"completion_tokens", r.tokens.size()},
+                        {"first_token_ms", r.first_token_ms},
+                        {"total_ms", r.total_ms}};
     out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   if (!json_out) {
@@ -100,9 +108,10 @@ int run_generate(const nlohmann::json& cfg) {
     std::cout << out;
   }
   const auto& st = eng.stats();
-  log::info("{} prompt(s): prefill {} tok at {:.1f} tok/s, decode {} tok at {:.1f} tok/s, {:.2f} s total",
-            results.size(), st.prefill_tokens, st.prefill_s > 0 ? st.prefill_tokens / st.prefill_s : 0.0,
-            st.decode_tokens, st.decode_s > 0 ? st.decode_tokens / st.decode_s : 0.0, secs);
+  log::info(
+      "{} prompt(s): prefill {} tok at {:.1f} tok/s, decode {} tok at {:.1f} tok/s, {:.2f} s total",
+      results.size(), st.prefill_tokens, st.prefill_s > 0 ? st.prefill_tokens / st.prefill_s : 0.0,
+      st.decode_tokens, st.decode_s > 0 ? st.decode_tokens / st.decode_s : 0.0, secs);
   return 0;
 }
 

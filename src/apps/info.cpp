@@ -25,11 +25,13 @@ int run_info(const nlohmann::json& cfg) {
   const int64_t batch = config::get<int64_t>(cfg, "batch");
   SLLM_CHECK(batch > 0, "batch must be positive, got {}", batch);
   const int64_t elem = at::elementSize(m.model->dtype());
-  const uint64_t kv_formula = kv::kv_bytes(c.num_layers, c.num_kv_heads, c.head_dim, ctx * batch, elem);
+  const uint64_t kv_formula =
+      kv::kv_bytes(c.num_layers, c.num_kv_heads, c.head_dim, ctx * batch, elem);
   // What the KV manager really allocates for that many tokens (rounded up to whole blocks).
   kv::KvCacheSpec spec{c.num_layers, c.num_kv_heads, c.head_dim,
                        kv::BlockManager::blocks_needed(ctx * batch, 16), 16};
-  const uint64_t kv_alloc = kv::KvCache(spec, m.model->dtype(), m.model->device()).allocated_bytes();
+  const uint64_t kv_alloc =
+      kv::KvCache(spec, m.model->dtype(), m.model->device()).allocated_bytes();
   const auto tpl = tok::detect_chat_template(t);
 
   nlohmann::json j;
@@ -53,20 +55,28 @@ int run_info(const nlohmann::json& cfg) {
   j["loaded_dtype"] = std::string(c10::toString(m.model->dtype()));
   j["loaded_weight_bytes"] = m.model->weight_bytes();
   j["vocab_size"] = t.vocab_size();
-  auto tokname = [&](int32_t id) { return id >= 0 ? nlohmann::json{{"id", id}, {"piece", t.piece(id)}} : nlohmann::json(); };
-  j["special_tokens"] = {{"bos", tokname(t.bos_id)}, {"eos", tokname(t.eos_id)}, {"pad", tokname(t.pad_id)}};
+  auto tokname = [&](int32_t id) {
+    return id >= 0 ? nlohmann::json{{"id", id}, {"piece", t.piece(id)}} : nlohmann::json();
+  };
+  j["special_tokens"] = {
+      {"bos", tokname(t.bos_id)}, {"eos", tokname(t.eos_id)}, {"pad", tokname(t.pad_id)}};
   j["add_bos"] = t.add_bos;
   j["stop_ids"] = t.stop_ids;
   j["chat_format"] = tok::to_string(tpl.format);
   j["chat_template"] = t.chat_template;
-  j["kv_cache"] = {{"ctx", ctx}, {"batch", batch}, {"bytes_formula", kv_formula},
-                   {"bytes_allocated", kv_alloc}, {"block_size", 16}, {"blocks", spec.num_blocks}};
+  j["kv_cache"] = {{"ctx", ctx},
+                   {"batch", batch},
+                   {"bytes_formula", kv_formula},
+                   {"bytes_allocated", kv_alloc},
+                   {"block_size", 16},
+                   {"blocks", spec.num_blocks}};
   if (config::get<bool>(cfg, "json")) {
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   std::string types;
-  for (const auto& [k, v] : m.file_tensor_types) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", k, v);
+  for (const auto& [k, v] : m.file_tensor_types)
+    types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", k, v);
   fmt::print("model          {}\n", m.path);
   fmt::print("name           {} ({})\n", m.display_name, m.format);
   fmt::print("architecture   {}: {} layers, hidden {}, ffn {}, heads {} (kv {}), head_dim {}\n",
@@ -82,11 +92,14 @@ int run_info(const nlohmann::json& cfg) {
              t.bos_id >= 0 ? t.piece(t.bos_id) : "-", t.eos_id >= 0 ? t.piece(t.eos_id) : "-",
              t.pad_id >= 0 ? t.piece(t.pad_id) : "-", t.add_bos);
   fmt::print("chat template  {}{}\n", tok::to_string(tpl.format),
-             tpl.default_system.empty() ? "" : fmt::format(" (default system: \"{}\")", tpl.default_system));
-  fmt::print("kv cache       ctx {} x batch {}: {} by formula (2 x {} layers x {} kv heads x {} x "
-             "{} tokens x {} B), {} allocated in {} blocks of 16\n",
-             ctx, batch, memory::format_bytes(kv_formula), c.num_layers, c.num_kv_heads, c.head_dim,
-             ctx * batch, elem, memory::format_bytes(kv_alloc), spec.num_blocks);
+             tpl.default_system.empty()
+                 ? ""
+                 : fmt::format(" (default system: \"{}\")", tpl.default_system));
+  fmt::print(
+      "kv cache       ctx {} x batch {}: {} by formula (2 x {} layers x {} kv heads x {} x "
+      "{} tokens x {} B), {} allocated in {} blocks of 16\n",
+      ctx, batch, memory::format_bytes(kv_formula), c.num_layers, c.num_kv_heads, c.head_dim,
+      ctx * batch, elem, memory::format_bytes(kv_alloc), spec.num_blocks);
   return 0;
 }
 

@@ -1,7 +1,7 @@
 // sllm: one binary, one subcommand per job. Flags and config files resolve into one
 // config tree per command (defaults <- --config file <- key=value overrides <- flags).
-#include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -24,7 +24,8 @@ void add_flag(CLI::App* sub, const sllm::cli::Flag& f, const json& defaults, jso
   const json& def = defaults.at(ptr);
   const std::string help = f.help + (def.is_null() ? "" : " [default: " + def.dump() + "]");
   if (def.is_boolean()) {
-    sub->add_flag_function(f.names, [&flags, ptr](int64_t n) { flags[ptr] = n > 0; }, help);
+    sub->add_flag_function(
+        f.names, [&flags, ptr](int64_t n) { flags[ptr] = n > 0; }, help);
   } else if (def.is_array()) {
     sub->add_option_function<std::vector<std::string>>(
         f.names, [&flags, ptr](const std::vector<std::string>& v) { flags[ptr] = v; }, help);
@@ -35,8 +36,8 @@ void add_flag(CLI::App* sub, const sllm::cli::Flag& f, const json& defaults, jso
   } else {
     // Numbers are typed like file values; config::resolve checks them against the default.
     sub->add_option_function<std::string>(
-        f.names, [&flags, ptr](const std::string& v) { flags[ptr] = sllm::config::parse_scalar(v); },
-        help);
+        f.names,
+        [&flags, ptr](const std::string& v) { flags[ptr] = sllm::config::parse_scalar(v); }, help);
   }
 }
 
@@ -49,7 +50,8 @@ int main(int argc, char** argv) {
   app.fallthrough();  // --log-level works before or after the subcommand
   app.set_version_flag("--version", "sllm 0.1.0");
   std::string log_level;
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off (env SLLM_LOG_LEVEL)");
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error, off (env SLLM_LOG_LEVEL)");
 
   struct Parsed {
     CLI::App* sub;
@@ -78,7 +80,8 @@ int main(int argc, char** argv) {
       auto& p = parsed[i];
       if (!p.sub->parsed()) continue;
       std::vector<sllm::config::Layer> layers;
-      if (!p.config_file.empty()) layers.push_back({p.config_file, sllm::config::load_file(p.config_file)});
+      if (!p.config_file.empty())
+        layers.push_back({p.config_file, sllm::config::load_file(p.config_file)});
       json over = json::object();
       for (const auto& o : p.overrides) sllm::config::apply_override(over, o);
       if (!over.empty()) layers.push_back({"override", over});

@@ -25,7 +25,8 @@ std::string lower_ext(const std::string& path) {
 }
 
 bool all_of(std::string_view s, int (*pred)(int)) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [pred](unsigned char c) { return pred(c) != 0; });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [pred](unsigned char c) { return pred(c) != 0; });
 }
 int is_oct(int c) { return c >= '0' && c <= '7'; }
 int is_dec(int c) { return c >= '0' && c <= '9'; }
@@ -59,9 +60,12 @@ json plain_scalar(const std::string& s) {
   const std::string_view v(s);
   const std::string_view digits = v[0] == '-' || v[0] == '+' ? v.substr(1) : v;
   int base = 0;
-  if (all_of(digits, is_dec)) base = 10;
-  else if (v.size() > 2 && v.substr(0, 2) == "0o" && all_of(v.substr(2), is_oct)) base = 8;
-  else if (v.size() > 2 && v.substr(0, 2) == "0x" && all_of(v.substr(2), is_hex)) base = 16;
+  if (all_of(digits, is_dec))
+    base = 10;
+  else if (v.size() > 2 && v.substr(0, 2) == "0o" && all_of(v.substr(2), is_oct))
+    base = 8;
+  else if (v.size() > 2 && v.substr(0, 2) == "0x" && all_of(v.substr(2), is_hex))
+    base = 16;
   if (base != 0) {
     errno = 0;
     char* end = nullptr;
@@ -72,7 +76,8 @@ json plain_scalar(const std::string& s) {
   if (is_core_float(v)) return std::strtod(s.c_str(), nullptr);
   const std::string_view inf = v[0] == '-' || v[0] == '+' ? v.substr(1) : v;
   if (inf == ".inf" || inf == ".Inf" || inf == ".INF")
-    return v[0] == '-' ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+    return v[0] == '-' ? -std::numeric_limits<double>::infinity()
+                       : std::numeric_limits<double>::infinity();
   if (v == ".nan" || v == ".NaN" || v == ".NAN") return std::numeric_limits<double>::quiet_NaN();
   return s;
 }
@@ -80,7 +85,8 @@ json plain_scalar(const std::string& s) {
 json from_yaml(const YAML::Node& n, const std::string& file) {
   switch (n.Type()) {
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Undefined:
+      return nullptr;
     case YAML::NodeType::Scalar: {
       const std::string& tag = n.Tag();
       if (tag == "?") return plain_scalar(n.Scalar());
@@ -96,10 +102,11 @@ json from_yaml(const YAML::Node& n, const std::string& file) {
       json o = json::object();
       for (const auto& kv : n) {
         const auto m = kv.first.Mark();
-        SLLM_CHECK(kv.first.IsScalar(), "{}:{}:{}: mapping keys must be plain words", file, m.line + 1,
-                   m.column + 1);
+        SLLM_CHECK(kv.first.IsScalar(), "{}:{}:{}: mapping keys must be plain words", file,
+                   m.line + 1, m.column + 1);
         const std::string key = kv.first.Scalar();
-        SLLM_CHECK(!o.contains(key), "{}:{}:{}: duplicate key '{}'", file, m.line + 1, m.column + 1, key);
+        SLLM_CHECK(!o.contains(key), "{}:{}:{}: duplicate key '{}'", file, m.line + 1, m.column + 1,
+                   key);
         o[key] = from_yaml(kv.second, file);
       }
       return o;
@@ -110,15 +117,23 @@ json from_yaml(const YAML::Node& n, const std::string& file) {
 
 std::string type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "integer";
-    case json::value_t::number_float: return "float";
-    case json::value_t::string: return "string";
-    case json::value_t::array: return "list";
-    case json::value_t::object: return "mapping";
-    default: return "value";
+    case json::value_t::number_unsigned:
+      return "integer";
+    case json::value_t::number_float:
+      return "float";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "list";
+    case json::value_t::object:
+      return "mapping";
+    default:
+      return "value";
   }
 }
 
@@ -205,7 +220,8 @@ struct Validator {
   std::vector<std::string>& errors;
 
   void error(const std::string& key, const std::string& expected, const json& v) {
-    errors.push_back(fmt::format("{}: key '{}' must be {}, got {}", source, key, expected, describe(v)));
+    errors.push_back(
+        fmt::format("{}: key '{}' must be {}, got {}", source, key, expected, describe(v)));
   }
 
   // Checks v against the schema def; writes the (coerced) value into out. False on error.
@@ -223,7 +239,8 @@ struct Validator {
         if (!def.contains(k)) {
           const std::string s = suggest(child, known);
           errors.push_back(s.empty() ? fmt::format("{}: unknown key '{}'", source, child)
-                                     : fmt::format("{}: unknown key '{}' (did you mean '{}'?)", source, child, s));
+                                     : fmt::format("{}: unknown key '{}' (did you mean '{}'?)",
+                                                   source, child, s));
           ok = false;
           continue;
         }
@@ -245,11 +262,13 @@ struct Validator {
       return out = v, true;
     }
     if (def.is_number_unsigned()) {
-      if (v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0)) return out = v, true;
+      if (v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0))
+        return out = v, true;
       return error(key, "a non-negative integer", v), false;
     }
     if (def.is_number_integer()) {
-      if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+      if (v.is_number_unsigned() &&
+          v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
         return error(key, "an integer in range", v), false;
       if (!v.is_number_integer()) return error(key, "an integer", v), false;
       return out = v, true;
@@ -275,7 +294,8 @@ struct Validator {
   }
 };
 
-void flatten_into(const json& v, const std::string& key, std::vector<std::pair<std::string, std::string>>& out) {
+void flatten_into(const json& v, const std::string& key,
+                  std::vector<std::pair<std::string, std::string>>& out) {
   if (v.is_object() && (!v.empty() || key.empty())) {
     for (const auto& [k, sub] : v.items()) flatten_into(sub, key.empty() ? k : key + "." + k, out);
     return;
@@ -286,7 +306,8 @@ void flatten_into(const json& v, const std::string& key, std::vector<std::pair<s
     bool bare = false;
     try {
       const json back = parse_scalar(s);
-      bare = back.is_string() && back.get_ref<const std::string&>() == s && s.find('\n') == std::string::npos;
+      bare = back.is_string() && back.get_ref<const std::string&>() == s &&
+             s.find('\n') == std::string::npos;
     } catch (const Error&) {
     }
     text = bare ? s : v.dump();
@@ -311,11 +332,14 @@ json load_file(const std::string& path) {
       // Report line:column of the byte nlohmann stopped at, and its reason without the prefix.
       size_t line = 1, col = 1;
       for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
-        if (text[i] == '\n') line++, col = 1;
-        else col++;
+        if (text[i] == '\n')
+          line++, col = 1;
+        else
+          col++;
       }
       std::string why = e.what();
-      if (auto p = why.find(": ", why.find("parse error")); p != std::string::npos) why = why.substr(p + 2);
+      if (auto p = why.find(": ", why.find("parse error")); p != std::string::npos)
+        why = why.substr(p + 2);
       SLLM_FAIL("{}:{}:{}: JSON syntax error: {}", path, line, col, why);
     }
   }
@@ -340,7 +364,8 @@ json parse_scalar(std::string_view text) {
     try {
       return from_yaml(YAML::Load(s), "value");
     } catch (const YAML::Exception& e) {
-      if (flow) SLLM_FAIL("cannot read '{}' as a YAML {}: {}", s, c == '[' ? "list" : "mapping", e.msg);
+      if (flow)
+        SLLM_FAIL("cannot read '{}' as a YAML {}: {}", s, c == '[' ? "list" : "mapping", e.msg);
       // a quoted-looking string that is not valid YAML ("'a'b'") stays text
     }
   }
@@ -352,9 +377,11 @@ json parse_scalar(std::string_view text) {
 void apply_override(json& cfg, std::string_view assignment) {
   const auto eq = assignment.find('=');
   SLLM_CHECK(eq != std::string_view::npos,
-             "malformed override '{}': expected key=value, e.g. sampling.temperature=0.2", assignment);
+             "malformed override '{}': expected key=value, e.g. sampling.temperature=0.2",
+             assignment);
   std::string_view key = assignment.substr(0, eq);
-  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front()))) key.remove_prefix(1);
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front())))
+    key.remove_prefix(1);
   while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.remove_suffix(1);
   SLLM_CHECK(!key.empty(), "malformed override '{}': the key before '=' is empty", assignment);
   if (!cfg.is_object()) cfg = json::object();
@@ -384,8 +411,8 @@ json resolve(const json& defaults, const std::vector<Layer>& layers) {
   for (const auto& layer : layers) {
     if (layer.values.is_null()) continue;
     if (!layer.values.is_object()) {
-      errors.push_back(fmt::format("{}: the top level must be a mapping of keys, got {}", layer.source,
-                                   describe(layer.values)));
+      errors.push_back(fmt::format("{}: the top level must be a mapping of keys, got {}",
+                                   layer.source, describe(layer.values)));
       continue;
     }
     Validator v{layer.source, known, errors};
@@ -418,7 +445,8 @@ const json& lookup(const json& cfg, std::string_view dotted_key) {
   size_t start = 0;
   while (true) {
     const size_t dot = dotted_key.find('.', start);
-    const std::string part(dotted_key.substr(start, dot == std::string_view::npos ? dot : dot - start));
+    const std::string part(
+        dotted_key.substr(start, dot == std::string_view::npos ? dot : dot - start));
     SLLM_CHECK(cur->is_object() && cur->contains(part), "config key '{}' is missing", dotted_key);
     cur = &(*cur)[part];
     if (dot == std::string_view::npos) return *cur;

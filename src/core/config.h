@@ -49,7 +49,8 @@ std::vector<std::string> flatten(const nlohmann::json& cfg);
 
 namespace detail {
 const nlohmann::json& lookup(const nlohmann::json& cfg, std::string_view dotted_key);
-[[noreturn]] void type_error(std::string_view key, std::string_view expected, const nlohmann::json& v);
+[[noreturn]] void type_error(std::string_view key, std::string_view expected,
+                             const nlohmann::json& v);
 }  // namespace detail
 
 // Typed access with an error naming the key: get<double>(cfg, "sampling.temperature").

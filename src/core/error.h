@@ -32,8 +32,8 @@ namespace detail {
 }  // namespace sllm
 
 // SLLM_CHECK(cond, "fmt message {}", args...): throw sllm::Error with the message if !cond.
-#define SLLM_CHECK(cond, ...)                                               \
-  do {                                                                      \
+#define SLLM_CHECK(cond, ...)                                                        \
+  do {                                                                               \
     if (!(cond)) ::sllm::detail::fail(__FILE__, __LINE__, fmt::format(__VA_ARGS__)); \
   } while (0)
 

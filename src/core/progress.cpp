@@ -46,14 +46,16 @@ std::string ProgressBar::line() const {
   const double rate = el > 0 ? static_cast<double>(done_) / el : 0.0;
   std::string s = label_;
   if (total_ > 0) {
-    const double pct = 100.0 * static_cast<double>(std::min(done_, total_)) / static_cast<double>(total_);
+    const double pct =
+        100.0 * static_cast<double>(std::min(done_, total_)) / static_cast<double>(total_);
     s += fmt::format(" {:3.0f}% {}/{}", pct, done_, total_);
   } else {
     s += fmt::format(" {}", done_);
   }
   s += fmt::format(" {} elapsed {}", rate_text(rate), hms(el));
   if (total_ > 0 && done_ < total_)
-    s += " eta " + (rate > 0 ? hms(static_cast<double>(total_ - done_) / rate) : std::string("--:--"));
+    s += " eta " +
+         (rate > 0 ? hms(static_cast<double>(total_ - done_) / rate) : std::string("--:--"));
   if (!extra_.empty()) s += " " + extra_;
   return s;
 }

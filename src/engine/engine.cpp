@@ -60,7 +60,8 @@ int64_t Engine::submit(Request req) {
              "--ctx (the model supports {})",
              n, opts_.context, model_->config().max_position);
   for (int32_t t : req.prompt)
-    SLLM_CHECK(t >= 0 && t < model_->config().vocab_size, "token id {} is outside the vocabulary", t);
+    SLLM_CHECK(t >= 0 && t < model_->config().vocab_size, "token id {} is outside the vocabulary",
+               t);
   auto s = std::make_unique<Sequence>(std::move(req));
   s->id = next_id_++;
   s->tokens = s->req.prompt;
@@ -93,7 +94,8 @@ void Engine::emit_text(Sequence& s, bool final) {
   if (!final && s.max_stop_len > 1) {
     // Hold back a tail that could still become a stop string, on a UTF-8 boundary.
     end = s.text.size() >= s.max_stop_len - 1 ? s.text.size() - (s.max_stop_len - 1) : 0;
-    while (end > s.emitted && end < s.text.size() && (static_cast<uint8_t>(s.text[end]) & 0xC0) == 0x80)
+    while (end > s.emitted && end < s.text.size() &&
+           (static_cast<uint8_t>(s.text[end]) & 0xC0) == 0x80)
       --end;
   }
   if (end > s.emitted) {
@@ -127,11 +129,15 @@ bool Engine::step() {
     return (a->tokens.size() - a->computed == 1) > (b->tokens.size() - b->computed == 1);
   });
   int64_t budget = opts_.max_step_tokens;
-  struct Item { Sequence* s; int64_t start, n; };
+  struct Item {
+    Sequence* s;
+    int64_t start, n;
+  };
   std::vector<Item> items;
   for (auto& s : running_) {
     if (budget <= 0) break;
-    const int64_t n = std::min<int64_t>(static_cast<int64_t>(s->tokens.size()) - s->computed, budget);
+    const int64_t n =
+        std::min<int64_t>(static_cast<int64_t>(s->tokens.size()) - s->computed, budget);
     items.push_back({s.get(), s->computed, n});
     budget -= n;
   }
@@ -218,8 +224,9 @@ bool Engine::step() {
     Sequence& s = *sampled[i];
     const int32_t tok = s.sampler.sample(logits.data_ptr<float>() + i * vocab, vocab, s.tokens);
     if (s.first_token_ms < 0) s.first_token_ms = s.timer.ms();
-    const bool is_stop = !s.req.params.ignore_eos &&
-                         std::find(tok_->stop_ids.begin(), tok_->stop_ids.end(), tok) != tok_->stop_ids.end();
+    const bool is_stop =
+        !s.req.params.ignore_eos &&
+        std::find(tok_->stop_ids.begin(), tok_->stop_ids.end(), tok) != tok_->stop_ids.end();
     if (is_stop) {
       finish(s, "stop");
       continue;

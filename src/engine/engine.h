@@ -19,11 +19,11 @@
 namespace sllm::engine {
 
 struct EngineOptions {
-  int64_t context = 0;              // max tokens per sequence; 0: the model's max_position
-  int64_t kv_tokens = 0;            // KV pool size in tokens; 0: one context
+  int64_t context = 0;    // max tokens per sequence; 0: the model's max_position
+  int64_t kv_tokens = 0;  // KV pool size in tokens; 0: one context
   int32_t block_size = 16;
-  int64_t max_seqs = 16;            // sequences decoded together
-  int64_t max_step_tokens = 512;    // token budget of one step (prefill is chunked to fit)
+  int64_t max_seqs = 16;          // sequences decoded together
+  int64_t max_step_tokens = 512;  // token budget of one step (prefill is chunked to fit)
 };
 
 struct Request {
@@ -36,7 +36,7 @@ struct Request {
 struct Result {
   std::vector<int32_t> tokens;  // generated ids (stop token excluded)
   std::string text;
-  std::string finish_reason;    // "stop" (eos, stop token or stop string) | "length"
+  std::string finish_reason;  // "stop" (eos, stop token or stop string) | "length"
   int64_t prompt_tokens = 0;
   double first_token_ms = 0, total_ms = 0;
 };

@@ -26,7 +26,8 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>
       logits[t] = logits[t] < 0 ? logits[t] * rp : logits[t] / rp;
     }
   }
-  if (p_.temperature == 0.0) return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  if (p_.temperature == 0.0)
+    return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
 
   const float inv_t = static_cast<float>(1.0 / p_.temperature);
   // Tokens more than 30 nats below the best carry < 1e-13 of the mass each: dropping
@@ -49,14 +50,18 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>
   const float mx = cand_[0].first;
   double total = 0;
   std::vector<double> prob(n);
-  for (size_t i = 0; i < n; ++i) total += prob[i] = std::exp(static_cast<double>(cand_[i].first - mx));
+  for (size_t i = 0; i < n; ++i)
+    total += prob[i] = std::exp(static_cast<double>(cand_[i].first - mx));
   for (auto& p : prob) p /= total;
   size_t keep = n;
   if (p_.top_p < 1.0) {
     double cum = 0;
     for (size_t i = 0; i < n; ++i) {
       cum += prob[i];
-      if (cum >= p_.top_p) { keep = i + 1; break; }
+      if (cum >= p_.top_p) {
+        keep = i + 1;
+        break;
+      }
     }
   }
   if (p_.min_p > 0) {

@@ -11,13 +11,13 @@ namespace sllm::engine {
 
 struct SamplingParams {
   double temperature = 0.7;
-  int64_t top_k = 0;               // 0: off
-  double top_p = 1.0;              // 1: off
-  double min_p = 0.0;              // 0: off
-  double repetition_penalty = 1.0; // 1: off (transformers' definition)
+  int64_t top_k = 0;                // 0: off
+  double top_p = 1.0;               // 1: off
+  double min_p = 0.0;               // 0: off
+  double repetition_penalty = 1.0;  // 1: off (transformers' definition)
   uint64_t seed = 42;
   int64_t max_new_tokens = 256;
-  std::vector<std::string> stop;   // stop strings (not included in the output)
+  std::vector<std::string> stop;  // stop strings (not included in the output)
   bool ignore_eos = false;
 
   void validate() const;  // clear error on out-of-range values

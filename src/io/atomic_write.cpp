@@ -19,7 +19,8 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   do {
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   } while (fd_ < 0 && errno == EINTR);
-  if (fd_ < 0) SLLM_FAIL("cannot write '{}': cannot create '{}': {}", path_, tmp_, std::strerror(errno));
+  if (fd_ < 0)
+    SLLM_FAIL("cannot write '{}': cannot create '{}': {}", path_, tmp_, std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {
@@ -43,10 +44,12 @@ void AtomicFile::write(const void* data, size_t n) {
 }
 
 void AtomicFile::commit() {
-  if (::fsync(fd_) != 0) SLLM_FAIL("cannot write '{}': fsync failed: {}", path_, std::strerror(errno));
+  if (::fsync(fd_) != 0)
+    SLLM_FAIL("cannot write '{}': fsync failed: {}", path_, std::strerror(errno));
   const int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) SLLM_FAIL("cannot write '{}': close failed: {}", path_, std::strerror(errno));
+  if (::close(fd) != 0)
+    SLLM_FAIL("cannot write '{}': close failed: {}", path_, std::strerror(errno));
   if (::rename(tmp_.c_str(), path_.c_str()) != 0)
     SLLM_FAIL("cannot write '{}': rename from '{}' failed: {}", path_, tmp_, std::strerror(errno));
   done_ = true;

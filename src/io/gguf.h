@@ -60,8 +60,19 @@ bool ggml_type_dequant_supported(uint32_t t);
 
 // GGUF metadata value types (the on-disk ids).
 enum class GgufValueType : uint32_t {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
-  BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 };
 
 class GgufFile {
@@ -90,7 +101,7 @@ class GgufFile {
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const TensorView* find(const std::string& name) const;  // nullptr if absent
   size_t alignment() const { return alignment_; }
-  size_t data_offset() const { return data_offset_; }     // start of the tensor data section
+  size_t data_offset() const { return data_offset_; }  // start of the tensor data section
   const std::string& path() const { return path_; }
 
  private:

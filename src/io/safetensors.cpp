@@ -29,9 +29,12 @@ bool json_depth_ok(const char* p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const char c = p[i];
     if (in_str) {
-      if (esc) esc = false;
-      else if (c == '\\') esc = true;
-      else if (c == '"') in_str = false;
+      if (esc)
+        esc = false;
+      else if (c == '\\')
+        esc = true;
+      else if (c == '"')
+        in_str = false;
     } else if (c == '"') {
       in_str = true;
     } else if (c == '{' || c == '[') {
@@ -48,8 +51,10 @@ std::string quote(const std::string& s) {
   std::string out;
   for (size_t i = 0; i < s.size() && i < 200; ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
-    else out += static_cast<char>(c);
+    if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += static_cast<char>(c);
   }
   if (s.size() > 200) out += "...";
   return out;
@@ -65,28 +70,33 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   const uint64_t size = f.file_->size();
 
   if (size < 8)
-    SLLM_FAIL("safetensors file '{}' is truncated: needs 8 bytes for the header length, file has {}", path,
-              size);
+    SLLM_FAIL(
+        "safetensors file '{}' is truncated: needs 8 bytes for the header length, file has {}",
+        path, size);
   uint64_t hlen;
   std::memcpy(&hlen, base, 8);
   if (hlen > size - 8)
-    SLLM_FAIL("safetensors file '{}' is truncated: header needs {} bytes at offset 8, file has {}", path, hlen,
-              size);
+    SLLM_FAIL("safetensors file '{}' is truncated: header needs {} bytes at offset 8, file has {}",
+              path, hlen, size);
   if (hlen > kMaxHeader)
-    SLLM_FAIL("safetensors file '{}' is corrupt: header length {} exceeds the {} byte limit", path, hlen,
-              kMaxHeader);
+    SLLM_FAIL("safetensors file '{}' is corrupt: header length {} exceeds the {} byte limit", path,
+              hlen, kMaxHeader);
   const char* hp = reinterpret_cast<const char*>(base + 8);
   if (hlen == 0 || hp[0] != '{')
-    SLLM_FAIL("safetensors file '{}' is corrupt: header is not a JSON object (it must start with '{{')", path);
+    SLLM_FAIL(
+        "safetensors file '{}' is corrupt: header is not a JSON object (it must start with '{{')",
+        path);
   if (!json_depth_ok(hp, hlen))
-    SLLM_FAIL("safetensors file '{}' is corrupt: header JSON is nested deeper than {}", path, kMaxJsonDepth);
+    SLLM_FAIL("safetensors file '{}' is corrupt: header JSON is nested deeper than {}", path,
+              kMaxJsonDepth);
   nlohmann::json h;
   try {
     h = nlohmann::json::parse(hp, hp + hlen);
   } catch (const nlohmann::json::exception& e) {
     SLLM_FAIL("safetensors file '{}' has an invalid JSON header: {}", path, e.what());
   }
-  if (!h.is_object()) SLLM_FAIL("safetensors file '{}' is corrupt: header is not a JSON object", path);
+  if (!h.is_object())
+    SLLM_FAIL("safetensors file '{}' is corrupt: header is not a JSON object", path);
 
   const uint8_t* buf = base + 8 + hlen;
   const uint64_t buf_size = size - 8 - hlen;
@@ -97,12 +107,14 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   for (const auto& [name, v] : h.items()) {
     if (name == "__metadata__") {
       if (!v.is_object())
-        SLLM_FAIL("safetensors file '{}' is corrupt: __metadata__ is a {}, expected an object", path,
-                  v.type_name());
+        SLLM_FAIL("safetensors file '{}' is corrupt: __metadata__ is a {}, expected an object",
+                  path, v.type_name());
       for (const auto& [k, mv] : v.items()) {
         if (!mv.is_string())
-          SLLM_FAIL("safetensors file '{}' is corrupt: __metadata__ value '{}' is a {}, expected a string",
-                    path, quote(k), mv.type_name());
+          SLLM_FAIL(
+              "safetensors file '{}' is corrupt: __metadata__ value '{}' is a {}, expected a "
+              "string",
+              path, quote(k), mv.type_name());
         f.metadata_[k] = mv.get<std::string>();
       }
       continue;
@@ -122,7 +134,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     if (sh == v.end() || !sh->is_array()) bad("missing or non-array \"shape\"");
     uint64_t numel = 1;
     for (const auto& d : *sh) {
-      if (!d.is_number_unsigned()) bad(fmt::format("shape entry {} is not a non-negative integer", d.dump()));
+      if (!d.is_number_unsigned())
+        bad(fmt::format("shape entry {} is not a non-negative integer", d.dump()));
       const uint64_t x = d.get<uint64_t>();
       if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           (x != 0 && numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / x))
@@ -137,15 +150,18 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     const uint64_t b = (*off)[0].get<uint64_t>(), e = (*off)[1].get<uint64_t>();
     if (b > e) bad(fmt::format("data_offsets [{}, {}] are reversed", b, e));
     if (e > buf_size)
-      SLLM_FAIL("safetensors file '{}' is truncated: tensor '{}' needs bytes [{}, {}) of the data buffer at "
-                "offset {}, which has {} bytes (file has {})",
-                path, qn, b, e, 8 + hlen, buf_size, size);
+      SLLM_FAIL(
+          "safetensors file '{}' is truncated: tensor '{}' needs bytes [{}, {}) of the data buffer "
+          "at "
+          "offset {}, which has {} bytes (file has {})",
+          path, qn, b, e, 8 + hlen, buf_size, size);
     const uint64_t es = dtype_size(t.dtype);
     if (numel > std::numeric_limits<uint64_t>::max() / es || numel * es != e - b)
       bad(fmt::format("shape {} of {} needs {} bytes but data_offsets [{}, {}] span {}", sh->dump(),
                       dtype_name(t.dtype),
-                      numel > std::numeric_limits<uint64_t>::max() / es ? std::string("too many")
-                                                                          : std::to_string(numel * es),
+                      numel > std::numeric_limits<uint64_t>::max() / es
+                          ? std::string("too many")
+                          : std::to_string(numel * es),
                       b, e, e - b));
     t.data = buf + b;
     t.nbytes = static_cast<size_t>(e - b);
@@ -157,15 +173,17 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   std::vector<size_t> order(f.tensors_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return ranges[a].begin != ranges[b].begin ? ranges[a].begin < ranges[b].begin : ranges[a].end < ranges[b].end;
+    return ranges[a].begin != ranges[b].begin ? ranges[a].begin < ranges[b].begin
+                                              : ranges[a].end < ranges[b].end;
   });
   for (size_t k = 1; k < order.size(); ++k) {
     const auto& ra = ranges[order[k - 1]];
     const auto& rb = ranges[order[k]];
     if (rb.begin < ra.end)
-      SLLM_FAIL("safetensors file '{}' is corrupt: tensor '{}' [{}, {}) overlaps tensor '{}' [{}, {})", path,
-                quote(f.tensors_[order[k - 1]].name), ra.begin, ra.end, quote(f.tensors_[order[k]].name),
-                rb.begin, rb.end);
+      SLLM_FAIL(
+          "safetensors file '{}' is corrupt: tensor '{}' [{}, {}) overlaps tensor '{}' [{}, {})",
+          path, quote(f.tensors_[order[k - 1]].name), ra.begin, ra.end,
+          quote(f.tensors_[order[k]].name), rb.begin, rb.end);
   }
   std::vector<TensorView> sorted;
   sorted.reserve(order.size());
@@ -192,22 +210,29 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   uint64_t offset = 0;
   for (const auto& t : tensors) {
     SLLM_CHECK(!t.name.empty(), "cannot write '{}': a tensor has an empty name", path);
-    SLLM_CHECK(t.name != "__metadata__", "cannot write '{}': '__metadata__' is not a valid tensor name", path);
-    SLLM_CHECK(names.insert(t.name).second, "cannot write '{}': duplicate tensor name '{}'", path, t.name);
+    SLLM_CHECK(t.name != "__metadata__",
+               "cannot write '{}': '__metadata__' is not a valid tensor name", path);
+    SLLM_CHECK(names.insert(t.name).second, "cannot write '{}': duplicate tensor name '{}'", path,
+               t.name);
     const size_t es = dtype_size(t.dtype);
-    SLLM_CHECK(es > 0 && t.dtype != DType::gguf_quant, "cannot write '{}': tensor '{}' has dtype {}, which safetensors cannot store",
-               path, t.name, dtype_name(t.dtype));
+    SLLM_CHECK(es > 0 && t.dtype != DType::gguf_quant,
+               "cannot write '{}': tensor '{}' has dtype {}, which safetensors cannot store", path,
+               t.name, dtype_name(t.dtype));
     uint64_t numel = 1;
     for (int64_t d : t.shape) {
-      SLLM_CHECK(d >= 0, "cannot write '{}': tensor '{}' has a negative dimension in [{}]", path, t.name,
-                 fmt::join(t.shape, ", "));
-      SLLM_CHECK(d == 0 || numel <= std::numeric_limits<uint64_t>::max() / es / static_cast<uint64_t>(d),
-                 "cannot write '{}': tensor '{}' shape [{}] overflows", path, t.name, fmt::join(t.shape, ", "));
+      SLLM_CHECK(d >= 0, "cannot write '{}': tensor '{}' has a negative dimension in [{}]", path,
+                 t.name, fmt::join(t.shape, ", "));
+      SLLM_CHECK(
+          d == 0 || numel <= std::numeric_limits<uint64_t>::max() / es / static_cast<uint64_t>(d),
+          "cannot write '{}': tensor '{}' shape [{}] overflows", path, t.name,
+          fmt::join(t.shape, ", "));
       numel *= static_cast<uint64_t>(d);
     }
-    SLLM_CHECK(numel * es == t.nbytes, "cannot write '{}': tensor '{}' ({} [{}]) has {} bytes, expected {}", path,
-               t.name, dtype_name(t.dtype), fmt::join(t.shape, ", "), t.nbytes, numel * es);
-    SLLM_CHECK(t.nbytes == 0 || t.data != nullptr, "cannot write '{}': tensor '{}' has no data", path, t.name);
+    SLLM_CHECK(numel * es == t.nbytes,
+               "cannot write '{}': tensor '{}' ({} [{}]) has {} bytes, expected {}", path, t.name,
+               dtype_name(t.dtype), fmt::join(t.shape, ", "), t.nbytes, numel * es);
+    SLLM_CHECK(t.nbytes == 0 || t.data != nullptr, "cannot write '{}': tensor '{}' has no data",
+               path, t.name);
     nlohmann::ordered_json e = nlohmann::ordered_json::object();
     e["dtype"] = dtype_name(t.dtype);
     e["shape"] = t.shape;
@@ -219,7 +244,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   try {
     header = h.dump();
   } catch (const nlohmann::json::exception& e) {
-    SLLM_FAIL("cannot write '{}': tensor names and metadata must be valid UTF-8 ({})", path, e.what());
+    SLLM_FAIL("cannot write '{}': tensor names and metadata must be valid UTF-8 ({})", path,
+              e.what());
   }
   header.append((8 - header.size() % 8) % 8, ' ');
   const uint64_t hlen = header.size();
@@ -253,14 +279,15 @@ SafetensorsSet SafetensorsSet::open_dir(const std::string& dir) {
     const auto& wm = j["weight_map"];
     std::map<std::string, size_t> shard_index;  // file name -> files_ index
     for (const auto& [name, file] : wm.items()) {
-      SLLM_CHECK(file.is_string(), "'{}': weight_map entry '{}' is a {}, expected a file name", ipath,
-                 quote(name), file.type_name());
+      SLLM_CHECK(file.is_string(), "'{}': weight_map entry '{}' is a {}, expected a file name",
+                 ipath, quote(name), file.type_name());
       const std::string fname = file.get<std::string>();
       const fs::path rel(fname);
       bool ok = !fname.empty() && rel.is_relative();
       for (const auto& part : rel) ok = ok && part != "..";
-      SLLM_CHECK(ok, "'{}': weight_map entry '{}' names '{}', which is not a file inside the directory", ipath,
-                 quote(name), quote(fname));
+      SLLM_CHECK(ok,
+                 "'{}': weight_map entry '{}' names '{}', which is not a file inside the directory",
+                 ipath, quote(name), quote(fname));
       shard_index.emplace(fname, 0);
     }
     SLLM_CHECK(!shard_index.empty(), "'{}': weight_map is empty", ipath);
@@ -272,13 +299,14 @@ SafetensorsSet SafetensorsSet::open_dir(const std::string& dir) {
       const std::string fname = file.get<std::string>();
       const SafetensorsFile& shard = s.files_[shard_index.at(fname)];
       const TensorView* t = shard.find(name);
-      SLLM_CHECK(t, "'{}' maps tensor '{}' to '{}', but that shard has no such tensor", ipath, quote(name),
-                 shard.path());
+      SLLM_CHECK(t, "'{}' maps tensor '{}' to '{}', but that shard has no such tensor", ipath,
+                 quote(name), shard.path());
       s.by_name_.emplace(name, t);
     }
     return s;
   }
-  SLLM_CHECK(fs::exists(single, ec), "'{}' has neither model.safetensors nor model.safetensors.index.json", dir);
+  SLLM_CHECK(fs::exists(single, ec),
+             "'{}' has neither model.safetensors nor model.safetensors.index.json", dir);
   s.files_.push_back(SafetensorsFile::open(single.string()));
   for (const auto& t : s.files_.back().tensors()) s.by_name_.emplace(t.name, &t);
   return s;

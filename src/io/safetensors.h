@@ -23,7 +23,7 @@ class SafetensorsFile {
   static SafetensorsFile open(const std::string& path);
 
   const std::vector<TensorView>& tensors() const { return tensors_; }  // sorted by data offset
-  const TensorView* find(const std::string& name) const;              // nullptr if absent
+  const TensorView* find(const std::string& name) const;               // nullptr if absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }
 
@@ -63,7 +63,7 @@ class SafetensorsSet {
   SafetensorsSet(const SafetensorsSet&) = delete;  // holds pointers into files_
   SafetensorsSet& operator=(const SafetensorsSet&) = delete;
   const TensorView* find(const std::string& name) const;  // nullptr if absent
-  std::vector<const TensorView*> all() const;              // sorted by name
+  std::vector<const TensorView*> all() const;             // sorted by name
   const std::vector<SafetensorsFile>& files() const { return files_; }
 
  private:

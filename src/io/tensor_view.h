@@ -38,11 +38,11 @@ bool dtype_from_name(const std::string& name, DType& out);
 struct TensorView {
   std::string name;
   DType dtype = DType::f32;
-  uint32_t ggml_type = 0;        // raw GGML type id when the source is GGUF (0 otherwise)
-  std::vector<int64_t> shape;    // row-major (PyTorch order); for GGUF this is ne reversed
-  const uint8_t* data = nullptr; // points into the mapped file
+  uint32_t ggml_type = 0;         // raw GGML type id when the source is GGUF (0 otherwise)
+  std::vector<int64_t> shape;     // row-major (PyTorch order); for GGUF this is ne reversed
+  const uint8_t* data = nullptr;  // points into the mapped file
   size_t nbytes = 0;
-  int64_t numel() const;         // product of shape (1 for a scalar)
+  int64_t numel() const;  // product of shape (1 for a scalar)
 };
 
 }  // namespace sllm::io

@@ -17,9 +17,11 @@ BlockManager::BlockManager(int32_t num_blocks, int32_t block_size)
 }
 
 int32_t BlockManager::blocks_needed(int64_t ntokens, int32_t block_size) {
-  SLLM_CHECK(ntokens >= 0 && block_size > 0, "blocks_needed({}, {}): bad arguments", ntokens, block_size);
+  SLLM_CHECK(ntokens >= 0 && block_size > 0, "blocks_needed({}, {}): bad arguments", ntokens,
+             block_size);
   const int64_t n = (ntokens + block_size - 1) / block_size;
-  SLLM_CHECK(n <= std::numeric_limits<int32_t>::max(), "{} tokens need too many KV blocks", ntokens);
+  SLLM_CHECK(n <= std::numeric_limits<int32_t>::max(), "{} tokens need too many KV blocks",
+             ntokens);
   return static_cast<int32_t>(n);
 }
 
@@ -36,7 +38,8 @@ const BlockManager::Seq& BlockManager::get(SeqId s) const {
 }
 
 int32_t BlockManager::refcount(int32_t block) const {
-  SLLM_CHECK(block >= 0 && block < num_blocks_, "KV block {} out of range [0, {})", block, num_blocks_);
+  SLLM_CHECK(block >= 0 && block < num_blocks_, "KV block {} out of range [0, {})", block,
+             num_blocks_);
   return refcount_[block];
 }
 
@@ -49,7 +52,8 @@ SeqId BlockManager::add_sequence() {
 int32_t BlockManager::blocks_for_append(const Seq& q, int32_t ntokens) const {
   SLLM_CHECK(ntokens >= 0, "cannot append {} tokens", ntokens);
   const int64_t new_len = int64_t{q.length} + ntokens;
-  SLLM_CHECK(new_len <= std::numeric_limits<int32_t>::max(), "sequence too long: {} tokens", new_len);
+  SLLM_CHECK(new_len <= std::numeric_limits<int32_t>::max(), "sequence too long: {} tokens",
+             new_len);
   const int32_t grow = blocks_needed(new_len, block_size_) - static_cast<int32_t>(q.blocks.size());
   // Writing into a partly filled last block that another sequence also holds needs a copy.
   const bool cow = ntokens > 0 && q.length % block_size_ != 0 && refcount_[q.blocks.back()] > 1;
@@ -76,7 +80,8 @@ std::vector<CopyOp> BlockManager::append(SeqId s, int32_t ntokens) {
   Seq& q = get(s);
   const int32_t need = blocks_for_append(q, ntokens);
   // Check before touching anything, so a full cache leaves the state as it was.
-  SLLM_CHECK(need <= num_free_blocks(), "KV cache is full: need {} blocks, {} free", need, num_free_blocks());
+  SLLM_CHECK(need <= num_free_blocks(), "KV cache is full: need {} blocks, {} free", need,
+             num_free_blocks());
   std::vector<CopyOp> ops;
   if (ntokens == 0) return ops;
   const int32_t filled = q.length % block_size_;
@@ -130,14 +135,16 @@ const std::vector<int32_t>& BlockManager::block_table(SeqId s) const { return ge
 
 int64_t BlockManager::slot(SeqId s, int32_t pos) const {
   const Seq& q = get(s);
-  SLLM_CHECK(pos >= 0 && pos < q.length, "position {} outside KV sequence {} of length {}", pos, s, q.length);
+  SLLM_CHECK(pos >= 0 && pos < q.length, "position {} outside KV sequence {} of length {}", pos, s,
+             q.length);
   return int64_t{q.blocks[pos / block_size_]} * block_size_ + pos % block_size_;
 }
 
 void BlockManager::slots(SeqId s, int32_t start, int32_t n, int64_t* out) const {
   const Seq& q = get(s);
   SLLM_CHECK(start >= 0 && n >= 0 && int64_t{start} + n <= q.length,
-             "positions [{}, {}) outside KV sequence {} of length {}", start, int64_t{start} + n, s, q.length);
+             "positions [{}, {}) outside KV sequence {} of length {}", start, int64_t{start} + n, s,
+             q.length);
   const int64_t bs = block_size_;
   for (int32_t i = 0; i < n; ++i) {
     const int32_t pos = start + i;
@@ -153,16 +160,19 @@ UsageStats BlockManager::stats() const {
   st.used_blocks = num_blocks_ - st.free_blocks;
   st.used_tokens = used_tokens_;
   st.num_sequences = static_cast<int64_t>(seqs_.size());
-  st.utilization = st.used_blocks > 0 ? static_cast<double>(used_tokens_) / (double(st.used_blocks) * block_size_) : 0.0;
+  st.utilization = st.used_blocks > 0
+                       ? static_cast<double>(used_tokens_) / (double(st.used_blocks) * block_size_)
+                       : 0.0;
   st.peak_used_blocks = peak_used_;
   return st;
 }
 
-uint64_t kv_bytes(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes_per_elem) {
+uint64_t kv_bytes(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens,
+                  int64_t bytes_per_elem) {
   SLLM_CHECK(layers >= 0 && kv_heads >= 0 && head_dim >= 0 && tokens >= 0 && bytes_per_elem >= 0,
              "kv_bytes: negative size");
-  return uint64_t{2} * uint64_t(layers) * uint64_t(kv_heads) * uint64_t(head_dim) * uint64_t(tokens) *
-         uint64_t(bytes_per_elem);
+  return uint64_t{2} * uint64_t(layers) * uint64_t(kv_heads) * uint64_t(head_dim) *
+         uint64_t(tokens) * uint64_t(bytes_per_elem);
 }
 
 }  // namespace sllm::kv

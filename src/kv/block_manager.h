@@ -20,9 +20,9 @@ struct CopyOp {
 
 struct UsageStats {
   int32_t num_blocks, block_size, used_blocks, free_blocks;
-  int64_t used_tokens;    // sum of sequence lengths (shared tokens count once per sequence)
+  int64_t used_tokens;  // sum of sequence lengths (shared tokens count once per sequence)
   int64_t num_sequences;
-  double utilization;     // used_tokens / (used_blocks * block_size); can exceed 1 with forks
+  double utilization;  // used_tokens / (used_blocks * block_size); can exceed 1 with forks
   int32_t peak_used_blocks;
 };
 
@@ -78,6 +78,7 @@ class BlockManager {
 };
 
 // Bytes of KV storage: 2 (K and V) * layers * kv_heads * head_dim * tokens * bytes_per_elem.
-uint64_t kv_bytes(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes_per_elem);
+uint64_t kv_bytes(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens,
+                  int64_t bytes_per_elem);
 
 }  // namespace sllm::kv

@@ -21,7 +21,8 @@ void KvCache::apply(const std::vector<CopyOp>& ops) {
   for (const auto& op : ops) {
     for (size_t l = 0; l < k_.size(); ++l) {
       for (auto* t : {&k_[l], &v_[l]}) {
-        t->narrow(0, op.dst_block * bs, op.ntokens).copy_(t->narrow(0, op.src_block * bs, op.ntokens));
+        t->narrow(0, op.dst_block * bs, op.ntokens)
+            .copy_(t->narrow(0, op.src_block * bs, op.ntokens));
       }
     }
   }

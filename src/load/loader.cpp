@@ -20,11 +20,16 @@ namespace {
 
 at::ScalarType to_scalar(io::DType d, const std::string& name) {
   switch (d) {
-    case io::DType::f32: return at::kFloat;
-    case io::DType::f16: return at::kHalf;
-    case io::DType::bf16: return at::kBFloat16;
-    case io::DType::f64: return at::kDouble;
-    default: SLLM_FAIL("tensor '{}' has dtype {}, expected a float type", name, io::dtype_name(d));
+    case io::DType::f32:
+      return at::kFloat;
+    case io::DType::f16:
+      return at::kHalf;
+    case io::DType::bf16:
+      return at::kBFloat16;
+    case io::DType::f64:
+      return at::kDouble;
+    default:
+      SLLM_FAIL("tensor '{}' has dtype {}, expected a float type", name, io::dtype_name(d));
   }
 }
 
@@ -78,22 +83,30 @@ struct Names {  // tensor names of one checkpoint convention
 };
 
 Names gguf_names() {
-  static const std::map<std::string, std::string> m = {
-      {"attn_norm", "attn_norm.weight"}, {"ffn_norm", "ffn_norm.weight"},
-      {"q", "attn_q"},                   {"k", "attn_k"},
-      {"v", "attn_v"},                   {"o", "attn_output.weight"},
-      {"gate", "ffn_gate.weight"},       {"up", "ffn_up.weight"},
-      {"down", "ffn_down.weight"}};
-  return {"token_embd.weight", "output_norm.weight", "output.weight",
-          [](int64_t i, const std::string& k) { return "blk." + std::to_string(i) + "." + m.at(k); }};
+  static const std::map<std::string, std::string> m = {{"attn_norm", "attn_norm.weight"},
+                                                       {"ffn_norm", "ffn_norm.weight"},
+                                                       {"q", "attn_q"},
+                                                       {"k", "attn_k"},
+                                                       {"v", "attn_v"},
+                                                       {"o", "attn_output.weight"},
+                                                       {"gate", "ffn_gate.weight"},
+                                                       {"up", "ffn_up.weight"},
+                                                       {"down", "ffn_down.weight"}};
+  return {
+      "token_embd.weight", "output_norm.weight", "output.weight",
+      [](int64_t i, const std::string& k) { return "blk." + std::to_string(i) + "." + m.at(k); }};
 }
 
 Names hf_names() {
   static const std::map<std::string, std::string> m = {
-      {"attn_norm", "input_layernorm.weight"}, {"ffn_norm", "post_attention_layernorm.weight"},
-      {"q", "self_attn.q_proj"},               {"k", "self_attn.k_proj"},
-      {"v", "self_attn.v_proj"},               {"o", "self_attn.o_proj.weight"},
-      {"gate", "mlp.gate_proj.weight"},        {"up", "mlp.up_proj.weight"},
+      {"attn_norm", "input_layernorm.weight"},
+      {"ffn_norm", "post_attention_layernorm.weight"},
+      {"q", "self_attn.q_proj"},
+      {"k", "self_attn.k_proj"},
+      {"v", "self_attn.v_proj"},
+      {"o", "self_attn.o_proj.weight"},
+      {"gate", "mlp.gate_proj.weight"},
+      {"up", "mlp.up_proj.weight"},
       {"down", "mlp.down_proj.weight"}};
   return {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
           [](int64_t i, const std::string& k) {
@@ -172,9 +185,11 @@ model::ModelConfig config_from_gguf(const io::GgufFile& f, int64_t vocab_from_to
 
 std::shared_ptr<const tok::Tokenizer> tokenizer_from_gguf(const io::GgufFile& f) {
   const std::string kind = f.get_string_or("tokenizer.ggml.model", "");
-  SLLM_CHECK(kind == "gpt2", "{}: tokenizer.ggml.model '{}' is not supported in GGUF files "
-             "(byte-level BPE 'gpt2' is); use a Hugging Face directory with tokenizer.model instead",
-             f.path(), kind);
+  SLLM_CHECK(
+      kind == "gpt2",
+      "{}: tokenizer.ggml.model '{}' is not supported in GGUF files "
+      "(byte-level BPE 'gpt2' is); use a Hugging Face directory with tokenizer.model instead",
+      f.path(), kind);
   const auto& md = f.metadata();
   tok::GgufVocab v;
   SLLM_CHECK(md.contains("tokenizer.ggml.tokens") && md["tokenizer.ggml.tokens"].is_array(),

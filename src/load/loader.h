@@ -24,10 +24,10 @@ struct LoadedModel {
   std::shared_ptr<const model::LlamaModel> model;
   std::shared_ptr<const tok::Tokenizer> tokenizer;
   std::string path;
-  std::string format;                                  // "gguf" | "hf"
-  std::map<std::string, int64_t> file_tensor_types;    // e.g. {"Q4_1": 210, "F32": 61}
-  uint64_t file_bytes = 0;                             // tensor bytes as stored in the file
-  std::string display_name;                            // general.name or directory name
+  std::string format;                                // "gguf" | "hf"
+  std::map<std::string, int64_t> file_tensor_types;  // e.g. {"Q4_1": 210, "F32": 61}
+  uint64_t file_bytes = 0;                           // tensor bytes as stored in the file
+  std::string display_name;                          // general.name or directory name
 };
 
 LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});

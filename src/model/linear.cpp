@@ -8,7 +8,8 @@ at::Tensor Linear::forward(const at::Tensor& x) const { return at::linear(x, wei
 
 std::string Linear::format_name() const {
   switch (format) {
-    case WeightFormat::dense: return std::string("dense ") + std::string(weight.dtype().name());
+    case WeightFormat::dense:
+      return std::string("dense ") + std::string(weight.dtype().name());
   }
   return "unknown";
 }

@@ -14,7 +14,8 @@ at::Tensor rope_inv_freq(const ModelConfig& c) {
   const int64_t half = c.head_dim / 2;
   std::vector<float> f(half);
   for (int64_t i = 0; i < half; ++i)
-    f[i] = static_cast<float>(1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim));
+    f[i] =
+        static_cast<float>(1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim));
   const auto& rs = c.rope_scaling;
   if (rs.type == "linear") {
     for (auto& x : f) x = static_cast<float>(x / rs.factor);
@@ -56,7 +57,8 @@ at::Tensor LlamaModel::rope_cos_sin(const at::Tensor& positions, at::Tensor* sin
 }
 
 at::Tensor LlamaModel::forward_full(const at::Tensor& ids) const {
-  SLLM_CHECK(ids.dim() == 2, "forward_full expects ids [batch, seq], got {}", c10::str(ids.sizes()));
+  SLLM_CHECK(ids.dim() == 2, "forward_full expects ids [batch, seq], got {}",
+             c10::str(ids.sizes()));
   const auto& c = config_;
   const int64_t B = ids.size(0), T = ids.size(1), H = c.num_heads, KV = c.num_kv_heads,
                 D = c.head_dim, G = H / KV;
@@ -126,7 +128,8 @@ at::Tensor LlamaModel::forward_step(const BatchLayout& lay, kv::KvCache& cache) 
     auto& vc = cache.v(static_cast<int64_t>(li));
     kc.index_copy_(0, lay.slot_mapping, k);
     vc.index_copy_(0, lay.slot_mapping, v);
-    auto a = attention_step(q, kc.index_select(0, lay.kv_slots), vc.index_select(0, lay.kv_slots), l2);
+    auto a =
+        attention_step(q, kc.index_select(0, lay.kv_slots), vc.index_select(0, lay.kv_slots), l2);
     x = x + L.o.forward(a);
     h = ops::rms_norm(x, L.ffn_norm, c.rms_norm_eps);
     x = x + L.down.forward(ops::silu_mul(L.gate_up.forward(h)));
@@ -148,9 +151,11 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::hf_state_dict() cons
     const char* names[3] = {"q_proj", "k_proj", "v_proj"};
     const int64_t starts[3] = {0, qd, qd + kd}, sizes[3] = {qd, kd, kd};
     for (int j = 0; j < 3; ++j) {
-      out.emplace_back(p + "self_attn." + names[j] + ".weight", L.qkv.weight.narrow(0, starts[j], sizes[j]));
+      out.emplace_back(p + "self_attn." + names[j] + ".weight",
+                       L.qkv.weight.narrow(0, starts[j], sizes[j]));
       if (L.qkv.bias.defined())
-        out.emplace_back(p + "self_attn." + names[j] + ".bias", L.qkv.bias.narrow(0, starts[j], sizes[j]));
+        out.emplace_back(p + "self_attn." + names[j] + ".bias",
+                         L.qkv.bias.narrow(0, starts[j], sizes[j]));
     }
     out.emplace_back(p + "self_attn.o_proj.weight", L.o.weight);
     out.emplace_back(p + "post_attention_layernorm.weight", L.ffn_norm);
@@ -175,7 +180,8 @@ LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {
   auto cl = [&](const Linear& l) { return Linear{cv(l.weight), cv(l.bias), l.format}; };
   std::vector<DecoderLayer> layers;
   for (const auto& L : layers_)
-    layers.push_back({cv(L.attn_norm), cv(L.ffn_norm), cl(L.qkv), cl(L.o), cl(L.gate_up), cl(L.down)});
+    layers.push_back(
+        {cv(L.attn_norm), cv(L.ffn_norm), cl(L.qkv), cl(L.o), cl(L.gate_up), cl(L.down)});
   auto embed = cv(embed_);
   Linear head = config_.tie_embeddings ? Linear{embed, {}, WeightFormat::dense} : cl(lm_head_);
   return LlamaModel(config_, embed, std::move(layers), cv(final_norm_), head);

@@ -15,10 +15,10 @@ void ModelConfig::validate(const std::string& source) const {
              source, num_heads, num_kv_heads);
   SLLM_CHECK(head_dim > 0 && head_dim % 2 == 0, "{}: head_dim must be positive and even, got {}",
              source, head_dim);
-  SLLM_CHECK(rope_scaling.type == "none" || rope_scaling.type == "linear" ||
-                 rope_scaling.type == "llama3",
-             "{}: rope_scaling type '{}' is not supported (none, linear, llama3)", source,
-             rope_scaling.type);
+  SLLM_CHECK(
+      rope_scaling.type == "none" || rope_scaling.type == "linear" || rope_scaling.type == "llama3",
+      "{}: rope_scaling type '{}' is not supported (none, linear, llama3)", source,
+      rope_scaling.type);
 }
 
 int64_t ModelConfig::num_parameters() const {
@@ -67,7 +67,8 @@ ModelConfig config_from_hf(const nlohmann::json& j, const std::string& source) {
   c.num_layers = req<int64_t>(j, "num_hidden_layers", source);
   c.num_heads = req<int64_t>(j, "num_attention_heads", source);
   c.num_kv_heads = opt<int64_t>(j, "num_key_value_heads", c.num_heads, source);
-  c.head_dim = opt<int64_t>(j, "head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0, source);
+  c.head_dim =
+      opt<int64_t>(j, "head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0, source);
   c.max_position = opt<int64_t>(j, "max_position_embeddings", 2048, source);
   c.rms_norm_eps = opt<double>(j, "rms_norm_eps", 1e-6, source);
   c.rope_theta = opt<double>(j, "rope_theta", 10000.0, source);
@@ -82,7 +83,8 @@ ModelConfig config_from_hf(const nlohmann::json& j, const std::string& source) {
   // under "rope_theta" + "rope_scaling"; read whichever names a scaling type.
   const char* scaling_key = nullptr;
   for (const char* k : {"rope_parameters", "rope_scaling"}) {
-    if (j.contains(k) && j[k].is_object() && (j[k].contains("rope_type") || j[k].contains("type"))) {
+    if (j.contains(k) && j[k].is_object() &&
+        (j[k].contains("rope_type") || j[k].contains("type"))) {
       scaling_key = k;
       break;
     }

@@ -36,7 +36,9 @@ void check_launch(int rc, const char* what) {
   SLLM_CHECK(rc == 0, "CUDA kernel {} failed to launch (cudaError {})", what, rc);
 }
 #endif
-int64_t grain(int64_t row_elems) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_elems)); }
+int64_t grain(int64_t row_elems) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_elems));
+}
 }  // namespace
 
 namespace ref {
@@ -59,7 +61,8 @@ at::Tensor silu_mul(const at::Tensor& gu) {
 }  // namespace ref
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  SLLM_CHECK(x.size(-1) == weight.size(0), "rms_norm: width {} != weight {}", x.size(-1), weight.size(0));
+  SLLM_CHECK(x.size(-1) == weight.size(0), "rms_norm: width {} != weight {}", x.size(-1),
+             weight.size(0));
 #ifdef SLLM_HAVE_CUDA
   if (cuda_ok(x) && cuda_ok(weight) && x.scalar_type() == weight.scalar_type()) {
     auto out = at::empty_like(x);
@@ -107,10 +110,10 @@ at::Tensor silu_mul(const at::Tensor& gu) {
     const int64_t inter = sizes.back() / 2;
     sizes.back() = inter;
     auto out = at::empty(sizes, gu.options());
-    check_launch(kernels::cuda::silu_mul(gu.data_ptr(), out.data_ptr(), gu.numel() / (2 * inter),
-                                         inter, cuda_dtype(gu),
-                                         at::cuda::getCurrentCUDAStream().stream()),
-                 "silu_mul");
+    check_launch(
+        kernels::cuda::silu_mul(gu.data_ptr(), out.data_ptr(), gu.numel() / (2 * inter), inter,
+                                cuda_dtype(gu), at::cuda::getCurrentCUDAStream().stream()),
+        "silu_mul");
     return out;
   }
 #endif

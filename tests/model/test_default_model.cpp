@@ -63,10 +63,14 @@ TEST_F(DefaultModel, AnswersParis) {
 }
 
 TEST_F(DefaultModel, BatchOfEightEqualsAlone) {
-  const std::vector<std::string> qs = {
-      "What is the capital of France?", "Name three colors.", "Write a haiku about rain.",
-      "What is 12 plus 30?", "Translate 'good morning' to Spanish.", "Who wrote Hamlet?",
-      "Give me a tip for sleeping better.", "What does a CPU do?"};
+  const std::vector<std::string> qs = {"What is the capital of France?",
+                                       "Name three colors.",
+                                       "Write a haiku about rain.",
+                                       "What is 12 plus 30?",
+                                       "Translate 'good morning' to Spanish.",
+                                       "Who wrote Hamlet?",
+                                       "Give me a tip for sleeping better.",
+                                       "What does a CPU do?"};
   std::vector<engine::Request> reqs;
   for (const auto& q : qs) reqs.push_back(greedy(chat_prompt(q), 24));
   engine::Engine batched(m_->model, m_->tokenizer, {.context = 512});
@@ -74,8 +78,8 @@ TEST_F(DefaultModel, BatchOfEightEqualsAlone) {
   for (size_t i = 0; i < qs.size(); ++i) {
     engine::Engine alone(m_->model, m_->tokenizer, {.context = 512});
     auto r = alone.generate({greedy(chat_prompt(qs[i]), 24)})[0];
-    EXPECT_EQ(together[i].tokens, r.tokens) << qs[i] << "\nbatched: " << together[i].text
-                                            << "\nalone:   " << r.text;
+    EXPECT_EQ(together[i].tokens, r.tokens)
+        << qs[i] << "\nbatched: " << together[i].text << "\nalone:   " << r.text;
   }
 }
 
@@ -85,7 +89,8 @@ TEST_F(DefaultModel, KvAllocationMatchesFormula) {
     kv::KvCacheSpec spec{c.num_layers, c.num_kv_heads, c.head_dim,
                          kv::BlockManager::blocks_needed(tokens, 16), 16};
     kv::KvCache cache(spec, at::kFloat, at::kCPU);
-    EXPECT_EQ(cache.allocated_bytes(), kv::kv_bytes(c.num_layers, c.num_kv_heads, c.head_dim, tokens, 4));
+    EXPECT_EQ(cache.allocated_bytes(),
+              kv::kv_bytes(c.num_layers, c.num_kv_heads, c.head_dim, tokens, 4));
   }
 }
 
@@ -95,7 +100,9 @@ TEST_F(DefaultModel, ConvertRoundTripGivesIdenticalLogits) {
   load::save_hf_dir(*m_, dir.string(), at::kFloat);
   auto back = load::load_model(dir.string());
   EXPECT_EQ(back.format, "hf");
-  auto ids = at::tensor(std::vector<int64_t>{1, 504, 3458, 282, 4649, 314, 216, 33, 34, 2}, at::kLong).unsqueeze(0);
+  auto ids =
+      at::tensor(std::vector<int64_t>{1, 504, 3458, 282, 4649, 314, 216, 33, 34, 2}, at::kLong)
+          .unsqueeze(0);
   at::NoGradGuard g;
   auto a = m_->model->forward_full(ids), b = back.model->forward_full(ids);
   EXPECT_TRUE(at::equal(a, b)) << (a - b).abs().max().item<float>();
@@ -107,8 +114,9 @@ TEST_F(DefaultModel, ConvertRoundTripGivesIdenticalLogits) {
 }
 
 TEST_F(DefaultModel, TokenizerRoundTrips) {
-  for (const std::string s : {"plain text", "  runs   of spaces\n\n\ttabs", "한국어 문장", "漢字かな",
-                              "emoji 👩‍👩‍👧 🇰🇷", "don't I'LL", "x = f(y) * 2;"}) {
+  for (const std::string s :
+       {"plain text", "  runs   of spaces\n\n\ttabs", "한국어 문장", "漢字かな",
+        "emoji 👩‍👩‍👧 🇰🇷", "don't I'LL", "x = f(y) * 2;"}) {
     EXPECT_EQ(m_->tokenizer->decode(m_->tokenizer->encode(s, false)), s);
   }
 }

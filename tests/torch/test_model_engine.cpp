@@ -85,9 +85,9 @@ TEST_P(ModelVariants, EngineGreedyMatchesRecomputation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Model, ModelVariants,
-                         ::testing::Values(std::make_tuple(2, false, true),   // GQA
-                                           std::make_tuple(1, false, true),   // MQA
-                                           std::make_tuple(4, true, false),   // MHA, bias, untied
+                         ::testing::Values(std::make_tuple(2, false, true),  // GQA
+                                           std::make_tuple(1, false, true),  // MQA
+                                           std::make_tuple(4, true, false),  // MHA, bias, untied
                                            std::make_tuple(2, true, true)));
 
 TEST(ModelEngine, BatchedEqualsAlone) {
@@ -103,7 +103,8 @@ TEST(ModelEngine, BatchedEqualsAlone) {
   auto together = batched.generate(std::move(reqs));
   for (size_t i = 0; i < prompts.size(); ++i) {
     engine::Engine alone(m, tok, o);
-    auto r = alone.generate({greedy_request(prompts[i], 10 + static_cast<int>(prompts[i].size() % 7))});
+    auto r =
+        alone.generate({greedy_request(prompts[i], 10 + static_cast<int>(prompts[i].size() % 7))});
     EXPECT_EQ(together[i].tokens, r[0].tokens) << "prompt " << i;
   }
   EXPECT_EQ(batched.cache().manager().stats().used_blocks, 0);

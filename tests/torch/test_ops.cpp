@@ -48,15 +48,14 @@ TEST_P(OpsParity, SiluMul) {
   expect_close(ops::silu_mul(gu), ops::ref::silu_mul(gu));
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, OpsParity,
-                         ::testing::Values(OpCase{"cpu", at::kFloat, 1e-5}, OpCase{"cpu", at::kBFloat16, 2e-2},
-                                           OpCase{"cuda", at::kFloat, 1e-5},
-                                           OpCase{"cuda", at::kBFloat16, 3e-2},
-                                           OpCase{"cuda", at::kHalf, 5e-3}),
-                         [](const auto& info) {
-                           return std::string(info.param.device) + "_" +
-                                  std::string(c10::toString(info.param.dtype));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Ops, OpsParity,
+    ::testing::Values(OpCase{"cpu", at::kFloat, 1e-5}, OpCase{"cpu", at::kBFloat16, 2e-2},
+                      OpCase{"cuda", at::kFloat, 1e-5}, OpCase{"cuda", at::kBFloat16, 3e-2},
+                      OpCase{"cuda", at::kHalf, 5e-3}),
+    [](const auto& info) {
+      return std::string(info.param.device) + "_" + std::string(c10::toString(info.param.dtype));
+    });
 
 TEST(OpsRope, Llama3ScalingKeepsHighFrequencies) {
   model::ModelConfig c;
@@ -65,7 +64,7 @@ TEST(OpsRope, Llama3ScalingKeepsHighFrequencies) {
   auto plain = model::rope_inv_freq(c);
   c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 8192};
   auto scaled = model::rope_inv_freq(c);
-  EXPECT_FLOAT_EQ(scaled[0].item<float>(), plain[0].item<float>());          // short wavelength kept
+  EXPECT_FLOAT_EQ(scaled[0].item<float>(), plain[0].item<float>());  // short wavelength kept
   EXPECT_NEAR(scaled[31].item<float>(), plain[31].item<float>() / 8, 1e-12);  // long one divided
   c.rope_scaling = {"linear", 2.0, 1.0, 4.0, 8192};
   EXPECT_TRUE(at::allclose(model::rope_inv_freq(c), plain / 2));

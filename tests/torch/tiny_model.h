@@ -27,14 +27,19 @@ inline model::ModelConfig tiny_config(int64_t kv_heads = 2, bool bias = false, b
   return c;
 }
 
-inline std::shared_ptr<model::LlamaModel> tiny_model(const model::ModelConfig& c, uint64_t seed = 0) {
+inline std::shared_ptr<model::LlamaModel> tiny_model(const model::ModelConfig& c,
+                                                     uint64_t seed = 0) {
   at::manual_seed(seed);
   auto r = [](std::vector<int64_t> s, double scale = 0.08) { return at::randn(s) * scale; };
   const int64_t H = c.hidden_size, qd = c.num_heads * c.head_dim, kd = c.num_kv_heads * c.head_dim;
   std::vector<model::DecoderLayer> layers;
   for (int64_t i = 0; i < c.num_layers; ++i) {
     model::Linear qkv{r({qd + 2 * kd, H}), c.attention_bias ? r({qd + 2 * kd}) : at::Tensor()};
-    layers.push_back({1 + r({H}), 1 + r({H}), qkv, {r({H, qd}), {}}, {r({2 * c.intermediate_size, H}), {}},
+    layers.push_back({1 + r({H}),
+                      1 + r({H}),
+                      qkv,
+                      {r({H, qd}), {}},
+                      {r({2 * c.intermediate_size, H}), {}},
                       {r({H, c.intermediate_size}), {}}});
   }
   auto embed = r({c.vocab_size, H}, 0.5);
@@ -61,7 +66,8 @@ inline std::shared_ptr<tok::Tokenizer> tiny_tokenizer() {
   for (size_t i = 0; i < bs.size(); ++i) {
     const int cp = cs[i];
     std::string s;
-    if (cp < 0x80) s += static_cast<char>(cp);
+    if (cp < 0x80)
+      s += static_cast<char>(cp);
     else {
       s += static_cast<char>(0xC0 | (cp >> 6));
       s += static_cast<char>(0x80 | (cp & 0x3F));

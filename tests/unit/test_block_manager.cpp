@@ -225,7 +225,7 @@ TEST(KvBlockManager, RandomizedAgainstModel) {
   constexpr int32_t kBlocks = 24, kBs = 4;
   BlockManager m(kBlocks, kBs);
   std::mt19937 rng(1234);
-  std::map<SeqId, std::vector<int64_t>> model;  // token contents per sequence
+  std::map<SeqId, std::vector<int64_t>> model;      // token contents per sequence
   std::vector<int64_t> storage(kBlocks * kBs, -1);  // what the "engine" wrote per slot
   int64_t next_token = 0;
   int32_t peak = 0;
@@ -277,7 +277,8 @@ TEST(KvBlockManager, RandomizedAgainstModel) {
         continue;
       }
       for (const auto& c : ops)
-        for (int32_t i = 0; i < c.ntokens; ++i) storage[c.dst_block * kBs + i] = storage[c.src_block * kBs + i];
+        for (int32_t i = 0; i < c.ntokens; ++i)
+          storage[c.dst_block * kBs + i] = storage[c.src_block * kBs + i];
       // Before writing, the slots written must belong to s alone.
       auto& toks = model[s];
       for (int32_t i = 0; i < n; ++i) {

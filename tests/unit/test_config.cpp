@@ -38,13 +38,14 @@ class ConfigFiles : public ::testing::Test {
 };
 
 json defaults() {
-  return {{"model", nullptr},
-          {"dtype", "fp32"},
-          {"ctx", 0},
-          {"json", false},
-          {"sampling",
-           {{"temperature", 0.7}, {"top_k", 0}, {"top_p", 1.0}, {"seed", 42}, {"stop", json::array()}}},
-          {"engine", {{"block_size", 16}, {"max_seqs", 16}}}};
+  return {
+      {"model", nullptr},
+      {"dtype", "fp32"},
+      {"ctx", 0},
+      {"json", false},
+      {"sampling",
+       {{"temperature", 0.7}, {"top_k", 0}, {"top_p", 1.0}, {"seed", 42}, {"stop", json::array()}}},
+      {"engine", {{"block_size", 16}, {"max_seqs", 16}}}};
 }
 
 // Runs resolve and returns the error message ("" if it succeeded).
@@ -138,7 +139,8 @@ TEST_F(ConfigFiles, FileThenOverrideThenFlags) {
   config::apply_override(over, "sampling.top_k=5");
   config::apply_override(over, "engine.max_seqs=4");
   const json flags = {{"dtype", "fp16"}};
-  const json cfg = config::resolve(defaults(), {{p, config::load_file(p)}, {"override", over}, {"command line", flags}});
+  const json cfg = config::resolve(
+      defaults(), {{p, config::load_file(p)}, {"override", over}, {"command line", flags}});
   EXPECT_DOUBLE_EQ(config::get<double>(cfg, "sampling.temperature"), 0.2);
   EXPECT_EQ(config::get<int64_t>(cfg, "sampling.top_k"), 5);
   EXPECT_EQ(config::get<int>(cfg, "engine.max_seqs"), 4);
@@ -162,7 +164,8 @@ TEST(Config, ParseScalar) {
   EXPECT_EQ(config::parse_scalar("'7'"), json("7"));
   EXPECT_EQ(config::parse_scalar("\"a\\tb\""), json("a\tb"));
   // Text a YAML parser would reinterpret stays as typed.
-  EXPECT_EQ(config::parse_scalar("Question: why? # not a comment"), json("Question: why? # not a comment"));
+  EXPECT_EQ(config::parse_scalar("Question: why? # not a comment"),
+            json("Question: why? # not a comment"));
   EXPECT_EQ(config::parse_scalar("- item"), json("- item"));
   EXPECT_EQ(config::parse_scalar("1.2.3"), json("1.2.3"));
   EXPECT_EQ(config::parse_scalar(" 5 "), json(5));
@@ -196,12 +199,17 @@ TEST(Config, AllProblemsReportedAtOnce) {
   const json flags = {{"sampling", {{"top_k", "abc"}}}, {"json", 1}};
   const std::string m = resolve_error({{"configs/x.yaml", file}, {"command line", flags}});
   EXPECT_NE(m.find("5 problems"), std::string::npos) << m;
-  EXPECT_NE(m.find("configs/x.yaml: unknown key 'sampling.temprature' (did you mean 'sampling.temperature'?)"),
+  EXPECT_NE(m.find("configs/x.yaml: unknown key 'sampling.temprature' (did you mean "
+                   "'sampling.temperature'?)"),
             std::string::npos)
       << m;
-  EXPECT_NE(m.find("configs/x.yaml: unknown key 'dtyp' (did you mean 'dtype'?)"), std::string::npos) << m;
-  EXPECT_NE(m.find("configs/x.yaml: key 'sampling.top_k' must be an integer, got float 1.5"), std::string::npos) << m;
-  EXPECT_NE(m.find("command line: key 'sampling.top_k' must be an integer, got string \"abc\""), std::string::npos)
+  EXPECT_NE(m.find("configs/x.yaml: unknown key 'dtyp' (did you mean 'dtype'?)"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("configs/x.yaml: key 'sampling.top_k' must be an integer, got float 1.5"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("command line: key 'sampling.top_k' must be an integer, got string \"abc\""),
+            std::string::npos)
       << m;
   // An integer is not a boolean.
   EXPECT_NE(m.find("command line: key 'json' must be a boolean"), std::string::npos) << m;
@@ -214,10 +222,12 @@ TEST(Config, SingleProblemIsTheWholeMessage) {
 
 TEST(Config, DidYouMeanAcrossDepths) {
   // A key at the wrong depth is found by its last word.
-  EXPECT_NE(resolve_error({{"f", {{"temperature", 0.1}}}}).find("did you mean 'sampling.temperature'"),
-            std::string::npos);
-  EXPECT_NE(resolve_error({{"f", {{"engine", {{"seed", 1}}}}}}).find("did you mean 'sampling.seed'"),
-            std::string::npos);
+  EXPECT_NE(
+      resolve_error({{"f", {{"temperature", 0.1}}}}).find("did you mean 'sampling.temperature'"),
+      std::string::npos);
+  EXPECT_NE(
+      resolve_error({{"f", {{"engine", {{"seed", 1}}}}}}).find("did you mean 'sampling.seed'"),
+      std::string::npos);
   EXPECT_NE(resolve_error({{"f", {{"cxt", 1}}}}).find("did you mean 'ctx'"), std::string::npos);
   // Nothing close: no suggestion.
   const std::string m = resolve_error({{"f", {{"completely_different", 1}}}});
@@ -230,8 +240,9 @@ TEST(Config, IntegerVersusFloat) {
   EXPECT_TRUE(cfg["sampling"]["temperature"].is_number_float());
   EXPECT_DOUBLE_EQ(config::get<double>(cfg, "sampling.temperature"), 1.0);
   // Float where an integer is expected: rejected, even when integral.
-  EXPECT_NE(resolve_error({{"f", {{"ctx", 512.0}}}}).find("key 'ctx' must be an integer, got float"),
-            std::string::npos);
+  EXPECT_NE(
+      resolve_error({{"f", {{"ctx", 512.0}}}}).find("key 'ctx' must be an integer, got float"),
+      std::string::npos);
   // get<> follows the same rules.
   EXPECT_THROW(config::get<int64_t>(cfg, "sampling.temperature"), sllm::Error);
   EXPECT_EQ(config::get<double>(cfg, "ctx"), 0.0);
@@ -245,14 +256,19 @@ TEST(Config, StringsNullsAndLists) {
   EXPECT_EQ(cfg["sampling"]["stop"], json::parse(R"(["###", 1])"));  // [] default: list of anything
   // null is fine for an optional string, not for a string with a default.
   EXPECT_NO_THROW(config::resolve(defaults(), {{"f", {{"model", nullptr}}}}));
-  EXPECT_NE(resolve_error({{"f", {{"dtype", nullptr}}}}).find("key 'dtype' must be a string"), std::string::npos);
-  EXPECT_NE(resolve_error({{"f", {{"sampling", {{"stop", "###"}}}}}}).find("must be a list"), std::string::npos);
-  EXPECT_NE(resolve_error({{"f", {{"sampling", 3}}}}).find("key 'sampling' must be a mapping"), std::string::npos);
-  EXPECT_NE(resolve_error({{"f", json::array()}}).find("top level must be a mapping"), std::string::npos);
+  EXPECT_NE(resolve_error({{"f", {{"dtype", nullptr}}}}).find("key 'dtype' must be a string"),
+            std::string::npos);
+  EXPECT_NE(resolve_error({{"f", {{"sampling", {{"stop", "###"}}}}}}).find("must be a list"),
+            std::string::npos);
+  EXPECT_NE(resolve_error({{"f", {{"sampling", 3}}}}).find("key 'sampling' must be a mapping"),
+            std::string::npos);
+  EXPECT_NE(resolve_error({{"f", json::array()}}).find("top level must be a mapping"),
+            std::string::npos);
 }
 
 TEST(Config, DottedKeysInsideALayer) {
-  const json cfg = config::resolve(defaults(), {{"f", {{"sampling.top_k", 7}, {"engine", {{"max_seqs", 2}}}}}});
+  const json cfg =
+      config::resolve(defaults(), {{"f", {{"sampling.top_k", 7}, {"engine", {{"max_seqs", 2}}}}}});
   EXPECT_EQ(cfg["sampling"]["top_k"], 7);
   EXPECT_EQ(cfg["engine"]["max_seqs"], 2);
   EXPECT_DOUBLE_EQ(cfg["sampling"]["temperature"].get<double>(), 0.7);

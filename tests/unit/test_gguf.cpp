@@ -36,7 +36,8 @@ class GgufTmpCleanup : public ::testing::Environment {
  public:
   void TearDown() override {
     std::error_code ec;
-    fs::remove_all(fs::temp_directory_path() / ("sllm_test_gguf_" + std::to_string(::getpid())), ec);
+    fs::remove_all(fs::temp_directory_path() / ("sllm_test_gguf_" + std::to_string(::getpid())),
+                   ec);
   }
 };
 [[maybe_unused]] ::testing::Environment* const kGgufCleanup =
@@ -133,7 +134,8 @@ struct GgufBuilder {
     ++n_kv;
     return *this;
   }
-  GgufBuilder& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type, std::string data) {
+  GgufBuilder& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type,
+                      std::string data) {
     tensors.push_back({name, std::move(ne), type, std::move(data)});
     return *this;
   }
@@ -164,7 +166,9 @@ struct GgufBuilder {
   }
 };
 
-std::string bytes_of(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
+std::string bytes_of(const void* p, size_t n) {
+  return std::string(static_cast<const char*>(p), n);
+}
 
 // ---------------------------------------------------------------- reference quantizers
 // Each builds random blocks with exactly representable scales and returns the packed bytes;
@@ -212,7 +216,8 @@ std::string make_q5(bool with_min, int blocks, std::mt19937& rng, std::vector<fl
     put<uint32_t>(out, qh);
     for (int j = 0; j < 16; ++j) out += static_cast<char>((q[j] & 15) | ((q[j + 16] & 15) << 4));
     for (int j = 0; j < 32; ++j)
-      expect.push_back(with_min ? d * static_cast<float>(q[j]) + m : d * static_cast<float>(q[j] - 16));
+      expect.push_back(with_min ? d * static_cast<float>(q[j]) + m
+                                : d * static_cast<float>(q[j] - 16));
   }
   return out;
 }
@@ -246,7 +251,8 @@ std::string make_qk(int bits, int blocks, std::mt19937& rng, std::vector<float>&
   for (int b = 0; b < blocks; ++b) {
     const float d = kScales[rng() % 8] / 64, dmin = kScales[rng() % 8] / 64;
     int sc[8], mn[8], q[256];
-    for (int j = 0; j < 8; ++j) sc[j] = static_cast<int>(rng() % 64), mn[j] = static_cast<int>(rng() % 64);
+    for (int j = 0; j < 8; ++j)
+      sc[j] = static_cast<int>(rng() % 64), mn[j] = static_cast<int>(rng() % 64);
     for (int& x : q) x = static_cast<int>(rng() % (bits == 4 ? 16 : 32));
     uint8_t s12[12];
     pack_k4_scales(sc, mn, s12);
@@ -298,7 +304,8 @@ std::string make_q6_k(int blocks, std::mt19937& rng, std::vector<float>& expect)
   return out;
 }
 
-void expect_floats_eq(const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+void expect_floats_eq(const std::vector<float>& got, const std::vector<float>& want,
+                      const char* what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i)
     ASSERT_FLOAT_EQ(got[i], want[i]) << what << " element " << i;
@@ -339,8 +346,10 @@ TEST(GgufDequant, HalfToFloatAllValues) {
     const int sign = (h & 0x8000) ? -1 : 1;
     const int exp = (h >> 10) & 31, mant = h & 1023;
     if (exp == 31) {
-      if (mant == 0) ASSERT_TRUE(std::isinf(got) && (got < 0) == (sign < 0)) << h;
-      else ASSERT_TRUE(std::isnan(got)) << h;
+      if (mant == 0)
+        ASSERT_TRUE(std::isinf(got) && (got < 0) == (sign < 0)) << h;
+      else
+        ASSERT_TRUE(std::isnan(got)) << h;
       continue;
     }
     const double want = exp == 0 ? sign * std::ldexp(static_cast<double>(mant), -24)
@@ -383,14 +392,22 @@ TEST(GgufDequant, BlockFormatsMatchReference) {
     c.bytes = make(c.want);
     cases.push_back(std::move(c));
   };
-  add("q4_0", [&](auto& w) { return make_q4_0(5, rng, w); }, kc::dequant_q4_0);
-  add("q4_1", [&](auto& w) { return make_q4_1(5, rng, w); }, kc::dequant_q4_1);
-  add("q5_0", [&](auto& w) { return make_q5(false, 5, rng, w); }, kc::dequant_q5_0);
-  add("q5_1", [&](auto& w) { return make_q5(true, 5, rng, w); }, kc::dequant_q5_1);
-  add("q8_0", [&](auto& w) { return make_q8_0(5, rng, w); }, kc::dequant_q8_0);
-  add("q4_k", [&](auto& w) { return make_qk(4, 3, rng, w); }, kc::dequant_q4_k);
-  add("q5_k", [&](auto& w) { return make_qk(5, 3, rng, w); }, kc::dequant_q5_k);
-  add("q6_k", [&](auto& w) { return make_q6_k(3, rng, w); }, kc::dequant_q6_k);
+  add(
+      "q4_0", [&](auto& w) { return make_q4_0(5, rng, w); }, kc::dequant_q4_0);
+  add(
+      "q4_1", [&](auto& w) { return make_q4_1(5, rng, w); }, kc::dequant_q4_1);
+  add(
+      "q5_0", [&](auto& w) { return make_q5(false, 5, rng, w); }, kc::dequant_q5_0);
+  add(
+      "q5_1", [&](auto& w) { return make_q5(true, 5, rng, w); }, kc::dequant_q5_1);
+  add(
+      "q8_0", [&](auto& w) { return make_q8_0(5, rng, w); }, kc::dequant_q8_0);
+  add(
+      "q4_k", [&](auto& w) { return make_qk(4, 3, rng, w); }, kc::dequant_q4_k);
+  add(
+      "q5_k", [&](auto& w) { return make_qk(5, 3, rng, w); }, kc::dequant_q5_k);
+  add(
+      "q6_k", [&](auto& w) { return make_q6_k(3, rng, w); }, kc::dequant_q6_k);
   for (const auto& c : cases) {
     // copy to an odd offset: kernels must not assume alignment
     std::string buf = "x" + c.bytes;
@@ -621,7 +638,8 @@ std::string header(uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
   return s;
 }
 
-std::string tensor_info(const std::string& name, std::vector<uint64_t> ne, uint32_t type, uint64_t off) {
+std::string tensor_info(const std::string& name, std::vector<uint64_t> ne, uint32_t type,
+                        uint64_t off) {
   std::string s;
   put_str(s, name);
   put<uint32_t>(s, static_cast<uint32_t>(ne.size()));
@@ -644,14 +662,18 @@ TEST(GgufReader, MalformedFilesGiveClearErrors) {
   cases.push_back({"v1", header(1, 0, 0), {"version 1", "2 and 3"}});
   cases.push_back({"v4", header(4, 0, 0), {"version 4"}});
   cases.push_back({"bigendian", header(0x03000000, 0, 0), {"big-endian"}});
-  cases.push_back({"short_header", std::string("GGUF\3\0\0\0\0\0", 10), {"truncated", "header", "needs 8 bytes at offset 8"}});
-  cases.push_back({"huge_kv_count", header(3, 0, 1ull << 60), {"1152921504606846976 metadata entries"}});
+  cases.push_back({"short_header",
+                   std::string("GGUF\3\0\0\0\0\0", 10),
+                   {"truncated", "header", "needs 8 bytes at offset 8"}});
+  cases.push_back(
+      {"huge_kv_count", header(3, 0, 1ull << 60), {"1152921504606846976 metadata entries"}});
   cases.push_back({"huge_tensor_count", header(3, ~0ull, 0), {"18446744073709551615 tensors"}});
   {
     std::string s = header(3, 0, 1);
     put<uint64_t>(s, 1ull << 62);  // key length
     s += std::string(16, 'k');
-    cases.push_back({"huge_key_len", s, {"truncated", "metadata entry 0", "4611686018427387904 bytes"}});
+    cases.push_back(
+        {"huge_key_len", s, {"truncated", "metadata entry 0", "4611686018427387904 bytes"}});
   }
   {
     std::string s = header(3, 0, 1);
@@ -695,7 +717,9 @@ TEST(GgufReader, MalformedFilesGiveClearErrors) {
     put_str(s, "ok");
     put<uint64_t>(s, 1000);  // second string runs past the end
     s += "xy";
-    cases.push_back({"array_string_past_end", s, {"truncated", "'strs'", "array element 1", "needs 1000 bytes"}});
+    cases.push_back({"array_string_past_end",
+                     s,
+                     {"truncated", "'strs'", "array element 1", "needs 1000 bytes"}});
   }
   {
     std::string s = header(3, 0, 1);
@@ -738,15 +762,18 @@ TEST(GgufReader, MalformedFilesGiveClearErrors) {
   {
     std::string s = header(3, 1, 0) + tensor_info("blk.0.attn_q.weight", {4, 4}, 0, 0);
     s.resize(s.size() - 5);  // cut inside the offset field
-    cases.push_back({"tensor_info_truncated", s,
+    cases.push_back({"tensor_info_truncated",
+                     s,
                      {"truncated", "tensor info 0 ('blk.0.attn_q.weight')", "needs", "file has"}});
   }
   {
-    std::string s = header(3, 1, 0) + tensor_info("t", {1, 1, 1, 1, 1, 1, 1, 1, 1}, 0, 0) + std::string(64, '\0');
+    std::string s = header(3, 1, 0) + tensor_info("t", {1, 1, 1, 1, 1, 1, 1, 1, 1}, 0, 0) +
+                    std::string(64, '\0');
     cases.push_back({"too_many_dims", s, {"'t'", "n_dims = 9"}});
   }
   {
-    std::string s = pad_to(header(3, 1, 0) + tensor_info("t", {4, 0}, 0, 0), 32) + std::string(64, '\0');
+    std::string s =
+        pad_to(header(3, 1, 0) + tensor_info("t", {4, 0}, 0, 0), 32) + std::string(64, '\0');
     cases.push_back({"zero_dim", s, {"'t'", "dimension 1 is 0"}});
   }
   {
@@ -755,37 +782,47 @@ TEST(GgufReader, MalformedFilesGiveClearErrors) {
     cases.push_back({"numel_overflow", s, {"'t'", "overflows"}});
   }
   {
-    std::string s = pad_to(header(3, 1, 0) + tensor_info("t", {1ull << 62}, 0, 0), 32) + std::string(64, '\0');
+    std::string s =
+        pad_to(header(3, 1, 0) + tensor_info("t", {1ull << 62}, 0, 0), 32) + std::string(64, '\0');
     cases.push_back({"nbytes_overflow", s, {"'t'", "byte size overflows"}});
   }
   {
-    std::string s = pad_to(header(3, 1, 0) + tensor_info("weird", {32}, 200, 0), 32) + std::string(64, '\0');
+    std::string s =
+        pad_to(header(3, 1, 0) + tensor_info("weird", {32}, 200, 0), 32) + std::string(64, '\0');
     cases.push_back({"unknown_tensor_type", s, {"'weird'", "unknown tensor type id 200"}});
   }
   {
-    std::string s = pad_to(header(3, 1, 0) + tensor_info("q", {48}, 2, 0), 32) + std::string(64, '\0');
+    std::string s =
+        pad_to(header(3, 1, 0) + tensor_info("q", {48}, 2, 0), 32) + std::string(64, '\0');
     cases.push_back({"row_not_multiple_of_block", s, {"'q'", "ne[0] = 48", "Q4_0 block size 32"}});
   }
   {
-    std::string s = pad_to(header(3, 1, 0) + tensor_info("t", {16}, 0, 0), 32) + std::string(63, '\0');
-    cases.push_back({"data_past_end", s, {"truncated", "tensor 0 ('t'", "needs 64 bytes", "file has"}});
+    std::string s =
+        pad_to(header(3, 1, 0) + tensor_info("t", {16}, 0, 0), 32) + std::string(63, '\0');
+    cases.push_back(
+        {"data_past_end", s, {"truncated", "tensor 0 ('t'", "needs 64 bytes", "file has"}});
   }
   {
-    std::string s = pad_to(header(3, 1, 0) + tensor_info("t", {4}, 0, 1ull << 63), 32) + std::string(64, '\0');
+    std::string s =
+        pad_to(header(3, 1, 0) + tensor_info("t", {4}, 0, 1ull << 63), 32) + std::string(64, '\0');
     cases.push_back({"offset_huge", s, {"truncated", "'t'"}});
   }
   {
-    std::string s = pad_to(header(3, 1, 0) + tensor_info("t", {4}, 0, 8), 32) + std::string(64, '\0');
-    cases.push_back({"offset_misaligned", s, {"'t'", "offset 8 is not a multiple of the alignment 32"}});
+    std::string s =
+        pad_to(header(3, 1, 0) + tensor_info("t", {4}, 0, 8), 32) + std::string(64, '\0');
+    cases.push_back(
+        {"offset_misaligned", s, {"'t'", "offset 8 is not a multiple of the alignment 32"}});
   }
   {
-    std::string s = pad_to(header(3, 2, 0) + tensor_info("a", {16}, 0, 0) + tensor_info("b", {16}, 0, 32), 32) +
-                    std::string(128, '\0');
+    std::string s =
+        pad_to(header(3, 2, 0) + tensor_info("a", {16}, 0, 0) + tensor_info("b", {16}, 0, 32), 32) +
+        std::string(128, '\0');
     cases.push_back({"overlap", s, {"'a'", "overlaps 'b'"}});
   }
   {
-    std::string s = pad_to(header(3, 2, 0) + tensor_info("a", {4}, 0, 0) + tensor_info("a", {4}, 0, 32), 32) +
-                    std::string(64, '\0');
+    std::string s =
+        pad_to(header(3, 2, 0) + tensor_info("a", {4}, 0, 0) + tensor_info("a", {4}, 0, 32), 32) +
+        std::string(64, '\0');
     cases.push_back({"duplicate_tensor", s, {"'a'", "duplicate tensor name"}});
   }
   {
@@ -800,7 +837,8 @@ TEST(GgufReader, MalformedFilesGiveClearErrors) {
     ASSERT_FALSE(msg.empty()) << c.name << " opened without error";
     EXPECT_NE(msg.find(path), std::string::npos) << c.name << ": " << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << c.name << ": " << msg;
-    for (const auto& sub : c.expect) EXPECT_NE(msg.find(sub), std::string::npos) << c.name << ": " << msg;
+    for (const auto& sub : c.expect)
+      EXPECT_NE(msg.find(sub), std::string::npos) << c.name << ": " << msg;
   }
 }
 
@@ -858,14 +896,20 @@ TEST(GgufFuzz, RandomByteFlipsNeverCrash) {
     for (int k = 0; k < flips; ++k) {
       const size_t pos = rng() % bad.size();
       switch (rng() % 4) {
-        case 0: bad[pos] = static_cast<char>(rng()); break;            // random byte
-        case 1: bad[pos] = static_cast<char>(bad[pos] ^ (1 << (rng() % 8))); break;  // bit flip
-        case 2: {                                                       // huge 64-bit value
+        case 0:
+          bad[pos] = static_cast<char>(rng());
+          break;  // random byte
+        case 1:
+          bad[pos] = static_cast<char>(bad[pos] ^ (1 << (rng() % 8)));
+          break;   // bit flip
+        case 2: {  // huge 64-bit value
           const uint64_t v = rng() % 2 ? ~0ull : (1ull << (rng() % 64));
           std::memcpy(&bad[pos], &v, std::min<size_t>(8, bad.size() - pos));
           break;
         }
-        default: bad[pos] = 0; break;
+        default:
+          bad[pos] = 0;
+          break;
       }
     }
     const auto path = write_tmp("fuzz_flip.gguf", bad);
@@ -882,4 +926,3 @@ TEST(GgufFuzz, RandomByteFlipsNeverCrash) {
   EXPECT_GT(failed, 0);
   EXPECT_GT(opened, 0);  // flips inside tensor data keep the file valid
 }
-

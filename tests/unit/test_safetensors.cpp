@@ -27,7 +27,8 @@ using sllm::io::TensorToWrite;
 namespace {
 
 fs::path test_dir() {
-  const fs::path d = fs::temp_directory_path() / ("sllm_test_safetensors_" + std::to_string(::getpid()));
+  const fs::path d =
+      fs::temp_directory_path() / ("sllm_test_safetensors_" + std::to_string(::getpid()));
   fs::create_directories(d);
   return d;
 }
@@ -36,7 +37,8 @@ class SafetensorsTmpCleanup : public ::testing::Environment {
  public:
   void TearDown() override {
     std::error_code ec;
-    fs::remove_all(fs::temp_directory_path() / ("sllm_test_safetensors_" + std::to_string(::getpid())), ec);
+    fs::remove_all(
+        fs::temp_directory_path() / ("sllm_test_safetensors_" + std::to_string(::getpid())), ec);
   }
 };
 [[maybe_unused]] ::testing::Environment* const kSafetensorsCleanup =
@@ -193,7 +195,8 @@ TEST(SafetensorsWrite, InvalidInputIsRejectedWithoutLeavingFiles) {
     EXPECT_FALSE(has_tmp_files(dir));
   };
   expect_fail({{"a", DType::f32, {4}, v.data(), 12}}, "has 12 bytes, expected 16");
-  expect_fail({{"a", DType::f32, {4}, v.data(), 16}, {"a", DType::f32, {4}, v.data(), 16}}, "duplicate");
+  expect_fail({{"a", DType::f32, {4}, v.data(), 16}, {"a", DType::f32, {4}, v.data(), 16}},
+              "duplicate");
   expect_fail({{"", DType::f32, {4}, v.data(), 16}}, "empty name");
   expect_fail({{"__metadata__", DType::f32, {4}, v.data(), 16}}, "__metadata__");
   expect_fail({{"q", DType::gguf_quant, {4}, v.data(), 16}}, "GGUF_QUANT");
@@ -325,7 +328,8 @@ TEST(SafetensorsSet, ShardedDirectoryWithIndex) {
     SafetensorsSet::open_dir(dir.string());
     ADD_FAILURE();
   } catch (const sllm::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model-00003-of-00002.safetensors"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model-00003-of-00002.safetensors"), std::string::npos)
+        << e.what();
   }
   // shard paths escaping the directory
   idx["weight_map"]["ghost"] = "../evil.safetensors";
@@ -335,16 +339,20 @@ TEST(SafetensorsSet, ShardedDirectoryWithIndex) {
   sllm::io::write_file_atomic((dir / "model.safetensors.index.json").string(), idx.dump());
   EXPECT_THROW(SafetensorsSet::open_dir(dir.string()), sllm::Error);
   // invalid JSON / missing weight_map
-  sllm::io::write_file_atomic((dir / "model.safetensors.index.json").string(), "{\"weight_map\": [");
+  sllm::io::write_file_atomic((dir / "model.safetensors.index.json").string(),
+                              "{\"weight_map\": [");
   try {
     SafetensorsSet::open_dir(dir.string());
     ADD_FAILURE();
   } catch (const sllm::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json"), std::string::npos)
+        << e.what();
   }
-  sllm::io::write_file_atomic((dir / "model.safetensors.index.json").string(), "{\"metadata\": {}}");
+  sllm::io::write_file_atomic((dir / "model.safetensors.index.json").string(),
+                              "{\"metadata\": {}}");
   EXPECT_THROW(SafetensorsSet::open_dir(dir.string()), sllm::Error);
-  sllm::io::write_file_atomic((dir / "model.safetensors.index.json").string(), "{\"weight_map\": {\"x\": 3}}");
+  sllm::io::write_file_atomic((dir / "model.safetensors.index.json").string(),
+                              "{\"weight_map\": {\"x\": 3}}");
   EXPECT_THROW(SafetensorsSet::open_dir(dir.string()), sllm::Error);
 }
 
@@ -359,7 +367,8 @@ TEST(SafetensorsSet, SingleFileAndMissingFiles) {
   }
   EXPECT_THROW(SafetensorsSet::open_dir((dir / "nonexistent").string()), sllm::Error);
   std::vector<uint16_t> h = {0x3c00, 0x4000};
-  sllm::io::write_safetensors((dir / "model.safetensors").string(), {{"w", DType::f16, {2}, h.data(), 4}});
+  sllm::io::write_safetensors((dir / "model.safetensors").string(),
+                              {{"w", DType::f16, {2}, h.data(), 4}});
   auto set = SafetensorsSet::open_dir(dir.string());
   ASSERT_NE(set.find("w"), nullptr);
   EXPECT_EQ(set.find("w")->dtype, DType::f16);
@@ -379,46 +388,76 @@ TEST(SafetensorsRead, MalformedFilesGiveClearErrors) {
   std::vector<Case> cases = {
       {"short", std::string("\x05\0\0", 3), {"truncated", "8 bytes"}},
       {"header_past_end", make_file("{}", "").substr(0, 8) + "{", {"truncated", "header needs 2"}},
-      {"huge_header_len", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{}", 10), {"truncated", "header"}},
+      {"huge_header_len",
+       std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{}", 10),
+       {"truncated", "header"}},
       {"not_json", make_file("{not json}", ""), {"invalid JSON header"}},
       {"not_object", make_file("[1, 2]", ""), {"not a JSON object"}},
       {"empty_header", make_file("", ""), {"not a JSON object"}},
       {"bad_utf8", make_file("{\"a\xff\": {}}", ""), {"invalid JSON header"}},
-      {"deep", make_file("{\"a\":" + std::string(200, '[') + std::string(200, ']') + "}", ""), {"nested"}},
+      {"deep",
+       make_file("{\"a\":" + std::string(200, '[') + std::string(200, ']') + "}", ""),
+       {"nested"}},
       {"entry_not_object", make_file(hdr("\"w\": 3"), data16), {"'w'", "expected an object"}},
-      {"no_dtype", make_file(hdr("\"w\": {\"shape\": [4], \"data_offsets\": [0, 16]}"), data16), {"'w'", "dtype"}},
-      {"unknown_dtype", make_file(hdr("\"w\": {\"dtype\": \"F17\", \"shape\": [4], \"data_offsets\": [0, 16]}"), data16),
+      {"no_dtype",
+       make_file(hdr("\"w\": {\"shape\": [4], \"data_offsets\": [0, 16]}"), data16),
+       {"'w'", "dtype"}},
+      {"unknown_dtype",
+       make_file(hdr("\"w\": {\"dtype\": \"F17\", \"shape\": [4], \"data_offsets\": [0, 16]}"),
+                 data16),
        {"'w'", "unknown dtype 'F17'"}},
-      {"no_shape", make_file(hdr("\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 16]}"), data16), {"'w'", "shape"}},
-      {"negative_shape", make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [-4], \"data_offsets\": [0, 16]}"), data16),
+      {"no_shape",
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 16]}"), data16),
+       {"'w'", "shape"}},
+      {"negative_shape",
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [-4], \"data_offsets\": [0, 16]}"),
+                 data16),
        {"'w'", "non-negative integer"}},
-      {"float_shape", make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4.0], \"data_offsets\": [0, 16]}"), data16),
+      {"float_shape",
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4.0], \"data_offsets\": [0, 16]}"),
+                 data16),
        {"'w'", "non-negative integer"}},
       {"shape_overflow",
-       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 16]}"),
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], "
+                     "\"data_offsets\": [0, 16]}"),
                  data16),
        {"'w'", "overflows"}},
-      {"shape_mismatch", make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [5], \"data_offsets\": [0, 16]}"), data16),
+      {"shape_mismatch",
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [5], \"data_offsets\": [0, 16]}"),
+                 data16),
        {"'w'", "needs 20 bytes", "span 16"}},
       {"bytes_overflow",
-       make_file(hdr("\"w\": {\"dtype\": \"F64\", \"shape\": [4611686018427387904], \"data_offsets\": [0, 16]}"), data16),
+       make_file(hdr("\"w\": {\"dtype\": \"F64\", \"shape\": [4611686018427387904], "
+                     "\"data_offsets\": [0, 16]}"),
+                 data16),
        {"'w'", "too many"}},
-      {"offsets_past_end", make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [8, 24]}"), data16),
+      {"offsets_past_end",
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [8, 24]}"),
+                 data16),
        {"truncated", "'w'", "[8, 24)", "has 16 bytes"}},
       {"offsets_huge",
-       make_file(hdr("\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [18446744073709551615, 0]}"), data16),
+       make_file(hdr("\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": "
+                     "[18446744073709551615, 0]}"),
+                 data16),
        {"'w'", "reversed"}},
-      {"offsets_wrong_arity", make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0]}"), data16),
+      {"offsets_wrong_arity",
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0]}"), data16),
        {"'w'", "data_offsets"}},
-      {"offsets_negative", make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [-16, 0]}"), data16),
+      {"offsets_negative",
+       make_file(hdr("\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [-16, 0]}"),
+                 data16),
        {"'w'", "data_offsets"}},
       {"overlap",
        make_file(hdr("\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, "
                      "\"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}"),
                  data16),
        {"'a'", "overlaps tensor 'b'"}},
-      {"metadata_not_object", make_file(hdr("\"__metadata__\": [1]"), ""), {"__metadata__", "expected an object"}},
-      {"metadata_not_string", make_file(hdr("\"__metadata__\": {\"k\": 1}"), ""), {"__metadata__", "'k'", "expected a string"}},
+      {"metadata_not_object",
+       make_file(hdr("\"__metadata__\": [1]"), ""),
+       {"__metadata__", "expected an object"}},
+      {"metadata_not_string",
+       make_file(hdr("\"__metadata__\": {\"k\": 1}"), ""),
+       {"__metadata__", "'k'", "expected a string"}},
   };
   const fs::path dir = test_dir() / "bad";
   fs::create_directories(dir);
@@ -428,14 +467,17 @@ TEST(SafetensorsRead, MalformedFilesGiveClearErrors) {
     ASSERT_FALSE(msg.empty()) << c.name << " opened without error";
     EXPECT_NE(msg.find(path), std::string::npos) << c.name << ": " << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << c.name << ": " << msg;
-    for (const auto& sub : c.expect) EXPECT_NE(msg.find(sub), std::string::npos) << c.name << ": " << msg;
+    for (const auto& sub : c.expect)
+      EXPECT_NE(msg.find(sub), std::string::npos) << c.name << ": " << msg;
   }
   // valid edge cases: empty header object, gaps between tensors, trailing spaces
   EXPECT_EQ(open_error(write_raw(dir / "empty_ok.safetensors", make_file("{}      ", ""))), "");
-  EXPECT_EQ(open_error(write_raw(dir / "gap_ok.safetensors",
-                                 make_file(hdr("\"w\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [4, 6]}"),
-                                           data16))),
-            "");
+  EXPECT_EQ(
+      open_error(write_raw(
+          dir / "gap_ok.safetensors",
+          make_file(hdr("\"w\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [4, 6]}"),
+                    data16))),
+      "");
   // missing / empty files name the path
   const std::string missing = (dir / "missing.safetensors").string();
   EXPECT_NE(open_error(missing).find(missing), std::string::npos);
@@ -449,7 +491,9 @@ namespace {
 void open_and_exercise(const std::string& path) {
   auto f = SafetensorsFile::open(path);
   for (const auto& t : f.tensors()) {
-    if (sllm::io::dtype_size(t.dtype) == 0 || t.dtype == DType::f8_e4m3 || t.dtype == DType::f8_e5m2) continue;
+    if (sllm::io::dtype_size(t.dtype) == 0 || t.dtype == DType::f8_e4m3 ||
+        t.dtype == DType::f8_e5m2)
+      continue;
     std::vector<float> out(static_cast<size_t>(t.numel()));
     sllm::io::dequantize_to_f32(t, out.data());
   }
@@ -485,9 +529,15 @@ TEST(SafetensorsFuzz, TruncationAndByteFlipsNeverCrash) {
     for (int k = 0; k < flips; ++k) {
       const size_t pos = rng() % bad.size();
       switch (rng() % 4) {
-        case 0: bad[pos] = static_cast<char>(rng()); break;
-        case 1: bad[pos] = static_cast<char>(bad[pos] ^ (1 << (rng() % 8))); break;
-        case 2: bad[pos] = "{}[]\",:0123456789-e "[rng() % 20]; break;  // JSON-ish damage
+        case 0:
+          bad[pos] = static_cast<char>(rng());
+          break;
+        case 1:
+          bad[pos] = static_cast<char>(bad[pos] ^ (1 << (rng() % 8)));
+          break;
+        case 2:
+          bad[pos] = "{}[]\",:0123456789-e "[rng() % 20];
+          break;  // JSON-ish damage
         default: {
           const uint64_t v = rng() % 2 ? ~0ull : (1ull << (rng() % 64));
           std::memcpy(&bad[pos], &v, std::min<size_t>(8, bad.size() - pos));
