@@ -100,7 +100,7 @@ int run_generate(const nlohmann::json& cfg) {
     out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   if (!json_out) {
-    std::cout << "\n";
+    std::cout << "\n" << std::flush;
   } else if (cfg["output"].is_string()) {
     io::write_file_atomic(cfg["output"].get<std::string>(), out);
     log::info("wrote {} results to {}", results.size(), cfg["output"].get<std::string>());
