@@ -36,8 +36,12 @@ void add_flag(CLI::App* sub, const sllm::cli::Flag& f, const json& defaults, jso
   } else {
     // Numbers are typed like file values; config::resolve checks them against the default.
     sub->add_option_function<std::string>(
-        f.names,
-        [&flags, ptr](const std::string& v) { flags[ptr] = sllm::config::parse_scalar(v); }, help);
+           f.names,
+           [&flags, ptr](const std::string& v) { flags[ptr] = sllm::config::parse_scalar(v); },
+           help)
+        ->type_name(def.is_number_integer() ? "INT"
+                    : def.is_number()       ? "FLOAT"
+                                            : "VALUE");
   }
 }
 

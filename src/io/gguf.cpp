@@ -284,11 +284,14 @@ GgufFile GgufFile::open(const std::string& path) {
   // Cheapest possible entries: a key/value is >= 13 bytes, a tensor info >= 24 bytes.
   if (n_kv > r.remaining() / 13)
     SLLM_FAIL(
-        "GGUF file '{}' is corrupt: header declares {} metadata entries but only {} bytes follow",
+        "GGUF file '{}' is truncated or corrupt: header declares {} metadata entries but only {} "
+        "bytes follow",
         path, n_kv, r.remaining());
   if (n_tensors > r.remaining() / 24)
-    SLLM_FAIL("GGUF file '{}' is corrupt: header declares {} tensors but only {} bytes follow",
-              path, n_tensors, r.remaining());
+    SLLM_FAIL(
+        "GGUF file '{}' is truncated or corrupt: header declares {} tensors but only {} bytes "
+        "follow",
+        path, n_tensors, r.remaining());
 
   // ---- metadata ----
   for (uint64_t i = 0; i < n_kv; ++i) {
