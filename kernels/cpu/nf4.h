@@ -13,7 +13,9 @@ enum class Quant4Type { kNf4, kFp4 };
 const float* quant4_code(Quant4Type type);
 
 // Number of blocks / packed bytes for n elements.
-inline int64_t quant_num_blocks(int64_t n, int64_t blocksize) { return (n + blocksize - 1) / blocksize; }
+inline int64_t quant_num_blocks(int64_t n, int64_t blocksize) {
+  return (n + blocksize - 1) / blocksize;
+}
 inline int64_t quant4_packed_bytes(int64_t n) { return (n + 1) / 2; }
 
 // x[n] -> packed[(n+1)/2] (first element of each pair in the HIGH nibble; an odd tail is padded
@@ -27,15 +29,20 @@ void dequantize_4bit(const uint8_t* packed, const float* absmax, int64_t n, int6
 
 // bnb's create_dynamic_map(signed, max_exponent_bits, total_bits) (default signed=True, 7, 8):
 // writes 2^total_bits sorted floats into out.
-void create_dynamic_map(float* out, bool is_signed = true, int max_exponent_bits = 7, int total_bits = 8);
+// Scalar re-derivation: within 2 ulp of bnb per entry (42 of 256 entries differ by 1-2 ulp,
+// from torch.linspace's vectorized rounding); bnb_dynamic_map() is the bit-exact table to quantize
+// with.
+void create_dynamic_map(float* out, bool is_signed = true, int max_exponent_bits = 7,
+                        int total_bits = 8);
+const float* bnb_dynamic_map();  // 256 floats, bit-exact with bnb's nested_quant_map
 
 // 8-bit blockwise quantization against a sorted 256-entry code (bnb quantize_blockwise, CPU):
 // absmax[b] = max |x| of the block, q = index of the code value nearest to x / absmax (ties and
 // values below code[0] go to the lower index).
-void quantize_blockwise_8bit(const float* code256, const float* x, int64_t n, int64_t blocksize, uint8_t* q,
-                             float* absmax);
-void dequantize_blockwise_8bit(const float* code256, const uint8_t* q, const float* absmax, int64_t n,
-                               int64_t blocksize, float* out);
+void quantize_blockwise_8bit(const float* code256, const float* x, int64_t n, int64_t blocksize,
+                             uint8_t* q, float* absmax);
+void dequantize_blockwise_8bit(const float* code256, const uint8_t* q, const float* absmax,
+                               int64_t n, int64_t blocksize, float* out);
 
 // fp32 mean as used for the double-quant offset: sum accumulated in double, rounded to fp32,
 // divided by n in fp32.

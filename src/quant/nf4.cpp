@@ -59,8 +59,8 @@ Nf4Weight quantize_nf4(const float* w, std::vector<int64_t> shape, const Nf4Opti
   const int64_t n = product(shape);
   SLLM_CHECK(is_pow2(opt.blocksize) && opt.blocksize >= 64 && opt.blocksize <= 4096,
              "nf4: blocksize must be a power of two in 64..4096, got {}", opt.blocksize);
-  SLLM_CHECK(opt.nested_blocksize == 256, "nf4: nested blocksize must be 256 (as bitsandbytes), got {}",
-             opt.nested_blocksize);
+  SLLM_CHECK(opt.nested_blocksize == 256,
+             "nf4: nested blocksize must be 256 (as bitsandbytes), got {}", opt.nested_blocksize);
   SLLM_CHECK(opt.dtype == "float32" || opt.dtype == "float16" || opt.dtype == "bfloat16",
              "nf4: dtype must be float32, float16 or bfloat16, got \"{}\"", opt.dtype);
   const k::Quant4Type type = parse_type(opt.quant_type);
@@ -85,8 +85,7 @@ Nf4Weight quantize_nf4(const float* w, std::vector<int64_t> shape, const Nf4Opti
   }
   q.offset = k::mean_f32(absmax.data(), blocks);
   for (float& a : absmax) a -= q.offset;
-  q.nested_quant_map.resize(256);
-  k::create_dynamic_map(q.nested_quant_map.data());
+  q.nested_quant_map.assign(k::bnb_dynamic_map(), k::bnb_dynamic_map() + 256);
   q.absmax_q.resize(static_cast<size_t>(blocks));
   q.nested_absmax.resize(static_cast<size_t>(k::quant_num_blocks(blocks, q.nested_blocksize)));
   k::quantize_blockwise_8bit(q.nested_quant_map.data(), absmax.data(), blocks, q.nested_blocksize,
@@ -97,19 +96,21 @@ Nf4Weight quantize_nf4(const float* w, std::vector<int64_t> shape, const Nf4Opti
 std::vector<float> dequantized_absmax(const Nf4Weight& q) {
   const int64_t blocks = q.num_blocks();
   if (!q.double_quant()) {
-    SLLM_CHECK(static_cast<int64_t>(q.absmax.size()) == blocks, "nf4: expected {} absmax values, got {}", blocks,
-               q.absmax.size());
+    SLLM_CHECK(static_cast<int64_t>(q.absmax.size()) == blocks,
+               "nf4: expected {} absmax values, got {}", blocks, q.absmax.size());
     return q.absmax;
   }
-  SLLM_CHECK(static_cast<int64_t>(q.absmax_q.size()) == blocks, "nf4: expected {} absmax codes, got {}", blocks,
-             q.absmax_q.size());
-  SLLM_CHECK(q.nested_quant_map.size() == 256, "nf4: nested_quant_map must have 256 entries, got {}",
-             q.nested_quant_map.size());
-  SLLM_CHECK(static_cast<int64_t>(q.nested_absmax.size()) == k::quant_num_blocks(blocks, q.nested_blocksize),
-             "nf4: nested_absmax has {} values for {} absmax codes", q.nested_absmax.size(), blocks);
+  SLLM_CHECK(static_cast<int64_t>(q.absmax_q.size()) == blocks,
+             "nf4: expected {} absmax codes, got {}", blocks, q.absmax_q.size());
+  SLLM_CHECK(q.nested_quant_map.size() == 256,
+             "nf4: nested_quant_map must have 256 entries, got {}", q.nested_quant_map.size());
+  SLLM_CHECK(static_cast<int64_t>(q.nested_absmax.size()) ==
+                 k::quant_num_blocks(blocks, q.nested_blocksize),
+             "nf4: nested_absmax has {} values for {} absmax codes", q.nested_absmax.size(),
+             blocks);
   std::vector<float> a(static_cast<size_t>(blocks));
-  k::dequantize_blockwise_8bit(q.nested_quant_map.data(), q.absmax_q.data(), q.nested_absmax.data(), blocks,
-                               q.nested_blocksize, a.data());
+  k::dequantize_blockwise_8bit(q.nested_quant_map.data(), q.absmax_q.data(), q.nested_absmax.data(),
+                               blocks, q.nested_blocksize, a.data());
   for (float& v : a) v += q.offset;
   return a;
 }
@@ -120,7 +121,8 @@ void dequantize(const Nf4Weight& q, float* out) {
              "nf4: blocksize must be a power of two in 64..4096, got {}", q.blocksize);
   const int64_t n = q.numel();
   SLLM_CHECK(static_cast<int64_t>(q.weight.size()) == k::quant4_packed_bytes(n),
-             "nf4: expected {} packed bytes for {} elements, got {}", k::quant4_packed_bytes(n), n, q.weight.size());
+             "nf4: expected {} packed bytes for {} elements, got {}", k::quant4_packed_bytes(n), n,
+             q.weight.size());
   const std::vector<float> absmax = dequantized_absmax(q);
   k::dequantize_4bit(q.weight.data(), absmax.data(), n, q.blocksize, type, out);
 }

@@ -19,13 +19,13 @@ struct Nf4Options {
 // What bitsandbytes stores for one quantized weight `W`: W (packed bytes), W.absmax,
 // W.quant_map, W.nested_absmax, W.nested_quant_map and W.quant_state.bitsandbytes__<type>.
 struct Nf4Weight {
-  std::vector<uint8_t> weight;           // (numel + 1) / 2 bytes, first element in the HIGH nibble
-  std::vector<uint8_t> absmax_q;         // double quant: uint8 codes into nested_quant_map
-  std::vector<float> absmax;             // no double quant: fp32 per-block absmax
-  std::vector<float> quant_map;          // 16 code values
-  std::vector<float> nested_absmax;      // double quant: fp32 absmax per 256 absmax values
-  std::vector<float> nested_quant_map;   // double quant: 256-entry signed dynamic map
-  float offset = 0.0f;                   // double quant: mean of the absmax values
+  std::vector<uint8_t> weight;          // (numel + 1) / 2 bytes, first element in the HIGH nibble
+  std::vector<uint8_t> absmax_q;        // double quant: uint8 codes into nested_quant_map
+  std::vector<float> absmax;            // no double quant: fp32 per-block absmax
+  std::vector<float> quant_map;         // 16 code values
+  std::vector<float> nested_absmax;     // double quant: fp32 absmax per 256 absmax values
+  std::vector<float> nested_quant_map;  // double quant: 256-entry signed dynamic map
+  float offset = 0.0f;                  // double quant: mean of the absmax values
   int64_t blocksize = 64;
   int64_t nested_blocksize = 256;
   std::string quant_type = "nf4";
