@@ -40,13 +40,8 @@ int run_chat(const nlohmann::json& cfg) {
     }
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     history.push_back({"user", line});
-    std::vector<int32_t> ids;
-    if (m.tokenizer->add_bos && m.tokenizer->bos_id >= 0 && tpl.bos_text.empty())
-      ids.push_back(m.tokenizer->bos_id);
-    auto body = m.tokenizer->encode(tok::render_chat(tpl, history, true), true);
-    ids.insert(ids.end(), body.begin(), body.end());
     engine::Request r;
-    r.prompt = std::move(ids);
+    r.prompt = encode_chat(*m.tokenizer, tpl, history);
     r.params = sp;
     r.on_text = [](const std::string& s) {
       std::fwrite(s.data(), 1, s.size(), stdout);

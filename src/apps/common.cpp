@@ -97,22 +97,28 @@ bool use_chat_template(const tok::Tokenizer& t, const nlohmann::json& v) {
   return v == "true";
 }
 
+std::vector<int32_t> encode_chat(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
+                                 const std::vector<tok::ChatMessage>& msgs) {
+  std::vector<int32_t> ids;
+  // A template that writes BOS itself already has it in the rendered text.
+  if (t.add_bos && t.bos_id >= 0 && tpl.bos_text.empty()) ids.push_back(t.bos_id);
+  auto body = t.encode(tok::render_chat(tpl, msgs, /*add_generation_prompt=*/true), true);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
 std::vector<int32_t> encode_prompt(const tok::Tokenizer& t, const std::string& text, bool chat,
                                    const std::string& system) {
   SLLM_CHECK(!text.empty(), "the prompt is empty: give some text with --prompt or --prompt-file");
-  std::string rendered = text;
   if (chat) {
-    auto tpl = tok::detect_chat_template(t);
     std::vector<tok::ChatMessage> msgs;
     if (!system.empty()) msgs.push_back({"system", system});
     msgs.push_back({"user", text});
-    rendered = tok::render_chat(tpl, msgs, /*add_generation_prompt=*/true);
+    return encode_chat(t, tok::detect_chat_template(t), msgs);
   }
   std::vector<int32_t> ids;
-  // A template that writes BOS itself already puts it in the text.
-  if (t.add_bos && t.bos_id >= 0 && !(chat && !tok::detect_chat_template(t).bos_text.empty()))
-    ids.push_back(t.bos_id);
-  auto body = t.encode(rendered, /*parse_special=*/chat);
+  if (t.add_bos && t.bos_id >= 0) ids.push_back(t.bos_id);
+  auto body = t.encode(text, /*parse_special=*/false);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;
 }

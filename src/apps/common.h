@@ -8,6 +8,7 @@
 
 #include "engine/engine.h"
 #include "load/loader.h"
+#include "tokenizer/chat_template.h"
 
 namespace sllm::apps {
 
@@ -20,6 +21,10 @@ load::LoadedModel load_from_config(const nlohmann::json& cfg);
 engine::EngineOptions engine_options(const nlohmann::json& cfg);
 engine::SamplingParams sampling_params(const nlohmann::json& cfg);
 
+// Chat messages -> ids with the model's template and the generation prompt (BOS when the
+// model wants one and the template does not write it).
+std::vector<int32_t> encode_chat(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
+                                 const std::vector<tok::ChatMessage>& msgs);
 // Prompt text -> ids: optional chat template (with system prompt), BOS when the model wants it.
 std::vector<int32_t> encode_prompt(const tok::Tokenizer& t, const std::string& text, bool chat,
                                    const std::string& system);

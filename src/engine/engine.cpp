@@ -261,7 +261,6 @@ bool Engine::step() {
     stats_.prefill_tokens += N;
     stats_.prefill_s += secs;
   }
-  stats_.peak_kv_blocks = std::max(stats_.peak_kv_blocks, mgr.stats().used_blocks);
   return !running_.empty() || !waiting_.empty();
 }
 

@@ -44,7 +44,6 @@ struct Result {
 struct EngineStats {
   int64_t steps = 0, prefill_tokens = 0, decode_tokens = 0;
   double prefill_s = 0, decode_s = 0;
-  int32_t peak_kv_blocks = 0;
 };
 
 class Engine {
