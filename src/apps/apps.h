@@ -24,4 +24,13 @@ int run_info(const nlohmann::json& cfg);
 nlohmann::json convert_defaults();
 int run_convert(const nlohmann::json& cfg);
 
+nlohmann::json merge_defaults();
+int run_merge(const nlohmann::json& cfg);
+
+nlohmann::json sft_defaults();
+int run_sft(const nlohmann::json& cfg);
+
+nlohmann::json qlora_defaults();
+int run_qlora(const nlohmann::json& cfg);
+
 }  // namespace sllm::apps

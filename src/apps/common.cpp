@@ -2,10 +2,13 @@
 
 #include <ATen/Parallel.h>
 
+#include <fmt/ranges.h>
+
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "lora/lora.h"
 #include "tokenizer/chat_template.h"
 
 namespace sllm::apps {
@@ -23,7 +26,11 @@ nlohmann::json merged(nlohmann::json a, const nlohmann::json& b) {
 }
 
 nlohmann::json model_defaults() {
-  return {{"model", nullptr}, {"dtype", "fp32"}, {"device", "cpu"}, {"threads", 0}};
+  return {{"model", nullptr},
+          {"adapter", nullptr},
+          {"dtype", "fp32"},
+          {"device", "cpu"},
+          {"threads", 0}};
 }
 
 nlohmann::json engine_defaults() {
@@ -58,6 +65,13 @@ load::LoadedModel load_from_config(const nlohmann::json& cfg) {
   auto m = load::load_model(cfg["model"].get<std::string>(), o);
   log::info("loaded {} ({}, {} layers) in {:.2f} s", m.display_name, m.format,
             m.model->config().num_layers, t.seconds());
+  if (cfg["adapter"].is_string()) {
+    const auto dir = cfg["adapter"].get<std::string>();
+    lora::LoraConfig lc;
+    m.model = lora::load_peft(*m.model, dir, &lc);
+    log::info("adapter {} (LoRA r={}, alpha={}, {})", dir, lc.r, lc.alpha,
+              fmt::join(lc.target_modules, ","));
+  }
   return m;
 }
 

@@ -9,7 +9,23 @@ std::vector<Flag> model_flags() {
   return {{"-m,--model", "model", "GGUF file or Hugging Face model directory"},
           {"--dtype", "dtype", "weights/activations dtype: fp32, bf16, fp16"},
           {"--device", "device", "cpu, cuda or cuda:N"},
-          {"--threads", "threads", "CPU threads (0: libtorch default)"}};
+          {"--threads", "threads", "CPU threads (0: libtorch default)"},
+          {"--adapter", "adapter", "LoRA adapter directory (PEFT layout) applied to the model"}};
+}
+
+std::vector<Flag> train_flags() {
+  return {{"--data", "data.train", "training data (JSONL: text, prompt/completion or messages)"},
+          {"--eval-data", "data.eval", "evaluation data (JSONL, same formats)"},
+          {"--out", "output_dir", "directory of runs (the run goes to <out>/<name>)"},
+          {"--name", "run_name", "run name"},
+          {"--max-steps", "train.max_steps", "optimizer steps (overrides train.epochs)"},
+          {"--epochs", "train.epochs", "passes over the training data"},
+          {"--lr", "train.lr", "peak learning rate"},
+          {"--batch-size", "train.batch_size", "examples per micro-batch"},
+          {"--grad-accum", "train.grad_accum", "micro-batches per optimizer step"},
+          {"--task-eval", "task_eval.file", "task file scored before and after training"},
+          {"--resume", "train.resume", "continue from a checkpoint: latest, or a directory"},
+          {"--skip-bad-lines", "data.skip_bad_lines", "skip (and count) malformed JSONL lines"}};
 }
 
 std::vector<Flag> gen_flags() {
@@ -53,11 +69,24 @@ const std::vector<Command>& commands() {
        join(model_flags(), {{"-t,--text", "text", "text to tokenize"},
                             {"--json", "json", "JSON output"},
                             {"--special", "special", "parse special tokens written in the text"}})},
-      {"eval", "Perplexity of a text file (non-overlapping windows)", apps::eval_defaults,
+      {"eval", "Perplexity of a text file, or accuracy on a task file", apps::eval_defaults,
        apps::run_eval,
-       join(model_flags(), {{"--ppl", "ppl", "text file to score"},
-                            {"--ctx", "ctx", "window length in tokens"},
-                            {"--json", "json", "JSON output"}})},
+       join(model_flags(),
+            {{"--ppl", "ppl", "text file to score (perplexity)"},
+             {"--ctx", "ctx", "window length in tokens (perplexity)"},
+             {"--task", "task", "JSONL task file: prompt/completion or messages (accuracy)"},
+             {"--report", "report", "where the failure report goes (default <task>.eval.md)"},
+             {"--limit", "limit", "score only the first N items"},
+             {"-n,--max-new-tokens", "max_new_tokens", "answer length limit"},
+             {"--chat-template", "chat_template", "auto | true | false, as in training"},
+             {"--json", "json", "JSON output"}})},
+      {"sft", "Fine-tune: LoRA over a dense base, or full fine-tuning (lora: null)",
+       apps::sft_defaults, apps::run_sft, join(model_flags(), train_flags())},
+      {"qlora-train", "Fine-tune LoRA adapters over a 4-bit NF4 base (QLoRA)", apps::qlora_defaults,
+       apps::run_qlora, join(model_flags(), train_flags())},
+      {"merge", "Merge a LoRA adapter into its base: a dense Hugging Face directory",
+       apps::merge_defaults, apps::run_merge,
+       join(model_flags(), {{"-o,--out", "out", "output directory (must not exist)"}})},
       {"info", "Architecture, tensors, tokenizer and memory of a model", apps::info_defaults,
        apps::run_info,
        join(model_flags(), {{"--ctx", "ctx", "context for the KV estimate (0: the model's)"},

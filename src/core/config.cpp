@@ -227,6 +227,7 @@ struct Validator {
   // Checks v against the schema def; writes the (coerced) value into out. False on error.
   bool value(const json& def, const json& v, const std::string& key, json& out) {
     if (def.is_object()) {
+      if (v.is_null() && !def.empty()) return out = v, true;  // an optional section turned off
       if (!v.is_object()) return error(key, "a mapping", v), false;
       if (!out.is_object()) out = json::object();
       if (def.empty()) {  // mapping of anything

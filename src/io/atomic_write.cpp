@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -12,6 +13,18 @@
 
 namespace sllm::io {
 namespace detail {
+namespace {
+// Fault injection for tests: SLLM_TEST_DISK_FULL_AFTER=N makes output writes fail with ENOSPC
+// once N bytes have been written by this process, exactly as a full disk would.
+int64_t disk_full_budget() {
+  static const int64_t budget = [] {
+    const char* v = std::getenv("SLLM_TEST_DISK_FULL_AFTER");
+    return v ? std::strtoll(v, nullptr, 10) : int64_t{-1};
+  }();
+  return budget;
+}
+int64_t g_written = 0;
+}  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   SLLM_CHECK(!path_.empty(), "cannot write a file with an empty path");
@@ -32,7 +45,10 @@ void AtomicFile::write(const void* data, size_t n) {
   const auto* p = static_cast<const char*>(data);
   while (n > 0) {
     const size_t chunk = n < (size_t{1} << 30) ? n : (size_t{1} << 30);
+    if (disk_full_budget() >= 0 && g_written + static_cast<int64_t>(chunk) > disk_full_budget())
+      SLLM_FAIL("cannot write '{}': {}", path_, std::strerror(ENOSPC));
     const ssize_t w = ::write(fd_, p, chunk);
+    if (w > 0) g_written += w;
     if (w < 0) {
       if (errno == EINTR) continue;
       SLLM_FAIL("cannot write '{}': {}", path_, std::strerror(errno));

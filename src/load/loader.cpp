@@ -6,12 +6,15 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "io/atomic_write.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "quant/nf4.h"
 
 namespace fs = std::filesystem;
 
@@ -114,6 +117,35 @@ Names hf_names() {
           }};
 }
 
+// One decoder Linear from its Hugging Face modules, dense or quantized to 4 bits part by part
+// (so that the fp32 copy of only one module is alive at a time).
+model::Linear make_linear(const std::vector<std::string>& names,
+                          const std::vector<at::Tensor>& weights, at::Tensor bias,
+                          const LoadOptions& o) {
+  std::vector<model::LinearPart> parts;
+  for (size_t i = 0; i < names.size(); ++i) parts.push_back({names[i], weights[i].size(0)});
+  auto cv = [&](const at::Tensor& t) { return t.to(o.device, o.dtype).contiguous(); };
+  if (bias.defined()) bias = cv(bias);
+  if (o.quantize.empty()) {
+    model::Linear l{cv(weights.size() == 1 ? weights[0] : at::cat(weights, 0)), bias};
+    l.parts = std::move(parts);
+    return l;
+  }
+  quant::Nf4Options qo;
+  qo.quant_type = o.quantize;
+  qo.blocksize = o.blocksize;
+  qo.double_quant = o.double_quant;
+  qo.dtype = "float32";
+  std::vector<quant::Nf4Weight> q;
+  for (const auto& w : weights) {
+    auto wc = w.to(at::kFloat).contiguous();
+    q.push_back(quant::quantize_nf4(wc.data_ptr<float>(), wc.sizes().vec(), qo));
+  }
+  auto l = model::make_nf4_linear(std::move(parts), std::move(q), bias);
+  l.nf4 = l.nf4.to(o.device);
+  return l;
+}
+
 std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c,
                                                      const TensorSource& src, const Names& n,
                                                      bool gguf_qk_permuted, const LoadOptions& o) {
@@ -123,6 +155,8 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   auto cv = [&](at::Tensor t) { return t.to(o.device, o.dtype).contiguous(); };
   auto embed = cv(src.get(n.embed, {c.vocab_size, hid}));
   std::vector<model::DecoderLayer> layers;
+  std::optional<ProgressBar> bar;  // quantizing takes seconds; plain loading is quiet
+  if (!o.quantize.empty()) bar.emplace("quantizing to " + o.quantize, c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     auto q = src.get(n.layer(i, "q") + w, {qd, hid});
     auto k = src.get(n.layer(i, "k") + w, {kd, hid});
@@ -131,22 +165,30 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
       q = unpermute_qk(q, c.num_heads);
       k = unpermute_qk(k, c.num_kv_heads);
     }
-    model::Linear qkv{cv(at::cat({q, k, v}, 0)), {}};
+    at::Tensor qkv_bias;
     if (c.attention_bias) {
-      qkv.bias = cv(at::cat({src.get(n.layer(i, "q") + ".bias", {qd}),
-                             src.get(n.layer(i, "k") + ".bias", {kd}),
-                             src.get(n.layer(i, "v") + ".bias", {kd})}));
+      qkv_bias = at::cat({src.get(n.layer(i, "q") + ".bias", {qd}),
+                          src.get(n.layer(i, "k") + ".bias", {kd}),
+                          src.get(n.layer(i, "v") + ".bias", {kd})});
     }
+    auto qkv = make_linear({"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, {q, k, v},
+                           qkv_bias, o);
+    q = k = v = at::Tensor();
+    auto attn_o = make_linear({"self_attn.o_proj"}, {src.get(n.layer(i, "o"), {hid, qd})}, {}, o);
+    auto gate_up = make_linear(
+        {"mlp.gate_proj", "mlp.up_proj"},
+        {src.get(n.layer(i, "gate"), {I, hid}), src.get(n.layer(i, "up"), {I, hid})}, {}, o);
+    auto down = make_linear({"mlp.down_proj"}, {src.get(n.layer(i, "down"), {hid, I})}, {}, o);
     layers.push_back({cv(src.get(n.layer(i, "attn_norm"), {hid})),
-                      cv(src.get(n.layer(i, "ffn_norm"), {hid})), qkv,
-                      model::Linear{cv(src.get(n.layer(i, "o"), {hid, qd})), {}},
-                      model::Linear{cv(at::cat({src.get(n.layer(i, "gate"), {I, hid}),
-                                                src.get(n.layer(i, "up"), {I, hid})})),
-                                    {}},
-                      model::Linear{cv(src.get(n.layer(i, "down"), {hid, I})), {}}});
+                      cv(src.get(n.layer(i, "ffn_norm"), {hid})), std::move(qkv), std::move(attn_o),
+                      std::move(gate_up), std::move(down)});
+    if (bar) bar->update(i + 1);
   }
+  if (bar) bar->finish();
   auto final_norm = cv(src.get(n.final_norm, {hid}));
+  // The output projection stays dense (as bitsandbytes leaves lm_head unquantized).
   model::Linear head{embed, {}};
+  head.parts = {{"lm_head", c.vocab_size}};
   if (!c.tie_embeddings) head.weight = cv(src.get(n.lm_head, {c.vocab_size, hid}));
   return std::make_shared<const model::LlamaModel>(c, embed, std::move(layers), final_norm, head);
 }

@@ -16,8 +16,13 @@
 namespace sllm::load {
 
 struct LoadOptions {
-  at::ScalarType dtype = at::kFloat;
+  at::ScalarType dtype = at::kFloat;  // dense weights and activations
   at::Device device = at::kCPU;
+  // "" keeps decoder Linears dense; "nf4" / "fp4" quantizes them while loading (bitsandbytes
+  // layout; embeddings, norms and lm_head stay dense), one module at a time.
+  std::string quantize;
+  int64_t blocksize = 64;
+  bool double_quant = true;
 };
 
 struct LoadedModel {

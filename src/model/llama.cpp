@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kv/kv_cache.h"
+#include "ops/checkpoint.h"
 #include "ops/ops.h"
 
 namespace sllm::model {
@@ -57,32 +58,53 @@ at::Tensor LlamaModel::rope_cos_sin(const at::Tensor& positions, at::Tensor* sin
 }
 
 at::Tensor LlamaModel::forward_full(const at::Tensor& ids) const {
+  return logits(hidden_full(ids));
+}
+
+at::Tensor LlamaModel::logits(const at::Tensor& hidden) const {
+  return lm_head_.forward(hidden).to(at::kFloat);
+}
+
+at::Tensor LlamaModel::layer_full(const DecoderLayer& L, const at::Tensor& x, const at::Tensor& cos,
+                                  const at::Tensor& sin) const {
+  const auto& c = config_;
+  const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, KV = c.num_kv_heads, D = c.head_dim,
+                G = H / KV;
+  auto h = ops::rms_norm(x, L.attn_norm, c.rms_norm_eps);
+  auto qkv = L.qkv.forward(h).view({B * T, H + 2 * KV, D});
+  auto q = ops::rope(qkv.narrow(1, 0, H), cos, sin).view({B, T, H, D}).transpose(1, 2);
+  auto k = ops::rope(qkv.narrow(1, H, KV), cos, sin).view({B, T, KV, D}).transpose(1, 2);
+  auto v = qkv.narrow(1, H + KV, KV).reshape({B, T, KV, D}).transpose(1, 2);
+  if (G > 1) {
+    k = k.repeat_interleave(G, 1);
+    v = v.repeat_interleave(G, 1);
+  }
+  auto a = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  auto y = x + L.o.forward(a.transpose(1, 2).reshape({B, T, H * D}));
+  h = ops::rms_norm(y, L.ffn_norm, c.rms_norm_eps);
+  return y + L.down.forward(ops::silu_mul(L.gate_up.forward(h)));
+}
+
+at::Tensor LlamaModel::hidden_full(const at::Tensor& ids, bool checkpoint) const {
   SLLM_CHECK(ids.dim() == 2, "forward_full expects ids [batch, seq], got {}",
              c10::str(ids.sizes()));
   const auto& c = config_;
-  const int64_t B = ids.size(0), T = ids.size(1), H = c.num_heads, KV = c.num_kv_heads,
-                D = c.head_dim, G = H / KV;
+  const int64_t B = ids.size(0), T = ids.size(1);
   auto x = embed_.index_select(0, ids.reshape({-1}).to(device())).view({B, T, c.hidden_size});
   at::Tensor sin;
   auto pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device())).repeat({B});
   auto cos = rope_cos_sin(pos, &sin);
   for (const auto& L : layers_) {
-    auto h = ops::rms_norm(x, L.attn_norm, c.rms_norm_eps);
-    auto qkv = L.qkv.forward(h).view({B * T, H + 2 * KV, D});
-    auto q = ops::rope(qkv.narrow(1, 0, H), cos, sin).view({B, T, H, D}).transpose(1, 2);
-    auto k = ops::rope(qkv.narrow(1, H, KV), cos, sin).view({B, T, KV, D}).transpose(1, 2);
-    auto v = qkv.narrow(1, H + KV, KV).reshape({B, T, KV, D}).transpose(1, 2);
-    if (G > 1) {
-      k = k.repeat_interleave(G, 1);
-      v = v.repeat_interleave(G, 1);
+    if (checkpoint) {
+      // The closure lives in the autograd graph until backward; the model outlives the step.
+      const DecoderLayer* lp = &L;
+      x = ops::checkpoint(
+          [this, lp, cos, sin](const at::Tensor& in) { return layer_full(*lp, in, cos, sin); }, x);
+    } else {
+      x = layer_full(L, x, cos, sin);
     }
-    auto a = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-    x = x + L.o.forward(a.transpose(1, 2).reshape({B, T, H * D}));
-    h = ops::rms_norm(x, L.ffn_norm, c.rms_norm_eps);
-    x = x + L.down.forward(ops::silu_mul(L.gate_up.forward(h)));
   }
-  x = ops::rms_norm(x, final_norm_, c.rms_norm_eps);
-  return lm_head_.forward(x).to(at::kFloat);
+  return ops::rms_norm(x, final_norm_, c.rms_norm_eps);
 }
 
 at::Tensor LlamaModel::attention_step(const at::Tensor& q_flat, const at::Tensor& k_all,
@@ -140,50 +162,118 @@ at::Tensor LlamaModel::forward_step(const BatchLayout& lay, kv::KvCache& cache) 
 }
 
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::hf_state_dict() const {
-  const auto& c = config_;
-  const int64_t qd = c.num_heads * c.head_dim, kd = c.num_kv_heads * c.head_dim;
   std::vector<std::pair<std::string, at::Tensor>> out;
   out.emplace_back("model.embed_tokens.weight", embed_);
+  auto add_linear = [&](const std::string& prefix, const Linear& l) {
+    for (int j = 0; j < static_cast<int>(l.parts.size()); ++j) {
+      const auto& part = l.parts[j];
+      out.emplace_back(prefix + part.name + ".weight", l.dense_part(j));
+      if (l.bias.defined())
+        out.emplace_back(prefix + part.name + ".bias",
+                         l.bias.narrow(0, l.part_offset(j), part.rows));
+    }
+  };
   for (size_t i = 0; i < layers_.size(); ++i) {
     const auto& L = layers_[i];
     const std::string p = "model.layers." + std::to_string(i) + ".";
     out.emplace_back(p + "input_layernorm.weight", L.attn_norm);
-    const char* names[3] = {"q_proj", "k_proj", "v_proj"};
-    const int64_t starts[3] = {0, qd, qd + kd}, sizes[3] = {qd, kd, kd};
-    for (int j = 0; j < 3; ++j) {
-      out.emplace_back(p + "self_attn." + names[j] + ".weight",
-                       L.qkv.weight.narrow(0, starts[j], sizes[j]));
-      if (L.qkv.bias.defined())
-        out.emplace_back(p + "self_attn." + names[j] + ".bias",
-                         L.qkv.bias.narrow(0, starts[j], sizes[j]));
-    }
-    out.emplace_back(p + "self_attn.o_proj.weight", L.o.weight);
+    add_linear(p, L.qkv);
+    add_linear(p, L.o);
     out.emplace_back(p + "post_attention_layernorm.weight", L.ffn_norm);
-    const int64_t I = c.intermediate_size;
-    out.emplace_back(p + "mlp.gate_proj.weight", L.gate_up.weight.narrow(0, 0, I));
-    out.emplace_back(p + "mlp.up_proj.weight", L.gate_up.weight.narrow(0, I, I));
-    out.emplace_back(p + "mlp.down_proj.weight", L.down.weight);
+    add_linear(p, L.gate_up);
+    add_linear(p, L.down);
   }
   out.emplace_back("model.norm.weight", final_norm_);
-  if (!c.tie_embeddings) out.emplace_back("lm_head.weight", lm_head_.weight);
+  if (!config_.tie_embeddings) out.emplace_back("lm_head.weight", lm_head_.weight);
   return out;
 }
 
 uint64_t LlamaModel::weight_bytes() const {
-  uint64_t total = 0;
-  for (const auto& [name, t] : hf_state_dict()) total += t.numel() * t.element_size();
+  uint64_t total = embed_.nbytes() + final_norm_.nbytes();
+  if (!config_.tie_embeddings) total += lm_head_.weight_bytes();
+  for (const auto& L : layers_)
+    total += L.attn_norm.nbytes() + L.ffn_norm.nbytes() + L.qkv.weight_bytes() +
+             L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes();
   return total;
+}
+
+int64_t LlamaModel::num_parameters() const {
+  int64_t n = embed_.numel() + final_norm_.numel();
+  if (!config_.tie_embeddings) n += lm_head_.weight.numel();
+  auto lin = [](const Linear& l) {
+    int64_t k = l.in_features() * l.out_features() + (l.bias.defined() ? l.bias.numel() : 0);
+    for (const auto& a : l.lora) k += a.A.numel() + a.B.numel();
+    return k;
+  };
+  for (const auto& L : layers_)
+    n += L.attn_norm.numel() + L.ffn_norm.numel() + lin(L.qkv) + lin(L.o) + lin(L.gate_up) +
+         lin(L.down);
+  return n;
+}
+
+std::vector<at::Tensor> LlamaModel::lora_parameters() const {
+  std::vector<at::Tensor> out;
+  for (const auto& L : layers_)
+    for (const Linear* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
+      for (const auto& a : l->lora) {
+        out.push_back(a.A);
+        out.push_back(a.B);
+      }
+  return out;
+}
+
+std::vector<at::Tensor> LlamaModel::dense_parameters() const {
+  std::vector<at::Tensor> out{embed_};
+  for (const auto& L : layers_) {
+    out.push_back(L.attn_norm);
+    out.push_back(L.ffn_norm);
+    for (const Linear* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
+      SLLM_CHECK(l->format == WeightFormat::dense,
+                 "full fine-tuning needs dense weights; this model has {} weights",
+                 l->format_name());
+      out.push_back(l->weight);
+      if (l->bias.defined()) out.push_back(l->bias);
+    }
+  }
+  out.push_back(final_norm_);
+  if (!config_.tie_embeddings) out.push_back(lm_head_.weight);
+  return out;
+}
+
+LlamaModel LlamaModel::map_linears(const std::function<Linear(int64_t, const Linear&)>& fn) const {
+  std::vector<DecoderLayer> layers;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const auto& L = layers_[i];
+    const auto li = static_cast<int64_t>(i);
+    layers.push_back(
+        {L.attn_norm, L.ffn_norm, fn(li, L.qkv), fn(li, L.o), fn(li, L.gate_up), fn(li, L.down)});
+  }
+  return LlamaModel(config_, embed_, std::move(layers), final_norm_, lm_head_);
 }
 
 LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {
   auto cv = [&](const at::Tensor& t) { return t.defined() ? t.to(device, dtype).contiguous() : t; };
-  auto cl = [&](const Linear& l) { return Linear{cv(l.weight), cv(l.bias), l.format}; };
+  auto cl = [&](const Linear& l) {
+    Linear out = l;
+    out.bias = cv(l.bias);
+    if (l.format == WeightFormat::nf4) {
+      out.nf4 = l.nf4.to(device);
+    } else {
+      out.weight = cv(l.weight);
+    }
+    for (auto& a : out.lora) {
+      a.A = a.A.to(device);
+      a.B = a.B.to(device);
+    }
+    return out;
+  };
   std::vector<DecoderLayer> layers;
   for (const auto& L : layers_)
     layers.push_back(
         {cv(L.attn_norm), cv(L.ffn_norm), cl(L.qkv), cl(L.o), cl(L.gate_up), cl(L.down)});
   auto embed = cv(embed_);
-  Linear head = config_.tie_embeddings ? Linear{embed, {}, WeightFormat::dense} : cl(lm_head_);
+  Linear head = config_.tie_embeddings ? Linear{embed, {}, WeightFormat::dense, lm_head_.parts}
+                                       : cl(lm_head_);
   return LlamaModel(config_, embed, std::move(layers), cv(final_norm_), head);
 }
 

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,12 @@ class LlamaModel {
 
   // ids [B, T] -> logits [B, T, vocab] (fp32). Causal, positions 0..T-1, no cache.
   at::Tensor forward_full(const at::Tensor& ids) const;
+  // ids [B, T] -> final-normed hidden states [B, T, hidden] (the training forward; the loss
+  // then projects only the positions that carry a label). checkpoint: recompute each layer's
+  // activations during backward instead of keeping them.
+  at::Tensor hidden_full(const at::Tensor& ids, bool checkpoint = false) const;
+  // hidden [..., hidden] -> logits [..., vocab] (fp32).
+  at::Tensor logits(const at::Tensor& hidden) const;
   // One inference step; returns logits [M, vocab] (fp32) for layout.logits_index.
   at::Tensor forward_step(const BatchLayout& layout, kv::KvCache& cache) const;
 
@@ -62,11 +69,22 @@ class LlamaModel {
   const at::Tensor& embed() const { return embed_; }
   const Linear& lm_head() const { return lm_head_; }
 
-  // Returns a copy with every weight converted to dtype / moved to device.
+  // Returns a copy with every weight converted to dtype / moved to device (4-bit weights keep
+  // their format and only move; LoRA adapters keep their dtype).
   LlamaModel to(at::ScalarType dtype, at::Device device) const;
+  // Returns a copy whose decoder Linears are fn(layer index, linear); the rest is shared.
+  LlamaModel map_linears(const std::function<Linear(int64_t, const Linear&)>& fn) const;
+  // Every LoRA A and B tensor, in layer order.
+  std::vector<at::Tensor> lora_parameters() const;
+  // Full fine-tuning: embeddings, norms and dense Linear weights/biases (tied weights once).
+  std::vector<at::Tensor> dense_parameters() const;
+  // Parameter count (4-bit weights counted by their element count).
+  int64_t num_parameters() const;
 
  private:
   at::Tensor rope_cos_sin(const at::Tensor& positions, at::Tensor* sin) const;
+  at::Tensor layer_full(const DecoderLayer& L, const at::Tensor& x, const at::Tensor& cos,
+                        const at::Tensor& sin) const;
   at::Tensor attention_step(const at::Tensor& q, const at::Tensor& k_all, const at::Tensor& v_all,
                             const BatchLayout& layout) const;
 

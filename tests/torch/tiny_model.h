@@ -33,17 +33,19 @@ inline std::shared_ptr<model::LlamaModel> tiny_model(const model::ModelConfig& c
   auto r = [](std::vector<int64_t> s, double scale = 0.08) { return at::randn(s) * scale; };
   const int64_t H = c.hidden_size, qd = c.num_heads * c.head_dim, kd = c.num_kv_heads * c.head_dim;
   std::vector<model::DecoderLayer> layers;
+  const int64_t I = c.intermediate_size;
   for (int64_t i = 0; i < c.num_layers; ++i) {
     model::Linear qkv{r({qd + 2 * kd, H}), c.attention_bias ? r({qd + 2 * kd}) : at::Tensor()};
-    layers.push_back({1 + r({H}),
-                      1 + r({H}),
-                      qkv,
-                      {r({H, qd}), {}},
-                      {r({2 * c.intermediate_size, H}), {}},
-                      {r({H, c.intermediate_size}), {}}});
+    qkv.parts = {{"self_attn.q_proj", qd}, {"self_attn.k_proj", kd}, {"self_attn.v_proj", kd}};
+    model::Linear o{r({H, qd}), {}}, gate_up{r({2 * I, H}), {}}, down{r({H, I}), {}};
+    o.parts = {{"self_attn.o_proj", H}};
+    gate_up.parts = {{"mlp.gate_proj", I}, {"mlp.up_proj", I}};
+    down.parts = {{"mlp.down_proj", H}};
+    layers.push_back({1 + r({H}), 1 + r({H}), qkv, o, gate_up, down});
   }
   auto embed = r({c.vocab_size, H}, 0.5);
   model::Linear head{c.tie_embeddings ? embed : r({c.vocab_size, H}), {}};
+  head.parts = {{"lm_head", c.vocab_size}};
   return std::make_shared<model::LlamaModel>(c, embed, std::move(layers), 1 + r({H}), head);
 }
 

@@ -1,0 +1,261 @@
+#include "ops/nf4.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "core/error.h"
+#include "kernels/cpu/nf4_matmul.h"
+#ifdef SLLM_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "kernels/cuda/nf4.h"
+#endif
+
+namespace sllm::ops {
+namespace {
+
+void check(const Nf4Tensors& w) {
+  SLLM_CHECK(w.packed.defined() && w.absmax.defined() && w.code.defined(),
+             "nf4: packed, absmax and code must all be set");
+  SLLM_CHECK(w.out > 0 && w.in > 0 && w.blocksize > 0, "nf4: bad shape [{}, {}] / blocksize {}",
+             w.out, w.in, w.blocksize);
+  const int64_t n = w.out * w.in;
+  SLLM_CHECK(w.packed.scalar_type() == at::kByte && w.packed.numel() == (n + 1) / 2,
+             "nf4: packed must be uint8 with {} bytes for [{}, {}] (got {} {})", (n + 1) / 2, w.out,
+             w.in, c10::toString(w.packed.scalar_type()), w.packed.numel());
+  const int64_t blocks = (n + w.blocksize - 1) / w.blocksize;
+  SLLM_CHECK(w.absmax.scalar_type() == at::kFloat && w.absmax.numel() == blocks,
+             "nf4: absmax must be fp32 with {} values (got {} {})", blocks,
+             c10::toString(w.absmax.scalar_type()), w.absmax.numel());
+  SLLM_CHECK(w.code.scalar_type() == at::kFloat && w.code.numel() == 16,
+             "nf4: code must be 16 fp32 values");
+  SLLM_CHECK(w.absmax.device() == w.packed.device() && w.code.device() == w.packed.device(),
+             "nf4: packed, absmax and code on different devices");
+}
+
+// Raw contiguous views of the three tensors (contiguous() is free when they already are).
+struct Raw {
+  at::Tensor packed, absmax, code;
+  explicit Raw(const Nf4Tensors& w)
+      : packed(w.packed.contiguous()), absmax(w.absmax.contiguous()), code(w.code.contiguous()) {}
+  const uint8_t* p() const { return packed.data_ptr<uint8_t>(); }
+  const float* a() const { return absmax.data_ptr<float>(); }
+  const float* c() const { return code.data_ptr<float>(); }
+};
+
+bool float_type(at::ScalarType t) {
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
+}
+
+std::vector<int64_t> out_sizes(const at::Tensor& x, int64_t out) {
+  auto s = x.sizes().vec();
+  s.back() = out;
+  return s;
+}
+
+#ifdef SLLM_HAVE_CUDA
+kernels::cuda::DType cuda_dtype(at::ScalarType t) {
+  return t == at::kFloat  ? kernels::cuda::DType::f32
+         : t == at::kHalf ? kernels::cuda::DType::f16
+                          : kernels::cuda::DType::bf16;
+}
+void check_launch(int rc, const char* what) {
+  SLLM_CHECK(rc == 0, "CUDA kernel {} failed to launch (cudaError {})", what, rc);
+}
+#endif
+
+at::Tensor dequantize_cpu(const Nf4Tensors& w, at::ScalarType dtype) {
+  const Raw r(w);
+  const int64_t n = w.out * w.in;
+  constexpr int64_t kGrain = 1 << 16;  // elements per task
+  if (dtype == at::kBFloat16) {
+    auto out = at::empty({w.out, w.in}, at::TensorOptions().dtype(at::kBFloat16));
+    auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+    at::parallel_for(0, n, kGrain, [&](int64_t e0, int64_t e1) {
+      kernels::cpu::nf4_dequantize_bf16(r.p(), r.a(), r.c(), w.blocksize, e0, e1, op);
+    });
+    return out;
+  }
+  auto out = at::empty({w.out, w.in}, at::TensorOptions().dtype(at::kFloat));
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n, kGrain, [&](int64_t e0, int64_t e1) {
+    kernels::cpu::nf4_dequantize_f32(r.p(), r.a(), r.c(), w.blocksize, e0, e1, op);
+  });
+  return dtype == at::kFloat ? out : out.to(dtype);
+}
+
+// One token on the CPU: fp32 GEMV over output rows split across threads.
+at::Tensor gemv_cpu(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias) {
+  const Raw r(w);
+  auto xf = x.reshape({w.in}).to(at::kFloat).contiguous();
+  at::Tensor bf;
+  if (bias.defined()) bf = bias.reshape({w.out}).to(at::kFloat).contiguous();
+  auto y = at::empty({w.out}, at::TensorOptions().dtype(at::kFloat));
+  const float* xp = xf.data_ptr<float>();
+  const float* bp = bf.defined() ? bf.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(1, 16384 / w.in);
+  at::parallel_for(0, w.out, grain, [&](int64_t o0, int64_t o1) {
+    kernels::cpu::nf4_gemv_f32(r.p(), r.a(), r.c(), w.blocksize, w.in, xp, bp, yp, o0, o1);
+  });
+  return y.to(x.scalar_type()).reshape(out_sizes(x, w.out));
+}
+
+// The forward without autograd: fused GEMV for decode-sized x, else dequantize + GEMM.
+at::Tensor linear_nograd(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias) {
+  SLLM_CHECK(x.dim() >= 1 && x.size(-1) == w.in, "nf4_linear: x {} does not end in in={}",
+             c10::str(x.sizes()), w.in);
+  SLLM_CHECK(x.device() == w.packed.device(), "nf4_linear: x on {} but the weight on {}",
+             x.device().str(), w.packed.device().str());
+  if (bias.defined())
+    SLLM_CHECK(bias.numel() == w.out, "nf4_linear: bias has {} values, expected {}", bias.numel(),
+               w.out);
+  const int64_t rows = x.numel() / w.in;
+  if (x.device().is_cpu() && rows == 1 && float_type(x.scalar_type())) return gemv_cpu(x, w, bias);
+#ifdef SLLM_HAVE_CUDA
+  if (x.is_cuda() && rows >= 1 && rows <= kernels::cuda::kNf4GemvMaxRows &&
+      float_type(x.scalar_type())) {
+    c10::cuda::CUDAGuard guard(x.device());
+    const Raw r(w);
+    auto xc = x.contiguous();
+    at::Tensor bc;
+    if (bias.defined()) bc = bias.reshape({w.out}).to(x.scalar_type()).contiguous();
+    auto y = at::empty(out_sizes(x, w.out), x.options());
+    check_launch(kernels::cuda::nf4_gemv(r.p(), r.a(), r.c(), w.blocksize, xc.data_ptr(),
+                                         bc.defined() ? bc.data_ptr() : nullptr, y.data_ptr(), rows,
+                                         w.out, w.in, cuda_dtype(x.scalar_type()),
+                                         at::cuda::getCurrentCUDAStream().stream()),
+                 "nf4_gemv");
+    return y;
+  }
+#endif
+  return at::linear(x, nf4_dequantize(w, x.scalar_type()), bias);
+}
+
+// Autograd through x (and bias). Only the packed weight (already resident) is kept for backward;
+// the dense weight is rebuilt there and dropped right after.
+struct Nf4LinearFn : public torch::autograd::Function<Nf4LinearFn> {
+  // bias is optional: an undefined tensor may not be an input of a custom function.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const std::optional<at::Tensor>& bias, const Nf4Tensors& w) {
+    ctx->saved_data["packed"] = w.packed;
+    ctx->saved_data["absmax"] = w.absmax;
+    ctx->saved_data["code"] = w.code;
+    ctx->saved_data["out"] = w.out;
+    ctx->saved_data["in"] = w.in;
+    ctx->saved_data["blocksize"] = w.blocksize;
+    ctx->saved_data["has_bias"] = bias.has_value();
+    ctx->saved_data["bias_dtype"] =
+        static_cast<int64_t>(bias ? bias->scalar_type() : x.scalar_type());
+    return linear_nograd(x, w, bias ? *bias : at::Tensor());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    Nf4Tensors w;
+    w.packed = ctx->saved_data["packed"].toTensor();
+    w.absmax = ctx->saved_data["absmax"].toTensor();
+    w.code = ctx->saved_data["code"].toTensor();
+    w.out = ctx->saved_data["out"].toInt();
+    w.in = ctx->saved_data["in"].toInt();
+    w.blocksize = ctx->saved_data["blocksize"].toInt();
+    const auto& g = grad_outputs[0];
+    at::Tensor gx, gb;
+    if (ctx->needs_input_grad(0)) gx = at::matmul(g, nf4_dequantize(w, g.scalar_type()));
+    // needs_input_grad counts tensor inputs only: bias is input 1 when it was given
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(1))
+      gb = g.reshape({-1, w.out})
+               .sum(0)
+               .to(static_cast<at::ScalarType>(ctx->saved_data["bias_dtype"].toInt()));
+    return {gx, gb, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+Nf4Tensors Nf4Tensors::to(at::Device device) const {
+  Nf4Tensors r = *this;
+  r.packed = packed.to(device);
+  r.absmax = absmax.to(device);
+  r.code = code.to(device);
+  return r;
+}
+
+int64_t Nf4Tensors::nbytes() const {
+  int64_t n = 0;
+  for (const auto* t : {&packed, &absmax, &code})
+    if (t->defined()) n += static_cast<int64_t>(t->nbytes());
+  return n;
+}
+
+Nf4Tensors make_nf4_tensors(const uint8_t* packed, const float* absmax, const float* code,
+                            int64_t out, int64_t in, int64_t blocksize) {
+  SLLM_CHECK(out > 0 && in > 0 && blocksize > 0, "nf4: bad shape [{}, {}] / blocksize {}", out, in,
+             blocksize);
+  const int64_t n = out * in;
+  Nf4Tensors w;
+  w.packed = at::empty({(n + 1) / 2}, at::kByte);
+  std::copy_n(packed, (n + 1) / 2, w.packed.data_ptr<uint8_t>());
+  w.absmax = at::empty({(n + blocksize - 1) / blocksize}, at::kFloat);
+  std::copy_n(absmax, w.absmax.numel(), w.absmax.data_ptr<float>());
+  w.code = at::empty({16}, at::kFloat);
+  std::copy_n(code, 16, w.code.data_ptr<float>());
+  w.out = out;
+  w.in = in;
+  w.blocksize = blocksize;
+  return w;
+}
+
+at::Tensor nf4_dequantize(const Nf4Tensors& w, at::ScalarType dtype) {
+  check(w);
+#ifdef SLLM_HAVE_CUDA
+  if (w.packed.is_cuda()) {
+    c10::cuda::CUDAGuard guard(w.packed.device());
+    const Raw r(w);
+    const at::ScalarType kt = float_type(dtype) ? dtype : at::kFloat;
+    auto out = at::empty({w.out, w.in}, w.packed.options().dtype(kt));
+    check_launch(kernels::cuda::nf4_dequantize(r.p(), r.a(), r.c(), w.out * w.in, w.blocksize,
+                                               out.data_ptr(), cuda_dtype(kt),
+                                               at::cuda::getCurrentCUDAStream().stream()),
+                 "nf4_dequantize");
+    return kt == dtype ? out : out.to(dtype);
+  }
+#endif
+  if (w.packed.device().is_cpu()) return dequantize_cpu(w, dtype);
+  return ref::nf4_dequantize(w, dtype);
+}
+
+at::Tensor nf4_linear(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias) {
+  check(w);
+  const bool bias_grad = bias.defined() && bias.requires_grad();
+  if (at::GradMode::is_enabled() && (x.requires_grad() || bias_grad))
+    return Nf4LinearFn::apply(x, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
+                              w);
+  return linear_nograd(x, w, bias);
+}
+
+namespace ref {
+at::Tensor nf4_dequantize(const Nf4Tensors& w, at::ScalarType dtype) {
+  check(w);
+  const int64_t n = w.out * w.in;
+  auto p = w.packed.reshape({-1});
+  auto q = at::stack({p.bitwise_right_shift(4), p.bitwise_and(0x0F)}, 1)
+               .reshape({-1})
+               .narrow(0, 0, n)
+               .to(at::kLong);
+  auto scale = w.absmax.repeat_interleave(w.blocksize).narrow(0, 0, n);
+  return (w.code.index_select(0, q) * scale).reshape({w.out, w.in}).to(dtype);
+}
+
+at::Tensor nf4_linear(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias) {
+  return at::linear(x, ref::nf4_dequantize(w, x.scalar_type()), bias);
+}
+}  // namespace ref
+
+}  // namespace sllm::ops
