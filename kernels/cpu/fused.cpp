@@ -34,4 +34,37 @@ void rope_neox_f32(float* x, const float* cos, const float* sin, int64_t t0, int
   }
 }
 
+void rms_norm_backward_f32(const float* x, const float* w, const float* dy, float* dx, int64_t r0,
+                           int64_t r1, int64_t dim, float eps) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * dim;
+    const float* g = dy + r * dim;
+    float* o = dx + r * dim;
+    float ss = 0.f, dot = 0.f;
+    for (int64_t i = 0; i < dim; ++i) {
+      ss += xr[i] * xr[i];
+      dot += w[i] * g[i] * xr[i];
+    }
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    const float k = inv * inv * inv * dot / static_cast<float>(dim);
+    for (int64_t i = 0; i < dim; ++i) o[i] = inv * w[i] * g[i] - k * xr[i];
+  }
+}
+
+void silu_mul_backward_f32(const float* gu, const float* dy, float* dgu, int64_t r0, int64_t r1,
+                           int64_t inter) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* gate = gu + r * 2 * inter;
+    const float* up = gate + inter;
+    const float* g = dy + r * inter;
+    float* dgate = dgu + r * 2 * inter;
+    float* dup = dgate + inter;
+    for (int64_t i = 0; i < inter; ++i) {
+      const float s = 1.0f / (1.0f + std::exp(-gate[i]));
+      dup[i] = g[i] * gate[i] * s;
+      dgate[i] = g[i] * up[i] * s * (1.0f + gate[i] * (1.0f - s));
+    }
+  }
+}
+
 }  // namespace sllm::kernels::cpu

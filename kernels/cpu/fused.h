@@ -15,4 +15,14 @@ void rms_norm_f32(const float* x, const float* w, float* out, int64_t r0, int64_
 void rope_neox_f32(float* x, const float* cos, const float* sin, int64_t t0, int64_t t1,
                    int64_t heads, int64_t head_dim, int64_t row_stride);
 
+// Backward of rms_norm_f32 with respect to x (rows [r0, r1)); the scale is recomputed from x:
+// dx = r * (w * dy) - x * r^3 * mean((w * dy) * x), r = rsqrt(mean(x^2) + eps).
+void rms_norm_backward_f32(const float* x, const float* w, const float* dy, float* dx, int64_t r0,
+                           int64_t r1, int64_t dim, float eps);
+
+// Backward of silu(gate) * up for rows [r0, r1) of gu = [gate | up] (2 * inter wide):
+// dgate = dy * up * s * (1 + gate * (1 - s)), dup = dy * gate * s, s = sigmoid(gate).
+void silu_mul_backward_f32(const float* gu, const float* dy, float* dgu, int64_t r0, int64_t r1,
+                           int64_t inter);
+
 }  // namespace sllm::kernels::cpu

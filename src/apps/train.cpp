@@ -115,7 +115,11 @@ train::TrainOptions train_options(const nlohmann::json& cfg) {
   o.eval_every = config::get<int64_t>(cfg, "train.eval_every");
   o.save_total_limit = config::get<int64_t>(cfg, "train.save_total_limit");
   o.seed = static_cast<uint64_t>(config::get<int64_t>(cfg, "seed"));
-  (void)train::lr_at(o.scheduler, 1, 0, 0, 1);  // validates the name before loading anything
+  // The trainer checks these too; here they fail before the slow model load.
+  (void)train::lr_at(o.scheduler, 1, 0, 0, 1);
+  SLLM_CHECK(o.lr > 0, "train.lr must be positive (got {})", o.lr);
+  SLLM_CHECK(o.batch_size > 0, "train.batch_size must be at least 1 (got {})", o.batch_size);
+  SLLM_CHECK(o.grad_accum > 0, "train.grad_accum must be at least 1 (got {})", o.grad_accum);
   return o;
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/fused.h"
+#include "ops/fused_autograd.h"
 #ifdef SLLM_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
@@ -18,6 +19,10 @@ namespace {
 bool cpu_f32(const at::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() &&
          !(t.requires_grad() && at::GradMode::is_enabled());
+}
+// Autograd records through this tensor on the CPU in fp32: the fused autograd functions apply.
+bool cpu_f32_grad(const at::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == at::kFloat && at::GradMode::is_enabled();
 }
 // Grain size: enough rows per task that thread wake-up does not dominate.
 #ifdef SLLM_HAVE_CUDA
@@ -74,6 +79,9 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
     return out;
   }
 #endif
+  if (cpu_f32_grad(x) && weight.scalar_type() == at::kFloat &&
+      (x.requires_grad() || weight.requires_grad()))
+    return detail::rms_norm_autograd(x, weight, eps);
   if (!cpu_f32(x) || !cpu_f32(weight)) return ref::rms_norm(x, weight, eps);
   auto out = at::empty_like(x);
   const int64_t dim = x.size(-1), rows = x.numel() / dim;
@@ -89,6 +97,9 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   SLLM_CHECK(x.dim() == 3 && cos.size(0) == x.size(0) && cos.size(1) * 2 == x.size(2),
              "rope: bad shapes x {} cos {}", c10::str(x.sizes()), c10::str(cos.sizes()));
+  if (cpu_f32_grad(x) && x.requires_grad() && cos.scalar_type() == at::kFloat &&
+      !cos.requires_grad() && !sin.requires_grad())
+    return detail::rope_autograd(x, cos, sin);
   if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || !cpu_f32(cos) || !cpu_f32(sin) ||
       (x.requires_grad() && at::GradMode::is_enabled()))
     return ref::rope(x, cos, sin);
@@ -117,6 +128,7 @@ at::Tensor silu_mul(const at::Tensor& gu) {
     return out;
   }
 #endif
+  if (cpu_f32_grad(gu) && gu.requires_grad()) return detail::silu_mul_autograd(gu);
   // On the CPU ATen's vectorised silu beats a scalar fused loop (bench/op_bench.cpp).
   return ref::silu_mul(gu);
 }

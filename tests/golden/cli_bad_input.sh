@@ -59,5 +59,23 @@ expect_error "bad dtype" "dtype" "$BIN" info --model "$MODEL" --dtype fp8
 expect_error "convert onto existing dir" "not empty" "$BIN" convert --model "$MODEL" --out "$T/hf"
 expect_error "ppl file too short" "at least 2 tokens" "$BIN" eval --model "$MODEL" --ppl /dev/null
 
+# Fine-tuning and task evaluation.
+TRAIN=("$BIN" sft --model "$MODEL" --out "$T/runs" --max-steps 1)
+printf '{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": \n' > "$T/train_bad.jsonl"
+expect_error "train: malformed jsonl line" "train_bad.jsonl:2" "${TRAIN[@]}" --data "$T/train_bad.jsonl"
+printf '{"prompt": "a", "answer": "b"}\n' > "$T/train_fields.jsonl"
+expect_error "train: missing fields" "train_fields.jsonl:1" "${TRAIN[@]}" --data "$T/train_fields.jsonl"
+: > "$T/train_empty.jsonl"
+expect_error "train: empty dataset" "no examples" "${TRAIN[@]}" --data "$T/train_empty.jsonl"
+printf '{"prompt": "a", "completion": "b"}\n' > "$T/train_ok.jsonl"
+expect_error "train: unknown target module" "q_proj, k_proj, v_proj, o_proj" "${TRAIN[@]}" \
+  --data "$T/train_ok.jsonl" 'lora.target_modules=[query]'
+expect_error "train: lr 0" "train.lr must be positive" "${TRAIN[@]}" --data "$T/train_ok.jsonl" --lr 0
+expect_error "train: batch 0" "batch_size must be at least 1" "${TRAIN[@]}" --data "$T/train_ok.jsonl" \
+  --batch-size 0
+expect_error "train: missing data file" "train_missing.jsonl" "${TRAIN[@]}" --data "$T/train_missing.jsonl"
+expect_error "task eval: malformed line" "train_bad.jsonl:2" "$BIN" eval --model "$MODEL" --task "$T/train_bad.jsonl"
+expect_error "adapter dir missing" "adapter" "$BIN" eval --model "$MODEL" --adapter "$T/nope" --ppl /dev/null
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
