@@ -223,6 +223,16 @@ const float* bnb_dynamic_map() {
 
 void quantize_blockwise_8bit(const float* code256, const float* x, int64_t n, int64_t blocksize,
                              uint8_t* q, float* absmax) {
+  // bnb's CPU quantizer does not search the code: it indexes a 65536-entry table whose entry i
+  // counts the midpoints between neighbouring code values that lie strictly below
+  // -1 + 2i/65535 (all fp32), so a value near a midpoint can take the farther code.
+  std::vector<uint8_t> lut(65536);
+  float mid[255];
+  for (int k = 0; k < 255; ++k) mid[k] = 0.5f * (code256[k] + code256[k + 1]);
+  for (int i = 0; i < 65536; ++i) {
+    const float t = -1.0f + (2.0f * static_cast<float>(i)) / 65535.0f;
+    lut[i] = static_cast<uint8_t>(std::lower_bound(mid, mid + 255, t) - mid);
+  }
   const int64_t blocks = quant_num_blocks(n, blocksize);
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t begin = blk * blocksize;
@@ -230,18 +240,15 @@ void quantize_blockwise_8bit(const float* code256, const float* x, int64_t n, in
     float am = -FLT_MAX;
     for (int64_t i = begin; i < end; ++i) am = std::fmax(am, std::fabs(x[i]));
     absmax[blk] = am;
+    const float inv = am == 0.0f ? 0.0f : 1.0f / am;
     for (int64_t i = begin; i < end; ++i) {
-      const float v = x[i] / am;
-      // Last code value <= v (index 0 when v is below code[0]), then step right only when the
-      // right neighbour is strictly nearer.
-      int64_t idx = (std::upper_bound(code256, code256 + 256, v) - code256) - 1;
-      if (idx < 0) idx = 0;
-      if (idx < 255) {
-        const float dl = std::fabs(v - code256[idx]);
-        const float dr = std::fabs(v - code256[idx + 1]);
-        if (dr < dl) ++idx;
+      if (am == 0.0f) {
+        q[i] = 0;
+        continue;
       }
-      q[i] = static_cast<uint8_t>(idx);
+      const float v = std::fmin(1.0f, std::fmax(-1.0f, x[i] * inv));
+      const float pos = ((v + 1.0f) * 0.5f) * 65535.0f + 0.5f;
+      q[i] = lut[static_cast<uint16_t>(pos)];
     }
   }
 }

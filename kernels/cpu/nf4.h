@@ -36,9 +36,10 @@ void create_dynamic_map(float* out, bool is_signed = true, int max_exponent_bits
                         int total_bits = 8);
 const float* bnb_dynamic_map();  // 256 floats, bit-exact with bnb's nested_quant_map
 
-// 8-bit blockwise quantization against a sorted 256-entry code (bnb quantize_blockwise, CPU):
-// absmax[b] = max |x| of the block, q = index of the code value nearest to x / absmax (ties and
-// values below code[0] go to the lower index).
+// 8-bit blockwise quantization against a sorted 256-entry code, as bnb 0.50.2's CPU
+// quantize_blockwise: absmax[b] = max |x| of the block; q = lut[round((x/absmax + 1) / 2 * 65535)]
+// with lut[i] = the number of code midpoints below -1 + 2i/65535 (nearly, not exactly, the
+// nearest code: docs/nf4.md).
 void quantize_blockwise_8bit(const float* code256, const float* x, int64_t n, int64_t blocksize,
                              uint8_t* q, float* absmax);
 void dequantize_blockwise_8bit(const float* code256, const uint8_t* q, const float* absmax,

@@ -33,4 +33,7 @@ int run_sft(const nlohmann::json& cfg);
 nlohmann::json qlora_defaults();
 int run_qlora(const nlohmann::json& cfg);
 
+nlohmann::json quantize_defaults();
+int run_quantize(const nlohmann::json& cfg);
+
 }  // namespace sllm::apps

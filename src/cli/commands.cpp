@@ -95,6 +95,14 @@ const std::vector<Command>& commands() {
       {"convert", "Write a Hugging Face model directory (safetensors + tokenizer)",
        apps::convert_defaults, apps::run_convert,
        join(model_flags(), {{"-o,--out", "out", "output directory (must not exist)"}})},
+      {"quantize", "Quantize the decoder Linears to 4 bits: a bitsandbytes-layout HF directory",
+       apps::quantize_defaults, apps::run_quantize,
+       join(model_flags(),
+            {{"--method", "method", "nf4 or fp4"},
+             {"-o,--out", "out", "output directory (must not exist)"},
+             {"--double-quant", "double_quant",
+              "true | false: also quantize the absmax values (bnb_4bit_use_double_quant)"},
+             {"--blocksize", "blocksize", "elements per absmax block: power of two, 64..4096"}})},
   };
   return cmds;
 }

@@ -14,6 +14,8 @@
 #include "io/atomic_write.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "load/bnb_layout.h"
+#include "load/tensor_io.h"
 #include "quant/nf4.h"
 
 namespace fs = std::filesystem;
@@ -65,6 +67,8 @@ struct TensorSource {
                fmt::join(v->shape, ", "), fmt::join(shape, ", "));
     return f32_from_view(*v);
   }
+  // The safetensors behind a Hugging Face directory (where 4-bit modules can be stored).
+  virtual const io::SafetensorsSet* safetensors() const { return nullptr; }
   std::string where;
 };
 
@@ -77,6 +81,7 @@ struct GgufSource : TensorSource {
 struct HfSource : TensorSource {
   explicit HfSource(io::SafetensorsSet s, std::string dir) : set(std::move(s)) { where = dir; }
   const io::TensorView* find(const std::string& name) const override { return set.find(name); }
+  const io::SafetensorsSet* safetensors() const override { return &set; }
   io::SafetensorsSet set;
 };
 
@@ -117,6 +122,11 @@ Names hf_names() {
           }};
 }
 
+// bnb's double-quant offset is torch's fp32 mean; at::mean reproduces its reduction order.
+float torch_mean(const float* x, int64_t n) {
+  return at::from_blob(const_cast<float*>(x), {n}, at::kFloat).mean().item<float>();
+}
+
 // One decoder Linear from its Hugging Face modules, dense or quantized to 4 bits part by part
 // (so that the fp32 copy of only one module is alive at a time).
 model::Linear make_linear(const std::vector<std::string>& names,
@@ -135,7 +145,8 @@ model::Linear make_linear(const std::vector<std::string>& names,
   qo.quant_type = o.quantize;
   qo.blocksize = o.blocksize;
   qo.double_quant = o.double_quant;
-  qo.dtype = "float32";
+  qo.dtype = bnb::dtype_name(o.dtype);  // recorded in the quant state, as bitsandbytes does
+  qo.mean = torch_mean;
   std::vector<quant::Nf4Weight> q;
   for (const auto& w : weights) {
     auto wc = w.to(at::kFloat).contiguous();
@@ -155,33 +166,87 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   auto cv = [&](at::Tensor t) { return t.to(o.device, o.dtype).contiguous(); };
   auto embed = cv(src.get(n.embed, {c.vocab_size, hid}));
   std::vector<model::DecoderLayer> layers;
+  // Modules stored in bitsandbytes' 4-bit layout are taken as they are (no re-quantization).
+  const io::SafetensorsSet* st = src.safetensors();
+  bool warned = false;
   std::optional<ProgressBar> bar;  // quantizing takes seconds; plain loading is quiet
-  if (!o.quantize.empty()) bar.emplace("quantizing to " + o.quantize, c.num_layers);
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    auto q = src.get(n.layer(i, "q") + w, {qd, hid});
-    auto k = src.get(n.layer(i, "k") + w, {kd, hid});
-    auto v = src.get(n.layer(i, "v") + w, {kd, hid});
-    if (gguf_qk_permuted) {
-      q = unpermute_qk(q, c.num_heads);
-      k = unpermute_qk(k, c.num_kv_heads);
+  if (!o.quantize.empty() && !(st && bnb::is_4bit(*st, hf_names().layer(0, "q"))))
+    bar.emplace("quantizing to " + o.quantize, c.num_layers);
+  auto stored_4bit = [&](const std::vector<std::string>& parts,
+                         const std::vector<std::string>& modules,
+                         const std::vector<std::vector<int64_t>>& shapes,
+                         at::Tensor bias) -> std::optional<model::Linear> {
+    if (st == nullptr) return std::nullopt;
+    size_t n4 = 0;
+    for (const auto& m : modules) n4 += bnb::is_4bit(*st, m) ? 1 : 0;
+    if (n4 == 0) return std::nullopt;
+    SLLM_CHECK(n4 == modules.size(),
+               "{}: modules {} are stored partly in 4 bits and partly dense; sllm fuses them "
+               "into one Linear and needs all of them 4-bit or all dense",
+               src.where, fmt::join(modules, ", "));
+    std::vector<quant::Nf4Weight> q;
+    std::vector<model::LinearPart> lp;
+    for (size_t k = 0; k < modules.size(); ++k) {
+      q.push_back(bnb::read_module(*st, modules[k], shapes[k]));
+      lp.push_back({parts[k], shapes[k][0]});
     }
+    if (!o.quantize.empty() && !warned) {
+      log::warn(
+          "{}: the checkpoint is already 4-bit ({}); its stored weights are kept as they "
+          "are, not quantized again to {}",
+          src.where, q[0].quant_type, o.quantize);
+      warned = true;
+    }
+    if (bias.defined()) bias = cv(bias);
+    auto l = model::make_nf4_linear(std::move(lp), std::move(q), bias);
+    l.nf4 = l.nf4.to(o.device);
+    return l;
+  };
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    auto mod = [&](const std::string& key) {  // module path: the weight's name minus ".weight"
+      auto s = n.layer(i, key);
+      if (s.size() > w.size() && s.compare(s.size() - w.size(), w.size(), w) == 0)
+        s.resize(s.size() - w.size());
+      return s;
+    };
     at::Tensor qkv_bias;
     if (c.attention_bias) {
       qkv_bias = at::cat({src.get(n.layer(i, "q") + ".bias", {qd}),
                           src.get(n.layer(i, "k") + ".bias", {kd}),
                           src.get(n.layer(i, "v") + ".bias", {kd})});
     }
-    auto qkv = make_linear({"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, {q, k, v},
-                           qkv_bias, o);
-    q = k = v = at::Tensor();
-    auto attn_o = make_linear({"self_attn.o_proj"}, {src.get(n.layer(i, "o"), {hid, qd})}, {}, o);
-    auto gate_up = make_linear(
-        {"mlp.gate_proj", "mlp.up_proj"},
-        {src.get(n.layer(i, "gate"), {I, hid}), src.get(n.layer(i, "up"), {I, hid})}, {}, o);
-    auto down = make_linear({"mlp.down_proj"}, {src.get(n.layer(i, "down"), {hid, I})}, {}, o);
+    const std::vector<std::string> qkv_parts = {"self_attn.q_proj", "self_attn.k_proj",
+                                                "self_attn.v_proj"};
+    auto qkv_stored = stored_4bit(qkv_parts, {mod("q"), mod("k"), mod("v")},
+                                  {{qd, hid}, {kd, hid}, {kd, hid}}, qkv_bias);
+    model::Linear qkv;
+    if (qkv_stored) {
+      qkv = std::move(*qkv_stored);
+    } else {
+      auto q = src.get(n.layer(i, "q") + w, {qd, hid});
+      auto k = src.get(n.layer(i, "k") + w, {kd, hid});
+      auto v = src.get(n.layer(i, "v") + w, {kd, hid});
+      if (gguf_qk_permuted) {
+        q = unpermute_qk(q, c.num_heads);
+        k = unpermute_qk(k, c.num_kv_heads);
+      }
+      qkv = make_linear(qkv_parts, {q, k, v}, qkv_bias, o);
+    }
+    auto attn_o = stored_4bit({"self_attn.o_proj"}, {mod("o")}, {{hid, qd}}, {});
+    if (!attn_o)
+      attn_o = make_linear({"self_attn.o_proj"}, {src.get(n.layer(i, "o"), {hid, qd})}, {}, o);
+    auto gate_up = stored_4bit({"mlp.gate_proj", "mlp.up_proj"}, {mod("gate"), mod("up")},
+                               {{I, hid}, {I, hid}}, {});
+    if (!gate_up)
+      gate_up = make_linear(
+          {"mlp.gate_proj", "mlp.up_proj"},
+          {src.get(n.layer(i, "gate"), {I, hid}), src.get(n.layer(i, "up"), {I, hid})}, {}, o);
+    auto down = stored_4bit({"mlp.down_proj"}, {mod("down")}, {{hid, I}}, {});
+    if (!down)
+      down = make_linear({"mlp.down_proj"}, {src.get(n.layer(i, "down"), {hid, I})}, {}, o);
     layers.push_back({cv(src.get(n.layer(i, "attn_norm"), {hid})),
-                      cv(src.get(n.layer(i, "ffn_norm"), {hid})), std::move(qkv), std::move(attn_o),
-                      std::move(gate_up), std::move(down)});
+                      cv(src.get(n.layer(i, "ffn_norm"), {hid})), std::move(qkv),
+                      std::move(*attn_o), std::move(*gate_up), std::move(*down)});
     if (bar) bar->update(i + 1);
   }
   if (bar) bar->finish();
@@ -278,8 +343,10 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& o) {
   } catch (const nlohmann::json::exception& e) {
     SLLM_FAIL("{}: invalid JSON ({})", cfg_path, e.what());
   }
-  SLLM_CHECK(!j.contains("quantization_config"),
-             "{}: quantized checkpoints (quantization_config) are not supported yet", cfg_path);
+  // bitsandbytes 4-bit checkpoints (transformers' layout) load as 4-bit Linears; the quantized
+  // modules are recognized by their tensors, so the config only has to be one sllm can read.
+  if (j.contains("quantization_config"))
+    bnb::check_quantization_config(j["quantization_config"], cfg_path);
   auto c = model::config_from_hf(j, cfg_path);
   LoadedModel m;
   m.path = dir;
@@ -336,22 +403,16 @@ void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarTyp
                                    : dtype == at::kBFloat16 ? "bfloat16"
                                                             : "float16";
     auto cfg = model::config_to_hf(c, dtype_name);
+    // 4-bit Linears are written in bitsandbytes' layout, with the quantization_config that
+    // transformers' save_pretrained writes for such a model.
+    if (bnb::has_4bit(*m.model))
+      cfg["quantization_config"] = bnb::quantization_config(*m.model, dtype);
     io::write_file_atomic((tmp / "config.json").string(), cfg.dump(2) + "\n");
     nlohmann::json gen = {{"do_sample", false}};
     if (m.tokenizer->bos_id >= 0) gen["bos_token_id"] = m.tokenizer->bos_id;
     if (m.tokenizer->eos_id >= 0) gen["eos_token_id"] = m.tokenizer->eos_id;
     io::write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
-    std::vector<at::Tensor> keep;
-    std::vector<io::TensorToWrite> tensors;
-    const io::DType fd = dtype == at::kFloat      ? io::DType::f32
-                         : dtype == at::kBFloat16 ? io::DType::bf16
-                                                  : io::DType::f16;
-    for (const auto& [name, t] : m.model->hf_state_dict()) {
-      keep.push_back(t.to(at::kCPU, dtype).contiguous());
-      const auto& k = keep.back();
-      tensors.push_back({name, fd, k.sizes().vec(), k.data_ptr(), k.nbytes()});
-    }
-    io::write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    write_tensors((tmp / "model.safetensors").string(), bnb::hf_tensors(*m.model, dtype));
     tok::save_hf_tokenizer(*m.tokenizer, tmp.string());
     if (fs::exists(out_dir)) fs::remove(out_dir);
     fs::rename(tmp, out_dir);

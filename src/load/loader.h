@@ -19,7 +19,9 @@ struct LoadOptions {
   at::ScalarType dtype = at::kFloat;  // dense weights and activations
   at::Device device = at::kCPU;
   // "" keeps decoder Linears dense; "nf4" / "fp4" quantizes them while loading (bitsandbytes
-  // layout; embeddings, norms and lm_head stay dense), one module at a time.
+  // layout; embeddings, norms and lm_head stay dense), one module at a time. Modules a Hugging
+  // Face directory already stores in bitsandbytes' 4-bit layout always load as they are stored
+  // (4-bit, bit for bit, whatever these options say).
   std::string quantize;
   int64_t blocksize = 64;
   bool double_quant = true;
@@ -38,7 +40,9 @@ struct LoadedModel {
 LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
 
 // Writes config.json, model.safetensors, generation_config.json, tokenizer.json and
-// tokenizer_config.json into out_dir atomically (built in a temp dir, then renamed).
+// tokenizer_config.json into out_dir atomically (built in a temp dir, then renamed). Dense tensors
+// are written in dtype; 4-bit Linears in the transformers/bitsandbytes 4-bit layout with its
+// quantization_config (load/bnb_layout.h), so transformers loads the directory as a bnb model.
 void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype);
 
 // "fp32"|"float32", "bf16"|"bfloat16", "fp16"|"float16" -> dtype; clear error otherwise.

@@ -83,7 +83,7 @@ Nf4Weight quantize_nf4(const float* w, std::vector<int64_t> shape, const Nf4Opti
     q.absmax = std::move(absmax);
     return q;
   }
-  q.offset = k::mean_f32(absmax.data(), blocks);
+  q.offset = opt.mean ? opt.mean(absmax.data(), blocks) : k::mean_f32(absmax.data(), blocks);
   for (float& a : absmax) a -= q.offset;
   q.nested_quant_map.assign(k::bnb_dynamic_map(), k::bnb_dynamic_map() + 256);
   q.absmax_q.resize(static_cast<size_t>(blocks));

@@ -14,6 +14,10 @@ struct Nf4Options {
   bool double_quant = false;       // bnb compress_statistics / bnb_4bit_use_double_quant
   int64_t nested_blocksize = 256;  // bnb always uses 256
   std::string dtype = "float32";   // dtype of the original weight, recorded in the quant state
+  // Mean of the absmax values for the double-quant offset. bnb takes torch's fp32 mean, whose
+  // vectorised reduction order the libtorch layers reproduce by passing at::mean here; the
+  // default (double sum, rounded) agrees with it on most tensors but not all.
+  float (*mean)(const float* x, int64_t n) = nullptr;
 };
 
 // What bitsandbytes stores for one quantized weight `W`: W (packed bytes), W.absmax,
