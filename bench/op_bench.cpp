@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/nf4.h"
+#include "kernels/cpu/nf4_matmul.h"
 #include "ops/nf4.h"
 #include "ops/ops.h"
 #include "quant/nf4.h"
@@ -77,6 +78,48 @@ int main(int argc, char** argv) {
     fmt::print("{:<34} {:>10.1f} {:>10.1f}\n", fmt::format("  x30 layers W[{}x{}]", out, in),
                median_us([&] { sllm::ops::nf4_linear(xt, packed[li++ % 30], at::Tensor()); }),
                median_us([&] { at::linear(xt, dense[di++ % 30]); }));
+  }
+  // Batched decode (the engine's up to 16 sequences, one token each; more rows: short prefill
+  // chunks) through a 4-bit weight, each case over 30 distinct weights in turn: dense fp32
+  // at::linear, NF4 dequantize + at::linear, the fused multi-row kernel (nf4_gemm_small_f32 split
+  // over threads as the op does) and what nf4_linear picks for that many rows. The crossover rows
+  // of the fused kernel vs dequant+linear set the op's threshold (kCpuGemmSmallMaxRows in
+  // src/ops/nf4.cpp).
+  fmt::print(
+      "\nbatched decode, 30 weights in turn (us per call)\n{:<24} {:>10} {:>10} {:>10} {:>10}\n",
+      "rows x W[out x in]", "dense f32", "dq+linear", "nf4 gemm", "nf4_linear");
+  for (auto [out, in] : {std::pair<int64_t, int64_t>{576, 576}, {576, 1536}, {1536, 576}}) {
+    std::vector<at::Tensor> dense(30);
+    std::vector<sllm::ops::Nf4Tensors> packed(30);
+    for (size_t l = 0; l < dense.size(); ++l) {
+      dense[l] = (at::randn({out, in}) * 0.05).contiguous();
+      auto q = sllm::quant::quantize_nf4(dense[l].data_ptr<float>(), {out, in});
+      const auto absmax = sllm::quant::dequantized_absmax(q);
+      packed[l] = sllm::ops::make_nf4_tensors(
+          q.weight.data(), absmax.data(),
+          sllm::kernels::cpu::quant4_code(sllm::kernels::cpu::Quant4Type::kNf4), out, in, 64);
+    }
+    for (int64_t rows : {1, 2, 4, 8, 16, 24, 32, 48, 64}) {
+      auto xt = at::randn({rows, in});
+      auto y = at::empty({rows, out});
+      size_t l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+      const double td = median_us([&] { at::linear(xt, dense[l0++ % 30]); });
+      const double tq = median_us(
+          [&] { at::linear(xt, sllm::ops::nf4_dequantize(packed[l1++ % 30], at::kFloat)); });
+      const double tg = median_us([&] {
+        const auto& w = packed[l2++ % 30];
+        const int64_t grain = std::max<int64_t>(2, 16384 / in);
+        at::parallel_for(0, out, grain, [&](int64_t o0, int64_t o1) {
+          sllm::kernels::cpu::nf4_gemm_small_f32(
+              w.packed.data_ptr<uint8_t>(), w.absmax.data_ptr<float>(), w.code.data_ptr<float>(),
+              64, out, in, rows, xt.data_ptr<float>(), nullptr, y.data_ptr<float>(), o0, o1);
+        });
+      });
+      const double to =
+          median_us([&] { sllm::ops::nf4_linear(xt, packed[l3++ % 30], at::Tensor()); });
+      fmt::print("{:<24} {:>10.1f} {:>10.1f} {:>10.1f} {:>10.1f}\n",
+                 fmt::format("{:>2} x W[{}x{}]", rows, out, in), td, tq, tg, to);
+    }
   }
   return 0;
 }

@@ -1,10 +1,11 @@
-// NF4 / FP4 matmul kernels (CPU): fast dequantization of packed 4-bit weights and the fused
-// dequant-GEMV of one-token decode. Raw pointers and sizes only; callers check arguments
-// (src/ops/nf4.cpp). Format (docs/nf4.md): the weight [out, in] is flattened row-major, blocks of
-// `blocksize` consecutive elements share one fp32 absmax (the last block may be partial), packed
-// byte b holds element 2b in its HIGH nibble and 2b + 1 in its low nibble; value = code[q] *
-// absmax[i / blocksize]. The kernels take any sizes (odd `in`, rows straddling blocks, a
-// partial last block); only the work inside a block is vectorised.
+// NF4 / FP4 matmul kernels (CPU): fast dequantization of packed 4-bit weights, the fused
+// dequant-GEMV of one-token decode and the fused dequant-GEMM of batched decode (a few rows of
+// x). Raw pointers and sizes only; callers check arguments (src/ops/nf4.cpp). Format
+// (docs/nf4.md): the weight [out, in] is flattened row-major, blocks of `blocksize` consecutive
+// elements share one fp32 absmax (the last block may be partial), packed byte b holds element 2b
+// in its HIGH nibble and 2b + 1 in its low nibble; value = code[q] * absmax[i / blocksize]. The
+// kernels take any sizes (odd `in`, rows straddling blocks, a partial last block); only the work
+// inside a block is vectorised.
 //
 // Each entry point picks the widest path the CPU has at run time (__builtin_cpu_supports):
 // AVX-512F (the 16-entry code table in one register: one permute per 16 weights; the GEMV with
@@ -44,5 +45,26 @@ void nf4_dequantize_bf16(const uint8_t* packed, const float* absmax, const float
 void nf4_gemv_f32(const uint8_t* packed, const float* absmax, const float* code, int64_t blocksize,
                   int64_t in, const float* x, const float* bias, float* y, int64_t o0, int64_t o1,
                   Nf4Simd simd = Nf4Simd::kAuto);
+
+// Fused dequant-GEMM for a few rows of x (batched decode): y[r, o] = sum_i W[o, i] * x[r, i]
+// (+ bias[o] when bias is not null) for rows r in [0, rows) and outputs o in [o0, o1), fp32
+// throughout. x is [rows, in] and y [rows, out], both row-major and dense; y and bias point at
+// output 0, so output ranges can be split across threads. Any `rows` (tiles of 8) and any shape.
+// Every weight takes its exact dequantized value code[q] * absmax (the code table is scaled by
+// the block's absmax once per block), so results differ from dequantize-then-matmul by fp32
+// summation order only.
+//   AVX-512, in % 16 == 0 and blocksize % 16 == 0: register tiles of 2 outputs x 8 rows; each
+//     group of 16 weights is decoded once into a register and feeds 8 rows, each x vector feeds
+//     both outputs; the weight stream is prefetched (few rows leave too little work per byte
+//     to hide L3 / DRAM latency).
+//   AVX2, in % 8 == 0 and blocksize % 8 == 0: 1 output x 8 rows, groups of 8 weights.
+//   Other shapes (and the scalar path): each weight row is dequantized once into a row buffer,
+//     then dotted with every row of x.
+// Each output is computed the same way however [o0, o1) is split: results are bit-identical
+// across thread counts.
+void nf4_gemm_small_f32(const uint8_t* packed, const float* absmax, const float* code,
+                        int64_t blocksize, int64_t out, int64_t in, int64_t rows, const float* x,
+                        const float* bias, float* y, int64_t o0, int64_t o1,
+                        Nf4Simd simd = Nf4Simd::kAuto);
 
 }  // namespace sllm::kernels::cpu

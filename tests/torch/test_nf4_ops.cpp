@@ -1,7 +1,8 @@
 // NF4 / FP4 matmul ops (src/ops/nf4.h) against their plain-libtorch references and the
 // bit-exact quantizer (src/quant/nf4.h): dequantization bit for bit, nf4_linear on the fused GEMV
-// path (one row) and the dequantize + GEMM path over {cpu, cuda} x {fp32, bf16, fp16}, the scalar
-// and AVX2 CPU kernels against each other, and autograd through x and bias.
+// path (one row), the fused multi-row GEMM (CPU, 2..32 rows) and the dequantize + GEMM path over
+// {cpu, cuda} x {fp32, bf16, fp16}, the scalar, AVX2 and AVX-512 CPU kernels against each other
+// and the double-precision result, and autograd through x and bias.
 // CUDA cases skip on machines without a GPU.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -148,6 +149,107 @@ TEST_P(Nf4Kernels, MatchScalar) {
   }
 }
 
+// A weight from random packed bytes and absmax, for blocksizes the quantizer does not make
+// (multiples of 8 and 16 only, odd) that the kernels still take.
+ops::Nf4Tensors random_weight(int64_t out, int64_t in, int64_t blocksize, uint64_t seed) {
+  at::manual_seed(seed);
+  const int64_t n = out * in;
+  auto packed = at::randint(0, 256, {(n + 1) / 2}, at::kByte);
+  auto absmax = at::rand({(n + blocksize - 1) / blocksize}) * 0.1 + 0.01;
+  const float* code = kernels::cpu::quant4_code(kernels::cpu::Quant4Type::kNf4);
+  return ops::make_nf4_tensors(packed.data_ptr<uint8_t>(), absmax.data_ptr<float>(), code, out, in,
+                               blocksize);
+}
+
+// Shapes for the multi-row GEMM beyond kShapes: each path's tiles (AVX-512: in % 16 == 0 and
+// blocksize % 16 == 0; AVX2: both % 8 == 0; else a row buffer), blocks that start inside rows
+// and end inside groups, an odd number of outputs (the AVX-512 single-output tail).
+std::vector<ops::Nf4Tensors> gemm_weights() {
+  std::vector<ops::Nf4Tensors> ws;
+  for (const auto& s : kShapes)
+    ws.push_back(make_weight(s.out, s.in, s.type, s.blocksize, s.double_quant).t);
+  ws.push_back(make_weight(33, 576, "nf4", 128, true).t);  // 576 % 128 != 0, odd out
+  ws.push_back(make_weight(65, 160, "nf4", 64, false).t);
+  ws.push_back(random_weight(31, 96, 48, 5));  // AVX-512 tiles, blocks of 3 groups
+  ws.push_back(random_weight(19, 72, 24, 6));  // AVX2 tiles, AVX-512 row buffer
+  ws.push_back(random_weight(13, 45, 7, 7));   // odd blocksize and in everywhere
+  ws.push_back(random_weight(9, 16, 16, 8));   // one group per row
+  return ws;
+}
+
+// y[r, o] from the kernel over [0, out), as two ranges when split (the ops layer's threads).
+at::Tensor run_gemm(const ops::Nf4Tensors& w, const at::Tensor& x, const at::Tensor& bias,
+                    kernels::cpu::Nf4Simd simd, bool split) {
+  const int64_t rows = x.size(0);
+  auto y = at::full({rows, w.out}, -7.f);
+  auto call = [&](int64_t o0, int64_t o1) {
+    kernels::cpu::nf4_gemm_small_f32(
+        w.packed.data_ptr<uint8_t>(), w.absmax.data_ptr<float>(), w.code.data_ptr<float>(),
+        w.blocksize, w.out, w.in, rows, x.data_ptr<float>(),
+        bias.defined() ? bias.data_ptr<float>() : nullptr, y.data_ptr<float>(), o0, o1, simd);
+  };
+  if (split) {
+    const int64_t mid = w.out / 2 + (w.out > 2 ? 1 : 0);  // odd start when out is even
+    call(0, mid);
+    call(mid, w.out);
+  } else {
+    call(0, w.out);
+  }
+  return y;
+}
+
+// The multi-row GEMM on each path against the double-precision result, for R in {2, 3, 8, 16,
+// 17} (one tile, a partial one, full tiles, tiles plus a single row), with and without bias;
+// split output ranges give bit-identical results.
+void check_gemm_small(kernels::cpu::Nf4Simd simd) {
+  for (const auto& w : gemm_weights()) {
+    auto dense = ops::ref::nf4_dequantize(w, at::kDouble);
+    for (int64_t rows : {2, 3, 8, 16, 17}) {
+      for (bool with_bias : {true, false}) {
+        SCOPED_TRACE(testing::Message() << w.out << "x" << w.in << " bs" << w.blocksize << " rows "
+                                        << rows << " bias " << with_bias);
+        auto x = at::randn({rows, w.in});
+        auto bias = with_bias ? at::randn({w.out}) : at::Tensor();
+        auto ref = at::matmul(x.to(at::kDouble), dense.t());
+        if (with_bias) ref = ref + bias.to(at::kDouble);
+        auto y = run_gemm(w, x, bias, simd, false);
+        EXPECT_LE(rel_diff(y, ref), 1e-5);
+        EXPECT_TRUE(at::equal(run_gemm(w, x, bias, simd, true), y));
+      }
+    }
+  }
+}
+
+TEST(Nf4Ops, GemmSmallScalarMatchesDouble) {
+  at::manual_seed(11);
+  check_gemm_small(kernels::cpu::Nf4Simd::kScalar);
+}
+
+TEST_P(Nf4Kernels, GemmSmallMatchesDouble) {
+  at::manual_seed(12);
+  check_gemm_small(GetParam());
+}
+
+// Every path against the scalar one on the same inputs (same decoded weights, fp32 summation in a
+// different order), and rows = 1 and 0.
+TEST_P(Nf4Kernels, GemmSmallMatchesScalar) {
+  at::manual_seed(13);
+  for (const auto& w : gemm_weights()) {
+    SCOPED_TRACE(testing::Message() << w.out << "x" << w.in << " bs" << w.blocksize);
+    for (int64_t rows : {1, 5, 16}) {
+      auto x = at::randn({rows, w.in});
+      auto bias = at::randn({w.out});
+      auto ys = run_gemm(w, x, bias, kernels::cpu::Nf4Simd::kScalar, false);
+      EXPECT_LE(rel_diff(run_gemm(w, x, bias, GetParam(), true), ys), 1e-5) << rows;
+    }
+    auto y = at::full({1, w.out}, -7.f);
+    kernels::cpu::nf4_gemm_small_f32(w.packed.data_ptr<uint8_t>(), w.absmax.data_ptr<float>(),
+                                     w.code.data_ptr<float>(), w.blocksize, w.out, w.in, 0, nullptr,
+                                     nullptr, y.data_ptr<float>(), 0, w.out, GetParam());
+    EXPECT_TRUE(at::equal(y, at::full({1, w.out}, -7.f)));  // rows = 0 writes nothing
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Nf4, Nf4Kernels,
                          ::testing::Values(kernels::cpu::Nf4Simd::kAvx2,
                                            kernels::cpu::Nf4Simd::kAvx512),
@@ -214,7 +316,51 @@ TEST_P(Nf4Parity, LinearManyRows) {
     check_linear(w, {4, s.in}, true);      // CUDA: multi-row GEMV
     check_linear(w, {2, 3, s.in}, false);  // CUDA: multi-row GEMV, 3-d
     check_linear(w, {8, s.in}, true);      // CUDA: the most rows the GEMV takes
-    check_linear(w, {17, s.in}, true);     // dequantize + GEMM everywhere
+    check_linear(w, {17, s.in}, true);     // CUDA: dequantize + GEMM; CPU: multi-row GEMM
+    check_linear(w, {33, s.in}, true);     // dequantize + GEMM everywhere
+  }
+}
+
+// Batched decode sizes (CPU: the fused multi-row GEMM), 2-d and 3-d, with and without bias.
+TEST_P(Nf4Parity, LinearSmallBatch) {
+  at::manual_seed(5);
+  for (const auto& s : kShapes) {
+    auto w = make_weight(s.out, s.in, s.type, s.blocksize, s.double_quant).t.to(dev());
+    for (int64_t rows : {2, 3, 5, 8, 16, 32}) check_linear(w, {rows, s.in}, rows % 2 == 0);
+    check_linear(w, {4, 1, s.in}, true);
+    check_linear(w, {3, 4, s.in}, false);
+  }
+  for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{576, 1536}, {1536, 576}}) {
+    auto w = make_weight(out, in).t.to(dev());
+    check_linear(w, {8, in}, true);
+    check_linear(w, {16, in}, false);
+  }
+}
+
+// On an AVX2 / AVX-512 CPU, nf4_linear for 2..32 rows (kCpuGemmSmallMaxRows in src/ops/nf4.cpp)
+// is the multi-row kernel itself (bit for bit, whatever the thread split); it agrees with
+// ref::nf4_linear everywhere; 1 row stays on the GEMV, 33 rows go to dequantize + GEMM.
+TEST(Nf4Ops, LinearCpuSmallBatchRunsGemmKernel) {
+  at::manual_seed(6);
+  for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{576, 1536}, {37, 90}}) {
+    auto w = make_weight(out, in).t;
+    for (int64_t rows : {2, 3, 8, 16, 17, 32}) {
+      SCOPED_TRACE(testing::Message() << out << "x" << in << " rows " << rows);
+      auto x = at::randn({rows, in});
+      auto bias = at::randn({out});
+      auto y = ops::nf4_linear(x, w, bias);
+      EXPECT_LE(rel_diff(y, ops::ref::nf4_linear(x, w, bias)), 1e-5);
+      auto y3 = ops::nf4_linear(x.reshape({1, rows, in}), w, at::Tensor());
+      EXPECT_EQ(y3.sizes(), (std::vector<int64_t>{1, rows, out}));
+      if (!kernels::cpu::nf4_has_avx2()) continue;  // the op takes the kernel on AVX2+ only
+      EXPECT_TRUE(at::equal(y, run_gemm(w, x, bias, kernels::cpu::Nf4Simd::kAuto, false)));
+      EXPECT_TRUE(at::equal(y3.reshape({rows, out}),
+                            run_gemm(w, x, at::Tensor(), kernels::cpu::Nf4Simd::kAuto, true)));
+    }
+    auto x33 = at::randn({33, in});
+    EXPECT_LE(
+        rel_diff(ops::nf4_linear(x33, w, at::Tensor()), ops::ref::nf4_linear(x33, w, at::Tensor())),
+        1e-5);
   }
 }
 
