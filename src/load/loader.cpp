@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "load/bnb_layout.h"
 #include "load/tensor_io.h"
+#include "ops/cuda_plugin.h"
 #include "quant/nf4.h"
 
 namespace fs = std::filesystem;
@@ -386,7 +387,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& o) {
   SLLM_CHECK(!path.empty(), "no model given: pass --model <file.gguf | hf-directory>");
   SLLM_CHECK(fs::exists(path), "model '{}' does not exist", path);
   if (o.device.is_cuda())
-    SLLM_CHECK(at::hasCUDA(), "device '{}' requested but no CUDA GPU is available", o.device.str());
+    SLLM_CHECK(ops::cuda_available(), "device '{}' requested but no CUDA GPU is available",
+               o.device.str());
   if (fs::is_directory(path)) return load_hf(path, o);
   return load_gguf(path, o);
 }

@@ -10,12 +10,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/nf4_matmul.h"
-#ifdef SLLM_HAVE_CUDA
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-
-#include "kernels/cuda/nf4.h"
-#endif
+#include "ops/cuda_plugin.h"
 
 namespace sllm::ops {
 namespace {
@@ -58,17 +53,6 @@ std::vector<int64_t> out_sizes(const at::Tensor& x, int64_t out) {
   s.back() = out;
   return s;
 }
-
-#ifdef SLLM_HAVE_CUDA
-kernels::cuda::DType cuda_dtype(at::ScalarType t) {
-  return t == at::kFloat  ? kernels::cuda::DType::f32
-         : t == at::kHalf ? kernels::cuda::DType::f16
-                          : kernels::cuda::DType::bf16;
-}
-void check_launch(int rc, const char* what) {
-  SLLM_CHECK(rc == 0, "CUDA kernel {} failed to launch (cudaError {})", what, rc);
-}
-#endif
 
 at::Tensor dequantize_cpu(const Nf4Tensors& w, at::ScalarType dtype) {
   const Raw r(w);
@@ -152,23 +136,9 @@ at::Tensor linear_nograd(const at::Tensor& x, const Nf4Tensors& w, const at::Ten
     if (rows >= 2 && rows <= kCpuGemmSmallMaxRows && kernels::cpu::nf4_has_avx2())
       return gemm_small_cpu(x, w, bias, rows);
   }
-#ifdef SLLM_HAVE_CUDA
-  if (x.is_cuda() && rows >= 1 && rows <= kernels::cuda::kNf4GemvMaxRows &&
-      float_type(x.scalar_type())) {
-    c10::cuda::CUDAGuard guard(x.device());
-    const Raw r(w);
-    auto xc = x.contiguous();
-    at::Tensor bc;
-    if (bias.defined()) bc = bias.reshape({w.out}).to(x.scalar_type()).contiguous();
-    auto y = at::empty(out_sizes(x, w.out), x.options());
-    check_launch(kernels::cuda::nf4_gemv(r.p(), r.a(), r.c(), w.blocksize, xc.data_ptr(),
-                                         bc.defined() ? bc.data_ptr() : nullptr, y.data_ptr(), rows,
-                                         w.out, w.in, cuda_dtype(x.scalar_type()),
-                                         at::cuda::getCurrentCUDAStream().stream()),
-                 "nf4_gemv");
-    return y;
-  }
-#endif
+  if (x.is_cuda() && float_type(x.scalar_type()) && cuda_ops() && rows >= 1 &&
+      rows <= cuda_ops()->nf4_gemv_max_rows)
+    return cuda_ops()->nf4_gemv(x, w, bias);
   return at::linear(x, nf4_dequantize(w, x.scalar_type()), bias);
 }
 
@@ -248,19 +218,11 @@ Nf4Tensors make_nf4_tensors(const uint8_t* packed, const float* absmax, const fl
 
 at::Tensor nf4_dequantize(const Nf4Tensors& w, at::ScalarType dtype) {
   check(w);
-#ifdef SLLM_HAVE_CUDA
-  if (w.packed.is_cuda()) {
-    c10::cuda::CUDAGuard guard(w.packed.device());
-    const Raw r(w);
+  if (w.packed.is_cuda() && cuda_ops()) {
     const at::ScalarType kt = float_type(dtype) ? dtype : at::kFloat;
-    auto out = at::empty({w.out, w.in}, w.packed.options().dtype(kt));
-    check_launch(kernels::cuda::nf4_dequantize(r.p(), r.a(), r.c(), w.out * w.in, w.blocksize,
-                                               out.data_ptr(), cuda_dtype(kt),
-                                               at::cuda::getCurrentCUDAStream().stream()),
-                 "nf4_dequantize");
+    auto out = cuda_ops()->nf4_dequantize(w, kt);
     return kt == dtype ? out : out.to(dtype);
   }
-#endif
   if (w.packed.device().is_cpu()) return dequantize_cpu(w, dtype);
   return ref::nf4_dequantize(w, dtype);
 }

@@ -6,12 +6,8 @@
 
 #include "core/error.h"
 #include "kernels/cpu/fused.h"
+#include "ops/cuda_plugin.h"
 #include "ops/fused_autograd.h"
-#ifdef SLLM_HAVE_CUDA
-#include <ATen/cuda/CUDAContext.h>
-
-#include "kernels/cuda/fused.h"
-#endif
 
 namespace sllm::ops {
 namespace {
@@ -25,22 +21,13 @@ bool cpu_f32_grad(const at::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && at::GradMode::is_enabled();
 }
 // Grain size: enough rows per task that thread wake-up does not dominate.
-#ifdef SLLM_HAVE_CUDA
+// CUDA kernels take contiguous fp32/fp16/bf16 tensors and have no backward.
 bool cuda_ok(const at::Tensor& t) {
   return t.is_cuda() && t.is_contiguous() &&
          (t.scalar_type() == at::kFloat || t.scalar_type() == at::kHalf ||
           t.scalar_type() == at::kBFloat16) &&
          !(t.requires_grad() && at::GradMode::is_enabled());
 }
-kernels::cuda::DType cuda_dtype(const at::Tensor& t) {
-  return t.scalar_type() == at::kFloat  ? kernels::cuda::DType::f32
-         : t.scalar_type() == at::kHalf ? kernels::cuda::DType::f16
-                                        : kernels::cuda::DType::bf16;
-}
-void check_launch(int rc, const char* what) {
-  SLLM_CHECK(rc == 0, "CUDA kernel {} failed to launch (cudaError {})", what, rc);
-}
-#endif
 int64_t grain(int64_t row_elems) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_elems));
 }
@@ -68,17 +55,8 @@ at::Tensor silu_mul(const at::Tensor& gu) {
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   SLLM_CHECK(x.size(-1) == weight.size(0), "rms_norm: width {} != weight {}", x.size(-1),
              weight.size(0));
-#ifdef SLLM_HAVE_CUDA
-  if (cuda_ok(x) && cuda_ok(weight) && x.scalar_type() == weight.scalar_type()) {
-    auto out = at::empty_like(x);
-    const int64_t dim = x.size(-1);
-    check_launch(kernels::cuda::rms_norm(x.data_ptr(), weight.data_ptr(), out.data_ptr(),
-                                         x.numel() / dim, dim, static_cast<float>(eps),
-                                         cuda_dtype(x), at::cuda::getCurrentCUDAStream().stream()),
-                 "rms_norm");
-    return out;
-  }
-#endif
+  if (cuda_ok(x) && cuda_ok(weight) && x.scalar_type() == weight.scalar_type() && cuda_ops())
+    return cuda_ops()->rms_norm(x, weight, eps);
   if (cpu_f32_grad(x) && weight.scalar_type() == at::kFloat &&
       (x.requires_grad() || weight.requires_grad()))
     return detail::rms_norm_autograd(x, weight, eps);
@@ -115,19 +93,7 @@ at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& si
 }
 
 at::Tensor silu_mul(const at::Tensor& gu) {
-#ifdef SLLM_HAVE_CUDA
-  if (cuda_ok(gu)) {
-    auto sizes = gu.sizes().vec();
-    const int64_t inter = sizes.back() / 2;
-    sizes.back() = inter;
-    auto out = at::empty(sizes, gu.options());
-    check_launch(
-        kernels::cuda::silu_mul(gu.data_ptr(), out.data_ptr(), gu.numel() / (2 * inter), inter,
-                                cuda_dtype(gu), at::cuda::getCurrentCUDAStream().stream()),
-        "silu_mul");
-    return out;
-  }
-#endif
+  if (cuda_ok(gu) && cuda_ops()) return cuda_ops()->silu_mul(gu);
   if (cpu_f32_grad(gu) && gu.requires_grad()) return detail::silu_mul_autograd(gu);
   // On the CPU ATen's vectorised silu beats a scalar fused loop (bench/op_bench.cpp).
   return ref::silu_mul(gu);

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "kernels/cpu/nf4.h"
 #include "kernels/cpu/nf4_matmul.h"
+#include "ops/cuda_plugin.h"
 #include "ops/nf4.h"
 #include "quant/nf4.h"
 
@@ -266,7 +267,8 @@ struct Nf4Case {
 class Nf4Parity : public ::testing::TestWithParam<Nf4Case> {
  protected:
   void SetUp() override {
-    if (std::string(GetParam().device) == "cuda" && !at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU";
+    if (std::string(GetParam().device) == "cuda" && !sllm::ops::cuda_available())
+      GTEST_SKIP() << "no CUDA GPU";
   }
   at::Device dev() const { return at::Device(GetParam().device); }
   at::Tensor rnd(std::vector<int64_t> s) { return at::randn(s).to(dev(), GetParam().dtype); }
@@ -393,7 +395,8 @@ INSTANTIATE_TEST_SUITE_P(
 class Nf4Autograd : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    if (std::string(GetParam()) == "cuda" && !at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU";
+    if (std::string(GetParam()) == "cuda" && !sllm::ops::cuda_available())
+      GTEST_SKIP() << "no CUDA GPU";
   }
 };
 

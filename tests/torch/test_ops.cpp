@@ -5,6 +5,7 @@
 
 #include "engine/sampler.h"
 #include "model/llama.h"
+#include "ops/cuda_plugin.h"
 #include "ops/ops.h"
 
 using namespace sllm;
@@ -20,7 +21,8 @@ struct OpCase {
 class OpsParity : public ::testing::TestWithParam<OpCase> {
  protected:
   void SetUp() override {
-    if (std::string(GetParam().device) == "cuda" && !at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU";
+    if (std::string(GetParam().device) == "cuda" && !sllm::ops::cuda_available())
+      GTEST_SKIP() << "no CUDA GPU";
   }
   at::Tensor rnd(std::vector<int64_t> s) {
     return at::randn(s).to(at::Device(GetParam().device), GetParam().dtype);

@@ -1,0 +1,81 @@
+// The CUDA plugin (libsllm_cuda_ops.so): libtorch-facing wrappers around kernels/cuda. Loaded
+// by ops::cuda_ops() only when a CUDA device is used; the checks that pick these paths (device,
+// dtype, contiguity) stay in src/ops, so every function here may assume valid CUDA inputs.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "core/error.h"
+#include "kernels/cuda/fused.h"
+#include "kernels/cuda/nf4.h"
+#include "ops/cuda_plugin.h"
+
+namespace sllm::ops {
+namespace {
+
+namespace kc = kernels::cuda;
+
+kc::DType dtype_of(at::ScalarType t) {
+  return t == at::kFloat ? kc::DType::f32 : t == at::kHalf ? kc::DType::f16 : kc::DType::bf16;
+}
+
+void check_launch(int rc, const char* what) {
+  SLLM_CHECK(rc == 0, "CUDA kernel {} failed to launch (cudaError {})", what, rc);
+}
+
+void* stream() { return at::cuda::getCurrentCUDAStream().stream(); }
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  c10::cuda::CUDAGuard guard(x.device());
+  auto out = at::empty_like(x);
+  const int64_t dim = x.size(-1);
+  check_launch(kc::rms_norm(x.data_ptr(), w.data_ptr(), out.data_ptr(), x.numel() / dim, dim,
+                            static_cast<float>(eps), dtype_of(x.scalar_type()), stream()),
+               "rms_norm");
+  return out;
+}
+
+at::Tensor silu_mul(const at::Tensor& gu) {
+  c10::cuda::CUDAGuard guard(gu.device());
+  auto sizes = gu.sizes().vec();
+  const int64_t inter = sizes.back() / 2;
+  sizes.back() = inter;
+  auto out = at::empty(sizes, gu.options());
+  check_launch(kc::silu_mul(gu.data_ptr(), out.data_ptr(), gu.numel() / (2 * inter), inter,
+                            dtype_of(gu.scalar_type()), stream()),
+               "silu_mul");
+  return out;
+}
+
+at::Tensor nf4_dequantize(const Nf4Tensors& w, at::ScalarType dtype) {
+  c10::cuda::CUDAGuard guard(w.packed.device());
+  auto out = at::empty({w.out, w.in}, w.packed.options().dtype(dtype));
+  check_launch(kc::nf4_dequantize(w.packed.data_ptr<uint8_t>(), w.absmax.data_ptr<float>(),
+                                  w.code.data_ptr<float>(), w.out * w.in, w.blocksize,
+                                  out.data_ptr(), dtype_of(dtype), stream()),
+               "nf4_dequantize");
+  return out;
+}
+
+at::Tensor nf4_gemv(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias) {
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous();
+  at::Tensor bc;
+  if (bias.defined()) bc = bias.reshape({w.out}).to(x.scalar_type()).contiguous();
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.out;
+  auto y = at::empty(sizes, x.options());
+  check_launch(kc::nf4_gemv(w.packed.data_ptr<uint8_t>(), w.absmax.data_ptr<float>(),
+                            w.code.data_ptr<float>(), w.blocksize, xc.data_ptr(),
+                            bc.defined() ? bc.data_ptr() : nullptr, y.data_ptr(), x.numel() / w.in,
+                            w.out, w.in, dtype_of(x.scalar_type()), stream()),
+               "nf4_gemv");
+  return y;
+}
+
+const CudaOps kOps{kCudaOpsAbi, rms_norm, silu_mul, nf4_dequantize, nf4_gemv, kc::kNf4GemvMaxRows};
+
+}  // namespace
+}  // namespace sllm::ops
+
+extern "C" const sllm::ops::CudaOps* sllm_cuda_ops_v1() { return &sllm::ops::kOps; }

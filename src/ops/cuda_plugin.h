@@ -1,0 +1,34 @@
+// The CUDA side of the ops lives in a plugin (libsllm_cuda_ops.so) that is loaded only when a
+// CUDA device is asked for. Loading it pulls in libtorch_cuda and the CUDA libraries; a CPU run
+// never maps them, which keeps about 400 MB of CUDA libraries and their static state out of
+// every CPU process (see docs/ARCHITECTURE.md).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "ops/nf4.h"
+
+namespace sllm::ops {
+
+struct CudaOps {
+  int abi_version;
+  at::Tensor (*rms_norm)(const at::Tensor& x, const at::Tensor& w, double eps);
+  at::Tensor (*silu_mul)(const at::Tensor& gu);
+  at::Tensor (*nf4_dequantize)(const Nf4Tensors& w, at::ScalarType dtype);
+  // x with 1..nf4_gemv_max_rows rows; bias may be undefined.
+  at::Tensor (*nf4_gemv)(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias);
+  int64_t nf4_gemv_max_rows;
+};
+constexpr int kCudaOpsAbi = 1;
+
+// Loads the plugin once (thread-safe) and returns its table, or nullptr when sllm was built
+// without CUDA or the plugin cannot be loaded (the reason is logged at debug level).
+const CudaOps* cuda_ops();
+// The plugin is loaded and libtorch reports a usable GPU.
+bool cuda_available();
+
+}  // namespace sllm::ops
+
+extern "C" const sllm::ops::CudaOps* sllm_cuda_ops_v1();
