@@ -21,6 +21,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops the resident pages of [p, p + n) (p must point into this file). The mapping stays
+  // valid: a later read faults the pages back in from the page cache. Loaders call it after
+  // converting a tensor, so a model's file does not stay resident next to its converted copy.
+  static void drop_pages(const void* p, size_t n) noexcept;
+
  private:
   void release() noexcept;
   std::string path_;

@@ -13,6 +13,7 @@
 #include "core/progress.h"
 #include "io/atomic_write.h"
 #include "io/gguf.h"
+#include "io/mapped_file.h"
 #include "io/safetensors.h"
 #include "load/bnb_layout.h"
 #include "load/tensor_io.h"
@@ -66,7 +67,9 @@ struct TensorSource {
     SLLM_CHECK(v, "{}: tensor '{}' is missing", where, name);
     SLLM_CHECK(v->shape == shape, "{}: tensor '{}' has shape [{}], expected [{}]", where, name,
                fmt::join(v->shape, ", "), fmt::join(shape, ", "));
-    return f32_from_view(*v);
+    auto t = f32_from_view(*v);
+    io::MappedFile::drop_pages(v->data, v->nbytes);
+    return t;
   }
   // The safetensors behind a Hugging Face directory (where 4-bit modules can be stored).
   virtual const io::SafetensorsSet* safetensors() const { return nullptr; }
