@@ -4,28 +4,12 @@
 
 #include <algorithm>
 
+#include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/fused.h"
 
 namespace sllm::kernels::cuda {
 namespace {
 
-__device__ inline float to_f(float v) { return v; }
-__device__ inline float to_f(__half v) { return __half2float(v); }
-__device__ inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <class T>
-__device__ inline T from_f(float v);
-template <>
-__device__ inline float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ inline __half from_f<__half>(float v) {
-  return __float2half(v);
-}
-template <>
-__device__ inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16(v);
-}
 
 constexpr int kThreads = 256;
 

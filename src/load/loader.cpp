@@ -25,21 +25,6 @@ namespace fs = std::filesystem;
 namespace sllm::load {
 namespace {
 
-at::ScalarType to_scalar(io::DType d, const std::string& name) {
-  switch (d) {
-    case io::DType::f32:
-      return at::kFloat;
-    case io::DType::f16:
-      return at::kHalf;
-    case io::DType::bf16:
-      return at::kBFloat16;
-    case io::DType::f64:
-      return at::kDouble;
-    default:
-      SLLM_FAIL("tensor '{}' has dtype {}, expected a float type", name, io::dtype_name(d));
-  }
-}
-
 // Copies (and converts) a file tensor into an owned fp32 tensor in row-major shape.
 at::Tensor f32_from_view(const io::TensorView& v) {
   if (v.dtype == io::DType::gguf_quant || v.ggml_type != 0) {
@@ -47,10 +32,10 @@ at::Tensor f32_from_view(const io::TensorView& v) {
     io::dequantize_to_f32(v, t.data_ptr<float>());
     return t;
   }
-  auto st = to_scalar(v.dtype, v.name);
-  // copy=true: the view points into the mapped file, which is closed after loading.
-  return at::from_blob(const_cast<uint8_t*>(v.data), v.shape, at::TensorOptions().dtype(st))
-      .to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  SLLM_CHECK(v.dtype == io::DType::f32 || v.dtype == io::DType::f16 || v.dtype == io::DType::bf16 ||
+                 v.dtype == io::DType::f64,
+             "tensor '{}' has dtype {}, expected a float type", v.name, io::dtype_name(v.dtype));
+  return tensor_from_view(v).to(at::kFloat);
 }
 
 // llama.cpp stores Llama q/k rows interleaved for its RoPE kernel; restore HF's order.

@@ -16,6 +16,7 @@
 #include "io/atomic_dir.h"
 #include "io/atomic_write.h"
 #include "io/safetensors.h"
+#include "load/tensor_io.h"
 
 namespace fs = std::filesystem;
 
@@ -44,11 +45,7 @@ at::Tensor view_of(const io::TensorView& v) {
   SLLM_CHECK(v.dtype == io::DType::f32 || v.dtype == io::DType::f16 || v.dtype == io::DType::bf16,
              "adapter tensor '{}' has dtype {}, expected a float type", v.name,
              io::dtype_name(v.dtype));
-  const auto st = v.dtype == io::DType::f32   ? at::kFloat
-                  : v.dtype == io::DType::f16 ? at::kHalf
-                                              : at::kBFloat16;
-  return at::from_blob(const_cast<uint8_t*>(v.data), v.shape, at::TensorOptions().dtype(st))
-      .to(at::kFloat, false, /*copy=*/true);
+  return load::tensor_from_view(v).to(at::kFloat);
 }
 
 }  // namespace
