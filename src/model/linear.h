@@ -36,6 +36,10 @@ struct LoraAdapter {
 };
 
 struct Linear {
+  Linear() = default;
+  // A dense weight (and bias); parts, formats and adapters are filled in by their builders.
+  explicit Linear(at::Tensor w, at::Tensor b = {}) : weight(std::move(w)), bias(std::move(b)) {}
+
   at::Tensor weight;  // dense: [out, in]; undefined when the format is nf4
   at::Tensor bias;    // [out] or undefined
   WeightFormat format = WeightFormat::dense;

@@ -272,8 +272,8 @@ LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {
     layers.push_back(
         {cv(L.attn_norm), cv(L.ffn_norm), cl(L.qkv), cl(L.o), cl(L.gate_up), cl(L.down)});
   auto embed = cv(embed_);
-  Linear head = config_.tie_embeddings ? Linear{embed, {}, WeightFormat::dense, lm_head_.parts}
-                                       : cl(lm_head_);
+  Linear head = cl(lm_head_);
+  if (config_.tie_embeddings) head.weight = embed;
   return LlamaModel(config_, embed, std::move(layers), cv(final_norm_), head);
 }
 
