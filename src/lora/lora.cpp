@@ -112,8 +112,7 @@ std::shared_ptr<model::LlamaModel> inject(const model::LlamaModel& m, const Lora
       const double bound = 1.0 / std::sqrt(static_cast<double>(l.in_features()));
       a.A = at::empty({c.r, l.in_features()}, at::kFloat).uniform_(-bound, bound, gen);
       a.B = at::zeros({l.parts[j].rows, c.r}, at::kFloat);
-      const auto dev =
-          l.format == model::WeightFormat::nf4 ? l.nf4.packed.device() : l.weight.device();
+      const auto dev = l.device();
       a.A = a.A.to(dev).requires_grad_(true);
       a.B = a.B.to(dev).requires_grad_(true);
       a.scale = scale;
@@ -257,8 +256,7 @@ std::shared_ptr<model::LlamaModel> load_peft(const model::LlamaModel& base, cons
                     ? (c.rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r)
                     : default_scale;
       a.dropout = c.dropout;
-      const auto dev =
-          l.format == model::WeightFormat::nf4 ? l.nf4.packed.device() : l.weight.device();
+      const auto dev = l.device();
       a.A = a.A.to(dev);
       a.B = a.B.to(dev);
       modules.insert(short_name(part));

@@ -44,6 +44,10 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
   return at::cat(outs, -1);
 }
 
+at::Device Linear::device() const {
+  return format == WeightFormat::nf4 ? nf4.packed.device() : weight.device();
+}
+
 int64_t Linear::in_features() const {
   return format == WeightFormat::nf4 ? nf4.in : weight.size(1);
 }

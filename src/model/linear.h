@@ -52,6 +52,7 @@ struct Linear {
   // Base matmul plus adapters. LoRA dropout is active only inside a TrainingScope.
   at::Tensor forward(const at::Tensor& x) const;
   at::Tensor base_forward(const at::Tensor& x) const;
+  at::Device device() const;
   int64_t in_features() const;
   int64_t out_features() const;
   // Row offset of part i in the fused output.
