@@ -9,14 +9,18 @@
 
 namespace sllm::apps {
 
-nlohmann::json convert_defaults() { return merged(model_defaults(), {{"out", nullptr}}); }
+nlohmann::json convert_defaults() {
+  return merged(model_defaults(), {{"out", nullptr}, {"dequantize", false}});
+}
 
 int run_convert(const nlohmann::json& cfg) {
   SLLM_CHECK(cfg["out"].is_string(), "give the output directory with --out DIR");
   auto m = load_from_config(cfg);
   const auto dtype = load::parse_dtype(config::get<std::string>(cfg, "dtype"));
   const std::string out = cfg["out"].get<std::string>();
-  load::save_hf_dir(m, out, dtype);
+  load::SaveOptions so;
+  so.dequantize = config::get<bool>(cfg, "dequantize");
+  load::save_hf_dir(m, out, dtype, so);
   log::info("wrote Hugging Face directory {} ({})", out, config::get<std::string>(cfg, "dtype"));
   return 0;
 }

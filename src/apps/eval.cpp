@@ -7,14 +7,14 @@
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "apps/apps.h"
 #include "apps/common.h"
+#include "apps/perplexity.h"
 #include "apps/task_eval.h"
 #include "core/config.h"
 #include "core/error.h"
-#include "core/progress.h"
-#include "core/timer.h"
 #include "io/atomic_write.h"
 
 namespace fs = std::filesystem;
@@ -31,7 +31,8 @@ nlohmann::json eval_defaults() {
                                    {"max_new_tokens", 128},
                                    {"max_seqs", 16},
                                    {"chat_template", "auto"},
-                                   {"system", ""}});
+                                   {"system", ""},
+                                   {"kld_ref", nullptr}});
 }
 
 namespace {
@@ -89,49 +90,48 @@ int run_eval(const nlohmann::json& cfg) {
   SLLM_CHECK(!(cfg["ppl"].is_string() && cfg["task"].is_string()),
              "--ppl and --task are separate runs; give one of them");
   if (cfg["task"].is_string()) return run_task(cfg);
+  SLLM_CHECK(!cfg["kld_ref"].is_string() || cfg["ppl"].is_string(),
+             "--kld-ref compares next-token distributions on a text: give --ppl FILE too");
   const auto ctx = config::get<int64_t>(cfg, "ctx");
-  SLLM_CHECK(ctx >= 2, "ctx must be at least 2, got {}", ctx);
   const std::string path = cfg["ppl"].get<std::string>();
   const std::string text = io::read_file(path);
   auto m = load_from_config(cfg);
-  SLLM_CHECK(ctx <= m.model->config().max_position, "ctx {} exceeds the model's context {}", ctx,
-             m.model->config().max_position);
-  std::vector<int32_t> ids;
-  if (m.tokenizer->add_bos && m.tokenizer->bos_id >= 0) ids.push_back(m.tokenizer->bos_id);
-  auto body = m.tokenizer->encode(text, /*parse_special=*/false);
-  ids.insert(ids.end(), body.begin(), body.end());
-  SLLM_CHECK(ids.size() >= 2, "{}: needs at least 2 tokens of text, has {}", path, ids.size());
-  const int64_t n = static_cast<int64_t>(ids.size());
-  const int64_t windows = (n + ctx - 1) / ctx - ((n % ctx) == 1 ? 1 : 0);
-  double nll = 0;
-  int64_t scored = 0;
-  Timer t;
-  ProgressBar bar("perplexity", windows);
-  at::NoGradGuard no_grad;
-  for (int64_t w = 0; w < windows; ++w) {
-    const int64_t start = w * ctx, len = std::min(ctx, n - start);
-    auto win =
-        at::tensor(std::vector<int64_t>(ids.begin() + start, ids.begin() + start + len), at::kLong)
-            .unsqueeze(0)
-            .to(m.model->device());
-    auto logits = m.model->forward_full(win)[0];
-    auto loss = at::cross_entropy_loss(logits.narrow(0, 0, len - 1), win[0].narrow(0, 1, len - 1),
-                                       {}, at::Reduction::Sum);
-    nll += loss.item<double>();
-    scored += len - 1;
-    bar.update(w + 1);
+  const auto ids = ppl_tokens(*m.tokenizer, text, path);
+  std::optional<load::LoadedModel> ref;
+  if (cfg["kld_ref"].is_string()) {
+    auto rc = cfg;
+    rc["model"] = cfg["kld_ref"];
+    rc["adapter"] = nullptr;
+    ref = load_from_config(rc);
+    SLLM_CHECK(ref->tokenizer->encode(text, false) == m.tokenizer->encode(text, false),
+               "--kld-ref {}: its tokenizer splits the text differently from the model's; KL "
+               "divergence needs the same tokenizer",
+               cfg["kld_ref"].get<std::string>());
   }
-  bar.finish();
-  const double ppl = std::exp(nll / scored);
-  nlohmann::json j = {{"model", m.path},          {"file", path},      {"ctx", ctx},
-                      {"windows", windows},       {"tokens", n},       {"scored_tokens", scored},
-                      {"mean_nll", nll / scored}, {"perplexity", ppl}, {"seconds", t.seconds()}};
+  auto r = perplexity(*m.model, ids, ctx, ref ? ref->model.get() : nullptr);
+  nlohmann::json j = {{"model", m.path},          {"file", path},
+                      {"ctx", ctx},               {"windows", r.windows},
+                      {"tokens", r.tokens},       {"scored_tokens", r.scored},
+                      {"mean_nll", r.mean_nll},   {"perplexity", r.perplexity},
+                      {"seconds", r.seconds}};
+  if (ref) {
+    j["kld_ref"] = ref->path;
+    j["ref_perplexity"] = r.ref_perplexity;
+    j["mean_kld"] = r.mean_kld;
+    j["max_kld"] = r.max_kld;
+    j["same_top_token_pct"] = r.same_top;
+  }
   if (config::get<bool>(cfg, "json")) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << fmt::format(
-        "perplexity {:.4f}  (mean NLL {:.5f} over {} tokens, {} windows of {}, {:.1f} s)\n", ppl,
-        nll / scored, scored, windows, ctx, t.seconds());
+        "perplexity {:.4f}  (mean NLL {:.5f} over {} tokens, {} windows of {}, {:.1f} s)\n",
+        r.perplexity, r.mean_nll, r.scored, r.windows, ctx, r.seconds);
+    if (ref)
+      std::cout << fmt::format(
+          "vs {}: reference perplexity {:.4f}, mean KL divergence {:.5f} (max {:.4f}), same "
+          "top token {:.2f}%\n",
+          ref->path, r.ref_perplexity, r.mean_kld, r.max_kld, r.same_top);
   }
   return 0;
 }

@@ -1,7 +1,10 @@
 // sllm info: what a model file holds and what running it will cost.
+#include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <iostream>
+#include <map>
 
 #include "apps/apps.h"
 #include "apps/common.h"
@@ -13,8 +16,40 @@
 namespace sllm::apps {
 
 nlohmann::json info_defaults() {
-  return merged(model_defaults(), {{"ctx", 0}, {"batch", 1}, {"json", false}});
+  return merged(model_defaults(), {{"ctx", 0}, {"batch", 1}, {"json", false}, {"tensors", false}});
 }
+
+namespace {
+
+struct ModuleInfo {
+  std::string name, format;
+  std::vector<int64_t> shape;
+  int64_t bytes = 0;
+};
+
+// Every weight as loaded, in Hugging Face naming, with its storage format.
+std::vector<ModuleInfo> module_formats(const model::LlamaModel& m) {
+  std::vector<ModuleInfo> out;
+  auto dense = [](const std::string& name, const at::Tensor& t) {
+    return ModuleInfo{name, fmt::format("dense {}", t.dtype().name()), t.sizes().vec(),
+                      static_cast<int64_t>(t.nbytes())};
+  };
+  out.push_back(dense("model.embed_tokens.weight", m.embed()));
+  for (size_t i = 0; i < m.layers().size(); ++i) {
+    const auto& L = m.layers()[i];
+    const std::string p = fmt::format("model.layers.{}.", i);
+    out.push_back(dense(p + "input_layernorm.weight", L.attn_norm));
+    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
+      for (const auto& part : l->parts)
+        out.push_back({p + part.name, l->format_name(), {part.rows, l->in_features()},
+                       l->weight_bytes() * part.rows / std::max<int64_t>(l->out_features(), 1)});
+    out.push_back(dense(p + "post_attention_layernorm.weight", L.ffn_norm));
+  }
+  if (!m.config().tie_embeddings) out.push_back(dense("lm_head.weight", m.lm_head().weight));
+  return out;
+}
+
+}  // namespace
 
 int run_info(const nlohmann::json& cfg) {
   auto m = load_from_config(cfg);
@@ -70,6 +105,14 @@ int run_info(const nlohmann::json& cfg) {
                    {"bytes_allocated", kv_alloc},
                    {"block_size", 16},
                    {"blocks", spec.num_blocks}};
+  const auto modules = module_formats(*m.model);
+  std::map<std::string, int64_t> format_counts;
+  for (const auto& mi : modules) {
+    format_counts[mi.format]++;
+    j["tensors"].push_back(
+        {{"name", mi.name}, {"format", mi.format}, {"shape", mi.shape}, {"bytes", mi.bytes}});
+  }
+  j["weight_formats"] = format_counts;
   if (config::get<bool>(cfg, "json")) {
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
@@ -88,6 +131,15 @@ int run_info(const nlohmann::json& cfg) {
   fmt::print("file tensors   {} ({})\n", types, memory::format_bytes(m.file_bytes));
   fmt::print("loaded weights {} as {}\n", memory::format_bytes(m.model->weight_bytes()),
              c10::toString(m.model->dtype()));
+  std::string formats;
+  for (const auto& [k, v] : format_counts)
+    formats += fmt::format("{}{} x{}", formats.empty() ? "" : ", ", k, v);
+  fmt::print("weight formats {}{}\n", formats,
+             config::get<bool>(cfg, "tensors") ? "" : " (--tensors lists each tensor)");
+  if (config::get<bool>(cfg, "tensors"))
+    for (const auto& mi : modules)
+      fmt::print("  {:<48} {:<14} {:>10}  {}\n", mi.name, fmt::format("[{}]", fmt::join(mi.shape, ", ")),
+                 memory::format_bytes(mi.bytes), mi.format);
   fmt::print("vocab          {} tokens; bos {} eos {} pad {}; add_bos {}\n", t.vocab_size(),
              t.bos_id >= 0 ? t.piece(t.bos_id) : "-", t.eos_id >= 0 ? t.piece(t.eos_id) : "-",
              t.pad_id >= 0 ? t.piece(t.pad_id) : "-", t.add_bos);

@@ -154,60 +154,29 @@ std::vector<std::pair<std::string, at::Tensor>> module_tensors(const std::string
   return out;
 }
 
-bool has_4bit(const model::LlamaModel& m) {
-  for (const auto& L : m.layers())
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      if (l->format == model::WeightFormat::nf4) return true;
-  return false;
-}
-
-std::vector<std::pair<std::string, at::Tensor>> hf_tensors(const model::LlamaModel& m,
-                                                           at::ScalarType dtype) {
-  SLLM_CHECK(m.lm_head().format == model::WeightFormat::dense,
-             "a 4-bit lm_head cannot be saved (transformers keeps lm_head dense)");
+std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> linear_tensors(
+    int64_t layer, const model::Linear& l, at::ScalarType dtype) {
+  SLLM_CHECK(l.format == model::WeightFormat::nf4, "layer {}: a {} Linear is not 4-bit", layer,
+             l.format_name());
+  SLLM_CHECK(l.nf4_parts.size() == l.parts.size(),
+             "layer {}: 4-bit Linear has {} parts but {} quant states", layer, l.parts.size(),
+             l.nf4_parts.size());
   const std::string dname = dtype_name(dtype);
-  // "<module>.weight" -> the module's 4-bit tensors, spliced into the dense state dict below.
-  std::map<std::string, std::vector<std::pair<std::string, at::Tensor>>> q4;
-  // hf_state_dict() names and orders every tensor; 4-bit Linears are swapped for dense stubs of
-  // zero columns so that it neither dequantizes them nor needs to know the 4-bit layout.
-  const auto stub = m.map_linears([&](int64_t i, const model::Linear& l) {
-    if (l.format != model::WeightFormat::nf4) return l;
-    SLLM_CHECK(l.nf4_parts.size() == l.parts.size(),
-               "layer {}: 4-bit Linear has {} parts but {} quant states", i, l.parts.size(),
-               l.nf4_parts.size());
-    const auto packed = l.nf4.packed.to(at::kCPU).contiguous();
-    int64_t off = 0;
-    for (size_t j = 0; j < l.parts.size(); ++j) {
-      quant::Nf4Weight q = *l.nf4_parts[j];  // weight bytes live in packed (empty vector here)
-      q.dtype = dname;
-      const int64_t n = packed_bytes(q.numel());
-      SLLM_CHECK(off + n <= packed.numel(), "layer {}: {} packed bytes end past the weight", i,
-                 l.parts[j].name);
-      const std::string module = "model.layers." + std::to_string(i) + "." + l.parts[j].name;
-      q4[module + ".weight"] = module_tensors(module, q, packed.narrow(0, off, n));
-      off += n;
-    }
-    SLLM_CHECK(off == packed.numel(), "layer {}: 4-bit parts hold {} bytes of {}", i, off,
-               packed.numel());
-    model::Linear d;
-    d.weight = at::empty({l.out_features(), 0}, at::TensorOptions().dtype(dtype));
-    d.bias = l.bias;
-    d.parts = l.parts;
-    return d;
-  });
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  size_t spliced = 0;
-  for (auto& [name, t] : stub.hf_state_dict()) {
-    auto it = q4.find(name);
-    if (it == q4.end()) {
-      out.emplace_back(name, t.to(at::kCPU, dtype).contiguous());
-      continue;
-    }
-    for (auto& e : it->second) out.push_back(std::move(e));
-    ++spliced;
+  const auto packed = l.nf4.packed.to(at::kCPU).contiguous();
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> out;
+  int64_t off = 0;
+  for (size_t j = 0; j < l.parts.size(); ++j) {
+    quant::Nf4Weight q = *l.nf4_parts[j];  // weight bytes live in packed (empty vector here)
+    q.dtype = dname;
+    const int64_t n = packed_bytes(q.numel());
+    SLLM_CHECK(off + n <= packed.numel(), "layer {}: {} packed bytes end past the weight", layer,
+               l.parts[j].name);
+    const std::string module = "model.layers." + std::to_string(layer) + "." + l.parts[j].name;
+    out.emplace_back(module + ".weight", module_tensors(module, q, packed.narrow(0, off, n)));
+    off += n;
   }
-  SLLM_CHECK(spliced == q4.size(), "{} of {} 4-bit modules have no place in the state dict",
-             q4.size() - spliced, q4.size());
+  SLLM_CHECK(off == packed.numel(), "layer {}: 4-bit parts hold {} bytes of {}", layer, off,
+             packed.numel());
   return out;
 }
 

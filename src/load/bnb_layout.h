@@ -25,7 +25,8 @@
 
 namespace sllm::model {
 class LlamaModel;
-}
+struct Linear;
+}  // namespace sllm::model
 
 namespace sllm::load::bnb {
 
@@ -42,19 +43,18 @@ std::vector<std::pair<std::string, at::Tensor>> module_tensors(const std::string
                                                                const quant::Nf4Weight& q,
                                                                const at::Tensor& packed);
 
-// Whether any decoder Linear of m is stored in 4 bits.
-bool has_4bit(const model::LlamaModel& m);
-
-// Every tensor of m in Hugging Face naming for saving: dense tensors (embeddings, norms, biases,
-// dense Linears, lm_head) converted to dtype, 4-bit Linears split into their modules in the
-// layout above. The quant states record dtype as the weights' dtype (what transformers records
-// for a model loaded in that dtype).
-std::vector<std::pair<std::string, at::Tensor>> hf_tensors(const model::LlamaModel& m,
-                                                           at::ScalarType dtype);
+// The tensors of every module of a 4-bit Linear of decoder layer `layer`, keyed by the dense
+// name they stand for ("model.layers.N.<part>.weight"), in part order. The quant states record
+// dtype as the weights' dtype (what transformers records for a model loaded in that dtype).
+// Biases are not included (they are dense tensors). quant_layout::hf_tensors splices these into
+// the state dict.
+std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> linear_tensors(
+    int64_t layer, const model::Linear& l, at::ScalarType dtype);
 
 // config.json's "quantization_config" for m as transformers writes it (every key of
 // BitsAndBytesConfig.to_dict()); compute dtype = dtype. Dense decoder modules, if any, are listed
 // in llm_int8_skip_modules (with lm_head), else it is null as in transformers' own output.
+// Linears of other quantized formats count as dense here (quant_layout never mixes them).
 nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dtype);
 
 // ---- loading ----

@@ -16,6 +16,7 @@
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
 #include "load/bnb_layout.h"
+#include "load/quant_layout.h"
 #include "load/tensor_io.h"
 #include "ops/cuda_plugin.h"
 #include "quant/nf4.h"
@@ -148,47 +149,40 @@ model::Linear make_linear(const std::vector<std::string>& names,
 
 std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c,
                                                      const TensorSource& src, const Names& n,
-                                                     bool gguf_qk_permuted, const LoadOptions& o) {
+                                                     bool gguf_qk_permuted, const LoadOptions& o,
+                                                     const quant_layout::Scheme& scheme = {}) {
   const int64_t hid = c.hidden_size, qd = c.num_heads * c.head_dim,
                 kd = c.num_kv_heads * c.head_dim, I = c.intermediate_size;
   const std::string w = ".weight";
   auto cv = [&](at::Tensor t) { return t.to(o.device, o.dtype).contiguous(); };
   auto embed = cv(src.get(n.embed, {c.vocab_size, hid}));
   std::vector<model::DecoderLayer> layers;
-  // Modules stored in bitsandbytes' 4-bit layout are taken as they are (no re-quantization).
+  // Modules a Hugging Face directory stores quantized (bitsandbytes 4-bit or int8, GPTQ, AWQ)
+  // are taken as they are: never re-quantized.
   const io::SafetensorsSet* st = src.safetensors();
+  if (st != nullptr)
+    for (const char* t : {"lm_head.qweight", "lm_head.SCB", "lm_head.weight.absmax"})
+      SLLM_CHECK(st->find(t) == nullptr,
+                 "{}: lm_head is stored quantized ('{}'); sllm keeps lm_head dense and cannot "
+                 "load it",
+                 src.where, t);
   bool warned = false;
   std::optional<ProgressBar> bar;  // quantizing takes seconds; plain loading is quiet
-  if (!o.quantize.empty() && !(st && bnb::is_4bit(*st, hf_names().layer(0, "q"))))
+  if (!o.quantize.empty() && !(st && quant_layout::is_quantized(*st, hf_names().layer(0, "q"))))
     bar.emplace("quantizing to " + o.quantize, c.num_layers);
-  auto stored_4bit = [&](const std::vector<std::string>& parts,
-                         const std::vector<std::string>& modules,
-                         const std::vector<std::vector<int64_t>>& shapes,
-                         at::Tensor bias) -> std::optional<model::Linear> {
+  auto stored = [&](const std::vector<std::string>& parts, const std::vector<std::string>& modules,
+                    const std::vector<std::vector<int64_t>>& shapes,
+                    at::Tensor bias) -> std::optional<model::Linear> {
     if (st == nullptr) return std::nullopt;
-    size_t n4 = 0;
-    for (const auto& m : modules) n4 += bnb::is_4bit(*st, m) ? 1 : 0;
-    if (n4 == 0) return std::nullopt;
-    SLLM_CHECK(n4 == modules.size(),
-               "{}: modules {} are stored partly in 4 bits and partly dense; sllm fuses them "
-               "into one Linear and needs all of them 4-bit or all dense",
-               src.where, fmt::join(modules, ", "));
-    std::vector<quant::Nf4Weight> q;
-    std::vector<model::LinearPart> lp;
-    for (size_t k = 0; k < modules.size(); ++k) {
-      q.push_back(bnb::read_module(*st, modules[k], shapes[k]));
-      lp.push_back({parts[k], shapes[k][0]});
-    }
-    if (!o.quantize.empty() && !warned) {
+    auto l = quant_layout::read_linear(*st, scheme, src.where, parts, modules, shapes,
+                                       std::move(bias), o.dtype, o.device);
+    if (l && !o.quantize.empty() && !warned) {
       log::warn(
-          "{}: the checkpoint is already 4-bit ({}); its stored weights are kept as they "
+          "{}: the checkpoint is already quantized ({}); its stored weights are kept as they "
           "are, not quantized again to {}",
-          src.where, q[0].quant_type, o.quantize);
+          src.where, l->format_name(), o.quantize);
       warned = true;
     }
-    if (bias.defined()) bias = cv(bias);
-    auto l = model::make_nf4_linear(std::move(lp), std::move(q), bias);
-    l.nf4 = l.nf4.to(o.device);
     return l;
   };
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -206,8 +200,8 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
     }
     const std::vector<std::string> qkv_parts = {"self_attn.q_proj", "self_attn.k_proj",
                                                 "self_attn.v_proj"};
-    auto qkv_stored = stored_4bit(qkv_parts, {mod("q"), mod("k"), mod("v")},
-                                  {{qd, hid}, {kd, hid}, {kd, hid}}, qkv_bias);
+    auto qkv_stored = stored(qkv_parts, {mod("q"), mod("k"), mod("v")},
+                             {{qd, hid}, {kd, hid}, {kd, hid}}, qkv_bias);
     model::Linear qkv;
     if (qkv_stored) {
       qkv = std::move(*qkv_stored);
@@ -221,16 +215,16 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
       }
       qkv = make_linear(qkv_parts, {q, k, v}, qkv_bias, o);
     }
-    auto attn_o = stored_4bit({"self_attn.o_proj"}, {mod("o")}, {{hid, qd}}, {});
+    auto attn_o = stored({"self_attn.o_proj"}, {mod("o")}, {{hid, qd}}, {});
     if (!attn_o)
       attn_o = make_linear({"self_attn.o_proj"}, {src.get(n.layer(i, "o"), {hid, qd})}, {}, o);
-    auto gate_up = stored_4bit({"mlp.gate_proj", "mlp.up_proj"}, {mod("gate"), mod("up")},
-                               {{I, hid}, {I, hid}}, {});
+    auto gate_up = stored({"mlp.gate_proj", "mlp.up_proj"}, {mod("gate"), mod("up")},
+                          {{I, hid}, {I, hid}}, {});
     if (!gate_up)
       gate_up = make_linear(
           {"mlp.gate_proj", "mlp.up_proj"},
           {src.get(n.layer(i, "gate"), {I, hid}), src.get(n.layer(i, "up"), {I, hid})}, {}, o);
-    auto down = stored_4bit({"mlp.down_proj"}, {mod("down")}, {{hid, I}}, {});
+    auto down = stored({"mlp.down_proj"}, {mod("down")}, {{hid, I}}, {});
     if (!down)
       down = make_linear({"mlp.down_proj"}, {src.get(n.layer(i, "down"), {hid, I})}, {}, o);
     layers.push_back({cv(src.get(n.layer(i, "attn_norm"), {hid})),
@@ -332,10 +326,9 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& o) {
   } catch (const nlohmann::json::exception& e) {
     SLLM_FAIL("{}: invalid JSON ({})", cfg_path, e.what());
   }
-  // bitsandbytes 4-bit checkpoints (transformers' layout) load as 4-bit Linears; the quantized
-  // modules are recognized by their tensors, so the config only has to be one sllm can read.
-  if (j.contains("quantization_config"))
-    bnb::check_quantization_config(j["quantization_config"], cfg_path);
+  // Quantized checkpoints (bitsandbytes 4-bit / int8, GPTQ, AWQ) load as quantized Linears;
+  // modules are recognized by their tensors and read as the quantization config describes.
+  const auto scheme = quant_layout::read_scheme(dir, j, cfg_path);
   auto c = model::config_from_hf(j, cfg_path);
   LoadedModel m;
   m.path = dir;
@@ -348,7 +341,7 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& o) {
   }
   if (c.tie_embeddings == false && src.find("lm_head.weight") == nullptr) c.tie_embeddings = true;
   m.display_name = fs::path(dir).filename().string();
-  m.model = build_model(c, src, hf_names(), false, o);
+  m.model = build_model(c, src, hf_names(), false, o, scheme);
   return m;
 }
 
@@ -381,7 +374,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& o) {
   return load_gguf(path, o);
 }
 
-void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype) {
+void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype,
+                 const SaveOptions& so) {
   SLLM_CHECK(!fs::exists(out_dir) || fs::is_empty(out_dir),
              "output directory '{}' exists and is not empty; choose a new path", out_dir);
   const fs::path tmp = fs::path(out_dir).string() + ".tmp-" + std::to_string(::getpid());
@@ -389,20 +383,35 @@ void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarTyp
   fs::create_directories(tmp);
   try {
     const auto& c = m.model->config();
+    auto saved = m.model;
+    if (so.dequantize)
+      saved = std::make_shared<const model::LlamaModel>(
+          m.model->map_linears([](int64_t, const model::Linear& l) {
+            if (l.format == model::WeightFormat::dense) return l;
+            std::vector<at::Tensor> w;
+            for (int j = 0; j < static_cast<int>(std::max<size_t>(l.parts.size(), 1)); ++j)
+              w.push_back(l.dense_part(j));
+            model::Linear d{w.size() == 1 ? w[0] : at::cat(w, 0), l.bias};
+            d.parts = l.parts;
+            return d;
+          }));
     const std::string dtype_name = dtype == at::kFloat      ? "float32"
                                    : dtype == at::kBFloat16 ? "bfloat16"
                                                             : "float16";
     auto cfg = model::config_to_hf(c, dtype_name);
-    // 4-bit Linears are written in bitsandbytes' layout, with the quantization_config that
-    // transformers' save_pretrained writes for such a model.
-    if (bnb::has_4bit(*m.model))
-      cfg["quantization_config"] = bnb::quantization_config(*m.model, dtype);
+    // Quantized Linears are written in their checkpoint layout (bitsandbytes 4-bit / int8, GPTQ
+    // v1, AWQ GEMM), with the quantization_config the exporting tool writes.
+    auto qc = quant_layout::quantization_config(*saved, dtype);
+    if (!qc.is_null()) {
+      if (so.quantization_config_extra.is_object()) qc.update(so.quantization_config_extra);
+      cfg["quantization_config"] = std::move(qc);
+    }
     io::write_file_atomic((tmp / "config.json").string(), cfg.dump(2) + "\n");
     nlohmann::json gen = {{"do_sample", false}};
     if (m.tokenizer->bos_id >= 0) gen["bos_token_id"] = m.tokenizer->bos_id;
     if (m.tokenizer->eos_id >= 0) gen["eos_token_id"] = m.tokenizer->eos_id;
     io::write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
-    write_tensors((tmp / "model.safetensors").string(), bnb::hf_tensors(*m.model, dtype));
+    write_tensors((tmp / "model.safetensors").string(), quant_layout::hf_tensors(*saved, dtype));
     tok::save_hf_tokenizer(*m.tokenizer, tmp.string());
     if (fs::exists(out_dir)) fs::remove(out_dir);
     fs::rename(tmp, out_dir);

@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "model/llama.h"
@@ -20,8 +21,8 @@ struct LoadOptions {
   at::Device device = at::kCPU;
   // "" keeps decoder Linears dense; "nf4" / "fp4" quantizes them while loading (bitsandbytes
   // layout; embeddings, norms and lm_head stay dense), one module at a time. Modules a Hugging
-  // Face directory already stores in bitsandbytes' 4-bit layout always load as they are stored
-  // (4-bit, bit for bit, whatever these options say).
+  // Face directory already stores quantized (bitsandbytes 4-bit or int8, GPTQ v1/v2, AWQ GEMM;
+  // load/quant_layout.h) always load as they are stored, bit for bit, whatever these options say.
   std::string quantize;
   int64_t blocksize = 64;
   bool double_quant = true;
@@ -41,9 +42,19 @@ LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
 
 // Writes config.json, model.safetensors, generation_config.json, tokenizer.json and
 // tokenizer_config.json into out_dir atomically (built in a temp dir, then renamed). Dense tensors
-// are written in dtype; 4-bit Linears in the transformers/bitsandbytes 4-bit layout with its
-// quantization_config (load/bnb_layout.h), so transformers loads the directory as a bnb model.
-void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype);
+// are written in dtype; quantized Linears in the layout their format maps to, with the
+// quantization_config the exporting tool writes (load/quant_layout.h): NF4/FP4 -> transformers/
+// bitsandbytes 4-bit, int8 -> bitsandbytes LLM.int8, GPTQ and RTN -> GPTQ v1, AWQ -> AWQ GEMM.
+// A model mixing quantization methods cannot be saved (one quantization_config per directory).
+struct SaveOptions {
+  // Write every Linear dense (quantized ones dequantized to dtype), with no quantization_config.
+  bool dequantize = false;
+  // Keys merged into the quantization_config written (the quantizer's settings a Linear does
+  // not record, e.g. GPTQ's damp_percent, static_groups, true_sequential). Ignored when dense.
+  nlohmann::json quantization_config_extra;
+};
+void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype,
+                 const SaveOptions& so = {});
 
 // "fp32"|"float32", "bf16"|"bfloat16", "fp16"|"float16" -> dtype; clear error otherwise.
 at::ScalarType parse_dtype(const std::string& name);

@@ -281,7 +281,7 @@ std::shared_ptr<model::LlamaModel> merge(const model::LlamaModel& m) {
     for (int p = 0; p < static_cast<int>(l.parts.size()); ++p) w.push_back(l.dense_part(p).clone());
     for (const auto& a : l.lora)
       w[a.part] += (a.B.to(at::kFloat).matmul(a.A.to(at::kFloat)) * a.scale).to(w[a.part].device());
-    const auto dtype = l.format == model::WeightFormat::nf4 ? at::kFloat : l.weight.scalar_type();
+    const auto dtype = l.format == model::WeightFormat::dense ? l.weight.scalar_type() : at::kFloat;
     model::Linear out{at::cat(w, 0).to(dtype).contiguous(), l.bias};
     out.parts = l.parts;
     return out;

@@ -2,10 +2,14 @@
 
 #include <ATen/ATen.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
 #include "ops/nf4.h"
+#include "quant/intq.h"
 #include "quant/nf4.h"
 
 namespace sllm::model {
@@ -19,7 +23,16 @@ TrainingScope::~TrainingScope() { t_training = prev_; }
 bool TrainingScope::active() { return t_training; }
 
 at::Tensor Linear::base_forward(const at::Tensor& x) const {
-  if (format == WeightFormat::nf4) return ops::nf4_linear(x, nf4, bias);
+  switch (format) {
+    case WeightFormat::nf4:
+      return ops::nf4_linear(x, nf4, bias);
+    case WeightFormat::intq:
+      return ops::intq_linear(x, intq, bias);
+    case WeightFormat::int8:
+      return ops::int8_linear(x, int8, bias);
+    case WeightFormat::dense:
+      break;
+  }
   return at::linear(x, weight, bias);
 }
 
@@ -45,15 +58,45 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
 }
 
 at::Device Linear::device() const {
-  return format == WeightFormat::nf4 ? nf4.packed.device() : weight.device();
+  switch (format) {
+    case WeightFormat::nf4:
+      return nf4.packed.device();
+    case WeightFormat::intq:
+      return intq.qweight.device();
+    case WeightFormat::int8:
+      return int8.q.device();
+    case WeightFormat::dense:
+      break;
+  }
+  return weight.device();
 }
 
 int64_t Linear::in_features() const {
-  return format == WeightFormat::nf4 ? nf4.in : weight.size(1);
+  switch (format) {
+    case WeightFormat::nf4:
+      return nf4.in;
+    case WeightFormat::intq:
+      return intq.in;
+    case WeightFormat::int8:
+      return int8.in;
+    case WeightFormat::dense:
+      break;
+  }
+  return weight.size(1);
 }
 
 int64_t Linear::out_features() const {
-  return format == WeightFormat::nf4 ? nf4.out : weight.size(0);
+  switch (format) {
+    case WeightFormat::nf4:
+      return nf4.out;
+    case WeightFormat::intq:
+      return intq.out;
+    case WeightFormat::int8:
+      return int8.out;
+    case WeightFormat::dense:
+      break;
+  }
+  return weight.size(0);
 }
 
 int64_t Linear::part_offset(int i) const {
@@ -71,7 +114,10 @@ int Linear::part_index(const std::string& name) const {
 at::Tensor Linear::dense_part(int i) const {
   SLLM_CHECK(i >= 0 && i < static_cast<int>(std::max<size_t>(parts.size(), 1)),
              "linear part {} out of range", i);
-  auto w = format == WeightFormat::nf4 ? ops::nf4_dequantize(nf4, at::kFloat) : weight;
+  at::Tensor w = format == WeightFormat::nf4    ? ops::nf4_dequantize(nf4, at::kFloat)
+                 : format == WeightFormat::intq ? ops::intq_dequantize(intq, at::kFloat)
+                 : format == WeightFormat::int8 ? ops::int8_dequantize(int8, at::kFloat)
+                                                : weight;
   if (parts.size() <= 1) return w;
   return w.narrow(0, part_offset(i), parts[i].rows);
 }
@@ -87,12 +133,21 @@ std::string Linear::format_name() const {
       if (q && q->double_quant()) s += ", double quant";
       return s + ")";
     }
+    case WeightFormat::intq:
+      return fmt::format("{} int{} {} (group {}{})", intq_method, intq.bits,
+                         intq_sym ? "sym" : "asym", intq.group_size,
+                         intq.perm.defined() ? ", act-order" : "");
+    case WeightFormat::int8:
+      return fmt::format("llm.int8 (threshold {})", int8.threshold);
   }
   return "unknown";
 }
 
 int64_t Linear::weight_bytes() const {
-  int64_t b = format == WeightFormat::nf4 ? nf4.nbytes() : weight.nbytes();
+  int64_t b = format == WeightFormat::nf4    ? nf4.nbytes()
+              : format == WeightFormat::intq ? intq.nbytes()
+              : format == WeightFormat::int8 ? int8.nbytes()
+                                             : weight.nbytes();
   if (bias.defined()) b += bias.nbytes();
   return b;
 }
@@ -133,6 +188,143 @@ Linear make_nf4_linear(std::vector<LinearPart> parts, std::vector<quant::Nf4Weig
     l.nf4_parts.push_back(std::make_shared<const quant::Nf4Weight>(std::move(w)));
   }
   l.nf4.absmax = at::cat(absmax);
+  return l;
+}
+
+quant::IntQWeight Linear::intq_part(int i) const {
+  SLLM_CHECK(format == WeightFormat::intq, "intq_part on a {} linear", format_name());
+  const int64_t rows = parts.size() <= 1 ? intq.out : parts[i].rows;
+  const int64_t off = parts.size() <= 1 ? 0 : part_offset(i);
+  quant::IntQWeight q;
+  q.bits = intq.bits;
+  q.group_size = intq.group_size;
+  q.out = rows;
+  q.in = intq.in;
+  q.sym = intq_sym;
+  auto packed = intq.qweight.narrow(0, off, rows).cpu().contiguous();
+  at::Tensor vals;  // [rows, storage columns] unpacked to [rows, in], still in storage order
+  if (intq.storage_bits() == 4) {
+    auto lo = packed.bitwise_and(0x0F), hi = packed.bitwise_right_shift(4);
+    vals = at::stack({lo, hi}, -1).reshape({rows, intq.in});
+  } else {
+    vals = packed;
+  }
+  if (intq.perm.defined()) {  // storage column j is input column perm[j]
+    auto inv = at::empty_like(vals);
+    inv.index_copy_(1, intq.perm.cpu(), vals);
+    vals = inv;
+    q.g_idx.resize(intq.in);
+    auto p = intq.perm.cpu().contiguous();
+    const auto* pp = p.data_ptr<int64_t>();
+    for (int64_t j = 0; j < intq.in; ++j)
+      q.g_idx[pp[j]] = static_cast<int32_t>(j / intq.group_size);
+  }
+  vals = vals.contiguous();
+  q.q.assign(vals.data_ptr<uint8_t>(), vals.data_ptr<uint8_t>() + vals.numel());
+  auto sc = intq.scales.narrow(0, off, rows).cpu().contiguous();
+  auto ze = intq.zeros.narrow(0, off, rows).cpu().contiguous();
+  q.scales.assign(sc.data_ptr<float>(), sc.data_ptr<float>() + sc.numel());
+  q.zeros.assign(ze.data_ptr<float>(), ze.data_ptr<float>() + ze.numel());
+  return q;
+}
+
+quant::Int8Weight Linear::int8_part(int i) const {
+  SLLM_CHECK(format == WeightFormat::int8, "int8_part on a {} linear", format_name());
+  const int64_t rows = parts.size() <= 1 ? int8.out : parts[i].rows;
+  const int64_t off = parts.size() <= 1 ? 0 : part_offset(i);
+  quant::Int8Weight q;
+  q.out = rows;
+  q.in = int8.in;
+  auto w = int8.q.narrow(0, off, rows).cpu().contiguous();
+  auto s = int8.scb.narrow(0, off, rows).cpu().contiguous();
+  q.q.assign(w.data_ptr<int8_t>(), w.data_ptr<int8_t>() + w.numel());
+  q.scb.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+  return q;
+}
+
+Linear make_intq_linear(std::vector<LinearPart> parts, const std::vector<quant::IntQWeight>& q,
+                        at::Tensor bias, std::string method) {
+  SLLM_CHECK(!q.empty() && q.size() == parts.size(), "int linear: {} parts but {} weights",
+             parts.size(), q.size());
+  const auto& q0 = q[0];
+  int64_t out = 0;
+  for (size_t i = 0; i < q.size(); ++i) {
+    SLLM_CHECK(q[i].in == q0.in && q[i].bits == q0.bits && q[i].group_size == q0.group_size &&
+                   q[i].g_idx == q0.g_idx && q[i].sym == q0.sym,
+               "quantized parts of one linear must share in_features, bits, group size and "
+               "g_idx ({})",
+               parts[i].name);
+    out += q[i].out;
+  }
+  // Act-order: columns sorted by group so that groups are contiguous (a stable sort keeps the
+  // order within a group), and the matmul gathers x by the same permutation.
+  std::vector<int64_t> perm;
+  bool trivial = true;
+  for (int64_t i = 0; i < q0.in && !q0.g_idx.empty(); ++i)
+    trivial = trivial && q0.g_idx[i] == i / q0.group_size;
+  if (!trivial) {
+    perm.resize(q0.in);
+    for (int64_t i = 0; i < q0.in; ++i) perm[i] = i;
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return q0.g_idx[a] < q0.g_idx[b]; });
+    std::vector<int64_t> count(q0.groups(), 0);
+    for (auto g : q0.g_idx) {
+      SLLM_CHECK(g >= 0 && g < q0.groups(), "{}: g_idx value {} out of range 0..{}",
+                 parts[0].name, g, q0.groups() - 1);
+      ++count[g];
+    }
+    for (int64_t g = 0; g < q0.groups(); ++g)
+      SLLM_CHECK(count[g] == std::min(q0.group_size, q0.in - g * q0.group_size),
+                 "{}: g_idx assigns {} columns to group {} of size {}; sllm needs whole groups",
+                 parts[0].name, count[g], g, q0.group_size);
+  }
+  const int64_t in = q0.in, groups = q0.groups();
+  std::vector<uint8_t> vals(static_cast<size_t>(out * in));
+  std::vector<float> scales, zeros;
+  scales.reserve(out * groups);
+  zeros.reserve(out * groups);
+  int64_t row = 0;
+  for (const auto& w : q) {
+    for (int64_t o = 0; o < w.out; ++o, ++row)
+      for (int64_t j = 0; j < in; ++j)
+        vals[row * in + j] = w.q[o * in + (perm.empty() ? j : perm[j])];
+    // Scales/zeros are per (row, group id); group ids are the same in storage order.
+    scales.insert(scales.end(), w.scales.begin(), w.scales.end());
+    zeros.insert(zeros.end(), w.zeros.begin(), w.zeros.end());
+  }
+  Linear l;
+  l.format = WeightFormat::intq;
+  l.bias = std::move(bias);
+  l.parts = std::move(parts);
+  l.intq = ops::make_intq_tensors(vals.data(), scales.data(), zeros.data(),
+                                  perm.empty() ? nullptr : perm.data(), q0.bits, q0.group_size,
+                                  out, in);
+  l.intq_method = std::move(method);
+  l.intq_sym = q0.sym;
+  return l;
+}
+
+Linear make_int8_linear(std::vector<LinearPart> parts, const std::vector<quant::Int8Weight>& q,
+                        at::Tensor bias, double threshold) {
+  SLLM_CHECK(!q.empty() && q.size() == parts.size(), "int8 linear: {} parts but {} weights",
+             parts.size(), q.size());
+  int64_t out = 0;
+  for (const auto& w : q) {
+    SLLM_CHECK(w.in == q[0].in, "int8 parts of one linear must share in_features");
+    out += w.out;
+  }
+  std::vector<int8_t> vals;
+  std::vector<float> scb;
+  vals.reserve(out * q[0].in);
+  for (const auto& w : q) {
+    vals.insert(vals.end(), w.q.begin(), w.q.end());
+    scb.insert(scb.end(), w.scb.begin(), w.scb.end());
+  }
+  Linear l;
+  l.format = WeightFormat::int8;
+  l.bias = std::move(bias);
+  l.parts = std::move(parts);
+  l.int8 = ops::make_int8_tensors(vals.data(), scb.data(), out, q[0].in, threshold);
   return l;
 }
 

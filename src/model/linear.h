@@ -9,15 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "ops/intq.h"
 #include "ops/nf4.h"
 
 namespace sllm::quant {
 struct Nf4Weight;
+struct IntQWeight;
+struct Int8Weight;
 }
 
 namespace sllm::model {
 
-enum class WeightFormat { dense, nf4 };
+// dense: a float weight. nf4: bitsandbytes NF4/FP4. intq: group-wise int4/int8 with scales and
+// zero points (GPTQ, AWQ, RTN). int8: LLM.int8() row-wise int8 with outlier decomposition.
+enum class WeightFormat { dense, nf4, intq, int8 };
 
 // One Hugging Face module inside a (possibly fused) Linear: e.g. "self_attn.k_proj", whose
 // output rows follow the q_proj rows in the fused qkv weight.
@@ -47,6 +52,12 @@ struct Linear {
   ops::Nf4Tensors nf4;  // format nf4: the whole (fused) weight, blocks never straddle parts
   // format nf4: the quantized parts exactly as bitsandbytes stores them (for saving).
   std::vector<std::shared_ptr<const quant::Nf4Weight>> nf4_parts;
+  ops::IntQTensors intq;  // format intq: the whole (fused) weight
+  // format intq: the method that made it, which also picks the checkpoint layout it is saved in:
+  // "gptq" and "rtn" -> GPTQ v1 (qweight/qzeros/scales/g_idx), "awq" -> AWQ GEMM.
+  std::string intq_method;
+  bool intq_sym = false;
+  ops::Int8Tensors int8;  // format int8
   std::vector<LoraAdapter> lora;
 
   // Base matmul plus adapters. LoRA dropout is active only inside a TrainingScope.
@@ -62,6 +73,9 @@ struct Linear {
   at::Tensor dense_part(int i) const;
   std::string format_name() const;  // "dense Float", "nf4 (blocksize 64, double quant)"
   int64_t weight_bytes() const;
+  // Part i's quantized values as the quant layer holds them (formats intq / int8), for saving.
+  quant::IntQWeight intq_part(int i) const;
+  quant::Int8Weight int8_part(int i) const;
 };
 
 // Training mode (as nn.Module.train()): while one is alive on this thread, LoRA dropout is on.
@@ -83,5 +97,12 @@ class TrainingScope {
 // each part must fill whole blocks so that no block straddles two parts.
 Linear make_nf4_linear(std::vector<LinearPart> parts, std::vector<quant::Nf4Weight> q,
                        at::Tensor bias);
+
+// Integer-quantized Linears from their parts (one per Hugging Face module, in output-row order;
+// all parts share in_features, bits, group size and g_idx).
+Linear make_intq_linear(std::vector<LinearPart> parts, const std::vector<quant::IntQWeight>& q,
+                        at::Tensor bias, std::string method);
+Linear make_int8_linear(std::vector<LinearPart> parts, const std::vector<quant::Int8Weight>& q,
+                        at::Tensor bias, double threshold = 6.0);
 
 }  // namespace sllm::model

@@ -65,12 +65,13 @@ at::Tensor LlamaModel::logits(const at::Tensor& hidden) const {
   return lm_head_.forward(hidden).to(at::kFloat);
 }
 
-at::Tensor LlamaModel::layer_full(const DecoderLayer& L, const at::Tensor& x, const at::Tensor& cos,
-                                  const at::Tensor& sin) const {
+at::Tensor LlamaModel::attention_full(const DecoderLayer& L, const at::Tensor& h,
+                                      const at::Tensor& cos, const at::Tensor& sin,
+                                      const LinearTap* tap) const {
   const auto& c = config_;
-  const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, KV = c.num_kv_heads, D = c.head_dim,
+  const int64_t B = h.size(0), T = h.size(1), H = c.num_heads, KV = c.num_kv_heads, D = c.head_dim,
                 G = H / KV;
-  auto h = ops::rms_norm(x, L.attn_norm, c.rms_norm_eps);
+  if (tap) (*tap)(0, h);
   auto qkv = L.qkv.forward(h).view({B * T, H + 2 * KV, D});
   auto q = ops::rope(qkv.narrow(1, 0, H), cos, sin).view({B, T, H, D}).transpose(1, 2);
   auto k = ops::rope(qkv.narrow(1, H, KV), cos, sin).view({B, T, KV, D}).transpose(1, 2);
@@ -80,20 +81,63 @@ at::Tensor LlamaModel::layer_full(const DecoderLayer& L, const at::Tensor& x, co
     v = v.repeat_interleave(G, 1);
   }
   auto a = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-  auto y = x + L.o.forward(a.transpose(1, 2).reshape({B, T, H * D}));
-  h = ops::rms_norm(y, L.ffn_norm, c.rms_norm_eps);
-  return y + L.down.forward(ops::silu_mul(L.gate_up.forward(h)));
+  auto ain = a.transpose(1, 2).reshape({B, T, H * D});
+  if (tap) (*tap)(1, ain);
+  return L.o.forward(ain);
+}
+
+at::Tensor LlamaModel::layer_full(const DecoderLayer& L, const at::Tensor& x, const at::Tensor& cos,
+                                  const at::Tensor& sin, const LinearTap* tap) const {
+  const auto& c = config_;
+  auto y = x + attention_full(L, ops::rms_norm(x, L.attn_norm, c.rms_norm_eps), cos, sin, tap);
+  auto h = ops::rms_norm(y, L.ffn_norm, c.rms_norm_eps);
+  if (tap) (*tap)(2, h);
+  auto act = ops::silu_mul(L.gate_up.forward(h));
+  if (tap) (*tap)(3, act);
+  return y + L.down.forward(act);
+}
+
+at::Tensor LlamaModel::positions_cos_sin(int64_t B, int64_t T, at::Tensor* sin) const {
+  auto pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device())).repeat({B});
+  return rope_cos_sin(pos, sin);
+}
+
+at::Tensor LlamaModel::embed_tokens(const at::Tensor& ids) const {
+  return embed_.index_select(0, ids.reshape({-1}).to(device()))
+      .view({ids.size(0), ids.size(1), config_.hidden_size});
+}
+
+at::Tensor LlamaModel::run_layer(const DecoderLayer& L, const at::Tensor& x,
+                                 const LinearTap* tap) const {
+  at::Tensor sin;
+  auto cos = positions_cos_sin(x.size(0), x.size(1), &sin);
+  return layer_full(L, x, cos, sin, tap);
+}
+
+at::Tensor LlamaModel::attention_block(const DecoderLayer& L, const at::Tensor& h) const {
+  at::Tensor sin;
+  auto cos = positions_cos_sin(h.size(0), h.size(1), &sin);
+  return attention_full(L, h, cos, sin, nullptr);
+}
+
+at::Tensor LlamaModel::mlp_block(const DecoderLayer& L, const at::Tensor& h) const {
+  return L.down.forward(ops::silu_mul(L.gate_up.forward(h)));
+}
+
+LlamaModel LlamaModel::with_layer(int64_t i, DecoderLayer layer) const {
+  SLLM_CHECK(i >= 0 && i < static_cast<int64_t>(layers_.size()), "layer {} out of range", i);
+  auto layers = layers_;
+  layers[i] = std::move(layer);
+  return LlamaModel(config_, embed_, std::move(layers), final_norm_, lm_head_);
 }
 
 at::Tensor LlamaModel::hidden_full(const at::Tensor& ids, bool checkpoint) const {
   SLLM_CHECK(ids.dim() == 2, "forward_full expects ids [batch, seq], got {}",
              c10::str(ids.sizes()));
   const auto& c = config_;
-  const int64_t B = ids.size(0), T = ids.size(1);
-  auto x = embed_.index_select(0, ids.reshape({-1}).to(device())).view({B, T, c.hidden_size});
+  auto x = embed_tokens(ids);
   at::Tensor sin;
-  auto pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device())).repeat({B});
-  auto cos = rope_cos_sin(pos, &sin);
+  auto cos = positions_cos_sin(ids.size(0), ids.size(1), &sin);
   for (const auto& L : layers_) {
     if (checkpoint) {
       // The closure lives in the autograd graph until backward; the model outlives the step.
@@ -258,6 +302,10 @@ LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {
     out.bias = cv(l.bias);
     if (l.format == WeightFormat::nf4) {
       out.nf4 = l.nf4.to(device);
+    } else if (l.format == WeightFormat::intq) {
+      out.intq = l.intq.to(device);
+    } else if (l.format == WeightFormat::int8) {
+      out.int8 = l.int8.to(device);
     } else {
       out.weight = cv(l.weight);
     }

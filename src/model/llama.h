@@ -69,6 +69,21 @@ class LlamaModel {
   const at::Tensor& embed() const { return embed_; }
   const Linear& lm_head() const { return lm_head_; }
 
+  // ---- pieces of the full forward, for layer-by-layer quantization (positions 0..T-1) ----
+  // ids [B, T] -> embeddings [B, T, hidden].
+  at::Tensor embed_tokens(const at::Tensor& ids) const;
+  // Layer L (not necessarily one of this model's) on x [B, T, hidden]; tap, if given, sees the
+  // input of each Linear as it is computed: 0 qkv, 1 o, 2 gate_up, 3 down.
+  using LinearTap = std::function<void(int which, const at::Tensor& input)>;
+  at::Tensor run_layer(const DecoderLayer& L, const at::Tensor& x,
+                       const LinearTap* tap = nullptr) const;
+  // Attention output (after o, before the residual) from the normed input h [B, T, hidden].
+  at::Tensor attention_block(const DecoderLayer& L, const at::Tensor& h) const;
+  // MLP output (after down) from the normed input h.
+  at::Tensor mlp_block(const DecoderLayer& L, const at::Tensor& h) const;
+  // Returns a copy with layer i replaced (the rest shared).
+  LlamaModel with_layer(int64_t i, DecoderLayer layer) const;
+
   // Returns a copy with every weight converted to dtype / moved to device (4-bit weights keep
   // their format and only move; LoRA adapters keep their dtype).
   LlamaModel to(at::ScalarType dtype, at::Device device) const;
@@ -84,7 +99,10 @@ class LlamaModel {
  private:
   at::Tensor rope_cos_sin(const at::Tensor& positions, at::Tensor* sin) const;
   at::Tensor layer_full(const DecoderLayer& L, const at::Tensor& x, const at::Tensor& cos,
-                        const at::Tensor& sin) const;
+                        const at::Tensor& sin, const LinearTap* tap = nullptr) const;
+  at::Tensor attention_full(const DecoderLayer& L, const at::Tensor& h, const at::Tensor& cos,
+                            const at::Tensor& sin, const LinearTap* tap) const;
+  at::Tensor positions_cos_sin(int64_t B, int64_t T, at::Tensor* sin) const;
   at::Tensor attention_step(const at::Tensor& q, const at::Tensor& k_all, const at::Tensor& v_all,
                             const BatchLayout& layout) const;
 

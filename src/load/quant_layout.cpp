@@ -1,0 +1,340 @@
+// Dispatch between the checkpoint layouts of quantized Linears. See quant_layout.h.
+#include "load/quant_layout.h"
+
+#include <ATen/ATen.h>
+
+#include <fmt/ranges.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "io/atomic_write.h"
+#include "load/bnb_layout.h"
+#include "load/tensor_io.h"
+#include "model/llama.h"
+#include "quant/intq.h"
+
+namespace fs = std::filesystem;
+
+namespace sllm::load::quant_layout {
+namespace {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+enum class Stored { dense, nf4, intq, int8 };
+
+const char* stored_name(Stored s) {
+  switch (s) {
+    case Stored::nf4:
+      return "in 4 bits (bitsandbytes)";
+    case Stored::intq:
+      return "as GPTQ/AWQ (qweight)";
+    case Stored::int8:
+      return "as bitsandbytes int8 (SCB)";
+    case Stored::dense:
+      break;
+  }
+  return "dense";
+}
+
+Stored stored_as(const io::SafetensorsSet& set, const std::string& module) {
+  if (bnb::is_4bit(set, module)) return Stored::nf4;
+  if (intq::has_qweight(set, module)) return Stored::intq;
+  if (intq::is_int8(set, module)) return Stored::int8;
+  return Stored::dense;
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  try {
+    return nlohmann::json::parse(io::read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    SLLM_FAIL("{}: invalid JSON ({})", path, e.what());
+  }
+}
+
+std::string config_says(const Scheme& s) {
+  if (s.method.empty()) return "the directory has no quantization_config";
+  const std::string name = s.method == "bnb4"   ? "'bitsandbytes' (4-bit)"
+                           : s.method == "int8" ? "'bitsandbytes' (8-bit)"
+                                                : "'" + s.method + "'";
+  return fmt::format("{} says quant_method {}", s.source, name);
+}
+
+// A quantized module whose model has no bias slot: old GPTQ exporters wrote all-zero biases for
+// every module; anything else would be silently dropped, so it is an error.
+void check_no_bias(const io::SafetensorsSet& set, const std::string& where,
+                   const std::string& module) {
+  const auto* v = set.find(module + ".bias");
+  if (v == nullptr) return;
+  SLLM_CHECK(
+      v->dtype == io::DType::f16 || v->dtype == io::DType::f32 || v->dtype == io::DType::bf16,
+      "{}: tensor '{}.bias' has dtype {}, expected a float type", where, module,
+      io::dtype_name(v->dtype));
+  const bool zero = tensor_from_view(*v).eq(0).all().item<bool>();
+  SLLM_CHECK(zero,
+             "{}: module '{}' has a non-zero bias, but the model config has none for it (sllm "
+             "would drop it)",
+             where, module);
+}
+
+std::string kind_of(const model::Linear& l) {
+  switch (l.format) {
+    case model::WeightFormat::nf4:
+      return "bitsandbytes 4-bit";
+    case model::WeightFormat::int8:
+      return "bitsandbytes int8";
+    case model::WeightFormat::intq:
+      if (l.intq_method == "gptq" || l.intq_method == "rtn") return "GPTQ";
+      if (l.intq_method == "awq") return "AWQ";
+      SLLM_FAIL(
+          "an integer-quantized Linear made by '{}' has no checkpoint layout (gptq, rtn or "
+          "awq)",
+          l.intq_method);
+    case model::WeightFormat::dense:
+      break;
+  }
+  return "";
+}
+
+}  // namespace
+
+// ---- loading ----
+
+Scheme read_scheme(const std::string& dir, const nlohmann::json& config,
+                   const std::string& config_path) {
+  Scheme s;
+  nlohmann::json qc;
+  if (config.contains("quantization_config") && !config["quantization_config"].is_null()) {
+    qc = config["quantization_config"];
+    s.source = config_path;
+  } else {
+    // Separate files of AutoGPTQ (quantize_config.json) and older AutoAWQ (quant_config.json,
+    // with w_bit / q_group_size / version keys).
+    for (const auto& [file, method] :
+         {std::pair<const char*, const char*>{"quantize_config.json", "gptq"},
+          {"quant_config.json", "awq"}}) {
+      const auto p = (fs::path(dir) / file).string();
+      if (!fs::exists(p)) continue;
+      qc = read_json_file(p);
+      SLLM_CHECK(qc.is_object(), "{}: expected a JSON object", p);
+      if (!qc.contains("quant_method")) qc["quant_method"] = method;
+      s.source = p;
+      break;
+    }
+    if (qc.is_null()) return s;
+  }
+  SLLM_CHECK(qc.is_object(), "{}: quantization_config must be an object", s.source);
+  auto is_true = [&](const char* k) {
+    return qc.contains(k) && qc[k].is_boolean() && qc[k].get<bool>();
+  };
+  const bool bnb4 = qc.contains("quant_method") && qc["quant_method"] == "bitsandbytes" &&
+                    !is_true("load_in_8bit") && !is_true("_load_in_8bit");
+  if (bnb4) {
+    bnb::check_quantization_config(qc, s.source);
+    s.method = "bnb4";
+    return s;
+  }
+  s.intq = intq::parse_config(qc, s.source);
+  s.method = s.intq.method;
+  return s;
+}
+
+bool is_quantized(const io::SafetensorsSet& set, const std::string& module) {
+  return stored_as(set, module) != Stored::dense;
+}
+
+std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Scheme& scheme,
+                                         const std::string& where,
+                                         const std::vector<std::string>& parts,
+                                         const std::vector<std::string>& modules,
+                                         const std::vector<std::vector<int64_t>>& shapes,
+                                         at::Tensor bias, at::ScalarType dtype, at::Device device) {
+  std::vector<Stored> kinds;
+  for (const auto& m : modules) kinds.push_back(stored_as(set, m));
+  for (size_t k = 1; k < kinds.size(); ++k) {
+    const Stored a = kinds[0] == Stored::dense ? kinds[k] : kinds[0];
+    const Stored b = kinds[0] == Stored::dense ? kinds[0] : kinds[k];
+    SLLM_CHECK(kinds[k] == kinds[0],
+               "{}: modules {} are stored partly {} and partly {}; sllm fuses them into one "
+               "Linear and needs them stored alike",
+               where, fmt::join(modules, ", "), stored_name(a), stored_name(b));
+  }
+  const Stored kind = kinds[0];
+  if (kind == Stored::dense) return std::nullopt;
+  std::vector<model::LinearPart> lp;
+  for (size_t k = 0; k < modules.size(); ++k) lp.push_back({parts[k], shapes[k][0]});
+  if (bias.defined()) bias = bias.to(device, dtype).contiguous();
+
+  model::Linear l;
+  if (kind == Stored::nf4) {
+    SLLM_CHECK(scheme.method.empty() || scheme.method == "bnb4",
+               "{}: module '{}' is stored in bitsandbytes' 4-bit layout, but {}", where, modules[0],
+               config_says(scheme));
+    std::vector<quant::Nf4Weight> q;
+    for (size_t k = 0; k < modules.size(); ++k)
+      q.push_back(bnb::read_module(set, modules[k], shapes[k]));
+    l = model::make_nf4_linear(std::move(lp), std::move(q), bias);
+    l.nf4 = l.nf4.to(device);
+    return l;
+  }
+  if (kind == Stored::int8) {
+    SLLM_CHECK(scheme.method.empty() || scheme.method == "int8",
+               "{}: module '{}' is stored in bitsandbytes' 8-bit layout (int8 weight + SCB), but "
+               "{}",
+               where, modules[0], config_says(scheme));
+    std::vector<quant::Int8Weight> q;
+    for (size_t k = 0; k < modules.size(); ++k)
+      q.push_back(intq::read_int8(set, modules[k], shapes[k]));
+    l = model::make_int8_linear(std::move(lp), q, bias,
+                                scheme.method.empty() ? 6.0 : scheme.intq.threshold);
+    l.int8 = l.int8.to(device);
+    return l;
+  }
+  SLLM_CHECK(scheme.method == "gptq" || scheme.method == "awq",
+             "{}: module '{}' holds GPTQ/AWQ tensors (qweight), but {}; sllm needs quant_method "
+             "gptq or awq with bits and group_size to read them",
+             where, modules[0], config_says(scheme));
+  std::vector<quant::IntQWeight> q;
+  for (size_t k = 0; k < modules.size(); ++k) {
+    q.push_back(scheme.method == "gptq" ? intq::read_gptq(set, modules[k], shapes[k], scheme.intq)
+                                        : intq::read_awq(set, modules[k], shapes[k], scheme.intq));
+    if (!bias.defined()) check_no_bias(set, where, modules[k]);
+    SLLM_CHECK(q[k].g_idx == q[0].g_idx,
+               "{}: modules '{}' and '{}' have different g_idx (act-order permutations); sllm "
+               "fuses them into one Linear and needs one order",
+               where, modules[0], modules[k]);
+    if (q[k].sym != q[0].sym) q[0].sym = q[k].sym = false;  // AWQ: sym only if all agree
+  }
+  for (auto& w : q) w.sym = q[0].sym;
+  l = model::make_intq_linear(std::move(lp), q, bias,
+                              scheme.method == "awq" ? "awq" : scheme.intq.made_by);
+  l.intq = l.intq.to(device);
+  return l;
+}
+
+// ---- saving ----
+
+NamedTensors hf_tensors(const model::LlamaModel& m, at::ScalarType dtype) {
+  SLLM_CHECK(m.lm_head().format == model::WeightFormat::dense,
+             "a quantized lm_head cannot be saved (the checkpoint layouts keep lm_head dense)");
+  // "<module>.weight" -> the module's quantized tensors, spliced into the dense state dict below.
+  std::map<std::string, NamedTensors> splice;
+  // hf_state_dict() names and orders every tensor; quantized Linears are swapped for dense stubs
+  // of zero columns so that it neither dequantizes them nor needs to know their layouts.
+  const auto stub = m.map_linears([&](int64_t i, const model::Linear& l) {
+    if (l.format == model::WeightFormat::dense) return l;
+    model::Linear d;
+    d.weight = at::empty({l.out_features(), 0}, at::TensorOptions().dtype(dtype));
+    d.bias = l.bias;
+    d.parts = l.parts;
+    if (l.format == model::WeightFormat::nf4) {
+      for (auto& [name, t] : bnb::linear_tensors(i, l, dtype)) splice[name] = std::move(t);
+      return d;
+    }
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    const bool gptq = kind_of(l) == "GPTQ";
+    for (int j = 0; j < static_cast<int>(l.parts.size()); ++j) {
+      const std::string module = prefix + l.parts[j].name;
+      if (l.format == model::WeightFormat::int8) {
+        splice[module + ".weight"] = intq::int8_module_tensors(module, l.int8_part(j));
+        continue;
+      }
+      // GPTQ / AWQ modules carry their own fp16 bias.
+      at::Tensor b;
+      if (l.bias.defined()) b = l.bias.narrow(0, l.part_offset(j), l.parts[j].rows);
+      const auto q = l.intq_part(j);
+      splice[module + ".weight"] =
+          gptq ? intq::gptq_module_tensors(module, q, b) : intq::awq_module_tensors(module, q, b);
+    }
+    if (l.format == model::WeightFormat::intq) d.bias = at::Tensor();
+    return d;
+  });
+  NamedTensors out;
+  size_t spliced = 0;
+  for (auto& [name, t] : stub.hf_state_dict()) {
+    auto it = splice.find(name);
+    if (it == splice.end()) {
+      out.emplace_back(name, t.to(at::kCPU, dtype).contiguous());
+      continue;
+    }
+    for (auto& e : it->second) out.push_back(std::move(e));
+    ++spliced;
+  }
+  SLLM_CHECK(spliced == splice.size(), "{} of {} quantized modules have no place in the state dict",
+             splice.size() - spliced, splice.size());
+  return out;
+}
+
+nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dtype) {
+  std::set<std::string> kinds;
+  std::vector<const model::Linear*> q;                       // quantized Linears
+  std::vector<std::string> dense;                            // full paths of dense decoder modules
+  std::map<int64_t, std::set<std::string>> quantized_names;  // layer -> part names
+  for (size_t i = 0; i < m.layers().size(); ++i) {
+    const auto& L = m.layers()[i];
+    quantized_names[static_cast<int64_t>(i)];
+    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
+      if (l->format == model::WeightFormat::dense) {
+        for (const auto& p : l->parts)
+          dense.push_back("model.layers." + std::to_string(i) + "." + p.name);
+        continue;
+      }
+      kinds.insert(kind_of(*l));
+      q.push_back(l);
+      for (const auto& p : l->parts) quantized_names[static_cast<int64_t>(i)].insert(p.name);
+    }
+  }
+  if (kinds.empty()) return nullptr;
+  SLLM_CHECK(kinds.size() == 1,
+             "the model mixes quantization formats ({}); a checkpoint's quantization_config "
+             "describes one, so it cannot be saved",
+             fmt::join(kinds, ", "));
+  const std::string kind = *kinds.begin();
+  if (kind == "bitsandbytes 4-bit") return bnb::quantization_config(m, dtype);
+  if (kind == "bitsandbytes int8") {
+    std::set<double> th;
+    for (const auto* l : q) th.insert(l->int8.threshold);
+    SLLM_CHECK(th.size() == 1,
+               "the int8 Linears use different outlier thresholds ({}); llm_int8_threshold holds "
+               "one",
+               fmt::join(th, ", "));
+    return intq::int8_config(*th.begin(), dense);
+  }
+  // GPTQ / AWQ: one bits, group size and sym for the whole checkpoint.
+  std::set<int> bits;
+  std::set<bool> sym;
+  std::set<int64_t> gs;
+  bool per_channel = true, act_order = false, all_rtn = true;
+  for (const auto* l : q) {
+    bits.insert(l->intq.bits);
+    sym.insert(l->intq_sym);
+    gs.insert(l->intq.group_size);
+    per_channel = per_channel && l->intq.group_size == l->intq.in;
+    act_order = act_order || l->intq.perm.defined();
+    all_rtn = all_rtn && l->intq_method == "rtn";
+  }
+  SLLM_CHECK(bits.size() == 1 && sym.size() == 1,
+             "the {} Linears differ in bits or symmetry; a quantization_config holds one of each",
+             kind);
+  SLLM_CHECK(per_channel || gs.size() == 1,
+             "the {} Linears use different group sizes ({}); a quantization_config holds one", kind,
+             fmt::join(gs, ", "));
+  const int64_t group_size = per_channel && gs.size() > 1 ? -1 : *gs.begin();
+  if (kind == "AWQ") return intq::awq_config(group_size, dense);
+  std::vector<std::string> in_block;
+  if (!dense.empty()) {
+    const auto& first = quantized_names.begin()->second;
+    for (const auto& [layer, names] : quantized_names)
+      SLLM_CHECK(names == first,
+                 "layer {} quantizes other modules than layer 0; the GPTQ config "
+                 "(modules_in_block_to_quantize) names one set for every layer",
+                 layer);
+    in_block.assign(first.begin(), first.end());
+  }
+  return intq::gptq_config(*bits.begin(), group_size, *sym.begin(), act_order,
+                           all_rtn ? "rtn" : "gptq", in_block);
+}
+
+}  // namespace sllm::load::quant_layout
