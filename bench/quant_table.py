@@ -23,15 +23,16 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from decode_bench import run_sllm  # noqa: E402  (same decode protocol as the decode bench)
 
-METHODS = {  # name -> quantize flags
+METHODS = {  # name -> quantize flags (gptq: act-order on, its default)
     "int8": ["--method", "int8"],
     "rtn-int8-g128": ["--method", "rtn", "--bits", "8", "--group-size", "128"],
-    "rtn-int4-g128-asym": ["--method", "rtn", "--bits", "4", "--group-size", "128"],
-    "rtn-int4-g128-sym": ["--method", "rtn", "--bits", "4", "--group-size", "128", "--sym", "true"],
-    "gptq-int4-g128": ["--method", "gptq", "--bits", "4", "--group-size", "128"],
-    "gptq-int4-g128-act-order": ["--method", "gptq", "--bits", "4", "--group-size", "128",
-                                 "--desc-act"],
-    "awq-int4-g128": ["--method", "awq", "--bits", "4", "--group-size", "128"],
+    "rtn-int4-g128-sym": ["--method", "rtn", "--group-size", "128", "--sym", "true"],
+    "gptq-int4-g128-sym": ["--method", "gptq", "--group-size", "128"],
+    "rtn-int4-g128-asym": ["--method", "rtn", "--group-size", "128"],
+    "gptq-int4-g128-asym": ["--method", "gptq", "--group-size", "128", "--sym", "false"],
+    "rtn-int4-g64-asym": ["--method", "rtn", "--group-size", "64"],
+    "awq-int4-g64": ["--method", "awq", "--group-size", "64"],
+    "gptq-int4-g64-asym": ["--method", "gptq", "--group-size", "64", "--sym", "false"],
     "nf4": ["--method", "nf4"],
 }
 

@@ -91,7 +91,8 @@ struct Reader {
   }
 };
 
-// Group size and count of a module, checked against what sllm's kernels need.
+// Group size and count of a module. GPTQ's g_idx = i / group_size allows a partial last group
+// (SmolLM2's 576 inputs in groups of 128); AWQ's GEMM layout needs whole groups.
 struct Groups {
   int64_t size = 0, count = 0;
 };
@@ -99,11 +100,11 @@ struct Groups {
 Groups groups_of(const Reader& r, const std::string& tensor, const IntQConfig& c, int64_t in) {
   Groups g;
   g.size = c.group_size == -1 ? in : c.group_size;
-  if (g.size <= 0 || in % g.size != 0)
+  if (g.size <= 0 || (c.method == "awq" && in % g.size != 0))
     r.fail(tensor, fmt::format("belongs to a module with in_features {} that group_size {} (from "
-                               "{}) does not divide; sllm needs whole groups",
+                               "{}) does not divide; the AWQ GEMM layout needs whole groups",
                                in, c.group_size, c.source));
-  g.count = in / g.size;
+  g.count = (in + g.size - 1) / g.size;
   return g;
 }
 
@@ -436,9 +437,9 @@ quant::IntQWeight read_gptq(const io::SafetensorsSet& set, const std::string& mo
       trivial = trivial && idx[i] == i / g.size;
     }
     for (int64_t k = 0; k < g.count; ++k)
-      if (count[k] != g.size)
+      if (count[k] != std::min(g.size, in - k * g.size))
         r.fail(gi, fmt::format("puts {} input columns in group {}; sllm needs every group to "
-                               "hold group_size {} columns",
+                               "hold group_size {} columns (the last one what is left)",
                                count[k], k, g.size));
     if (!trivial) q.g_idx = std::move(idx);
   }

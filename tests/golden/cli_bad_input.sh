@@ -77,5 +77,26 @@ expect_error "train: missing data file" "train_missing.jsonl" "${TRAIN[@]}" --da
 expect_error "task eval: malformed line" "train_bad.jsonl:2" "$BIN" eval --model "$MODEL" --task "$T/train_bad.jsonl"
 expect_error "adapter dir missing" "adapter" "$BIN" eval --model "$MODEL" --adapter "$T/nope" --ppl /dev/null
 
+# Quantization.
+printf 'Only a few words of calibration text.\n' > "$T/calib_small.txt"
+expect_error "quantize: unknown method" "unknown --method" "$BIN" quantize --model "$MODEL" --out "$T/q" \
+  --method q3
+expect_error "quantize: too little calibration text" "needs 8192 tokens" "$BIN" quantize --model "$MODEL" \
+  --out "$T/q" --method gptq --calib "$T/calib_small.txt"
+expect_error "quantize: no calibration file" "--calib" "$BIN" quantize --model "$MODEL" --out "$T/q" --method awq
+expect_error "quantize: bits the method lacks" "awq supports --bits 4" "$BIN" quantize --model "$MODEL" \
+  --out "$T/q" --method awq --bits 8 --calib "$T/calib_small.txt"
+expect_error "quantize: group size not dividing" "does not divide the input width 576" "$BIN" quantize \
+  --model "$MODEL" --out "$T/q" --method awq --group-size 128 --calib "$T/calib_small.txt"
+"$BIN" quantize --model "$MODEL" --out "$T/q_rtn" --method rtn --log-level error >/dev/null ||
+  { echo "FAIL quantize rtn"; exit 1; }
+expect_error "quantize: already quantized" "already quantized" "$BIN" quantize --model "$T/q_rtn" \
+  --out "$T/q" --method int8
+SLLM_TEST_DISK_FULL_AFTER=50000000 expect_error "quantize: disk full" "No space left" "$BIN" quantize \
+  --model "$MODEL" --out "$T/q_full" --method rtn
+if [ -e "$T/q_full" ] || ls "$T" | grep -q 'q_full.tmp'; then
+  fails=$((fails + 1)); echo "FAIL quantize: disk full left a directory behind"; ls "$T"
+fi
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
