@@ -1,6 +1,6 @@
 // Op micro-benchmarks at decode shapes of the default model: each sllm op against its
 // plain-libtorch reference, medians of repeated runs in one process.
-//   build/bench/sllm_op_bench [threads]
+//   build/bench/sllm_op_bench [threads] [all|nf4|intq]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -8,10 +8,13 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "kernels/cpu/intq_matmul.h"
 #include "kernels/cpu/nf4.h"
 #include "kernels/cpu/nf4_matmul.h"
+#include "ops/intq.h"
 #include "ops/nf4.h"
 #include "ops/ops.h"
 #include "quant/nf4.h"
@@ -29,11 +32,103 @@ double median_us(const std::function<void()>& f, int reps = 200) {
   std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
   return t[t.size() / 2];
 }
+
+// A random group-wise weight (values, scales and zeros as RTN would give them).
+sllm::ops::IntQTensors random_intq(int64_t out, int64_t in, int bits, int64_t group_size) {
+  const int64_t groups = (in + group_size - 1) / group_size;
+  auto q = at::randint(0, 1 << bits, {out, in}, at::kByte);
+  auto s = at::rand({out, groups}) * 0.01 + 0.001;
+  auto z = at::randint(0, 1 << bits, {out, groups}).to(at::kFloat);
+  return sllm::ops::make_intq_tensors(q.data_ptr<uint8_t>(), s.data_ptr<float>(),
+                                      z.data_ptr<float>(), nullptr, bits, group_size, out, in);
+}
+
+sllm::ops::Int8Tensors random_int8(int64_t out, int64_t in) {
+  auto q = at::randint(-127, 128, {out, in}, at::kChar);
+  auto scb = at::rand({out}) * 0.1 + 0.05;
+  return sllm::ops::make_int8_tensors(q.data_ptr<int8_t>(), scb.data_ptr<float>(), out, in, 6.0);
+}
+
+// Integer-quantized decoder linears (the default model's shapes, group 128), each case over 30
+// distinct weights in turn (one per layer, so nothing stays in cache between calls as in real
+// decode): dense fp32 at::linear vs intq_linear (int4 / int8 storage) and LLM.int8() int8_linear,
+// one row (decode) through 32 (batched decode), and 512-row prefill.
+void bench_intq() {
+  using sllm::ops::intq_linear;
+  constexpr size_t kLayers = 30;
+  fmt::print(
+      "\nint-quantized linears, 30 weights in turn (us per call; speedup = dense f32 / int4)\n"
+      "{:<22} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10}\n",
+      "rows x W[out x in]", "dense f32", "int4 g128", "speedup", "int8 g128", "llm.int8",
+      "int4 dq+mm");
+  for (auto [out, in] : {std::pair<int64_t, int64_t>{576, 576}, {3072, 576}, {576, 1536}}) {
+    std::vector<at::Tensor> dense(kLayers);
+    std::vector<sllm::ops::IntQTensors> w4(kLayers), w8(kLayers);
+    std::vector<sllm::ops::Int8Tensors> i8(kLayers);
+    for (size_t l = 0; l < kLayers; ++l) {
+      dense[l] = (at::randn({out, in}) * 0.05).contiguous();
+      w4[l] = random_intq(out, in, 4, 128);
+      w8[l] = random_intq(out, in, 8, 128);
+      i8[l] = random_int8(out, in);
+    }
+    for (int64_t rows : {1, 2, 4, 8, 16, 32, 48, 64, 512}) {
+      auto xt = at::randn({rows, in});
+      size_t l0 = 0, l1 = 0, l2 = 0, l3 = 0, l4 = 0;
+      const int reps = rows >= 64 ? 20 : 200;
+      const double td = median_us([&] { at::linear(xt, dense[l0++ % kLayers]); }, reps);
+      const double t4 = median_us([&] { intq_linear(xt, w4[l1++ % kLayers], at::Tensor()); }, reps);
+      const double t8 = median_us([&] { intq_linear(xt, w8[l2++ % kLayers], at::Tensor()); }, reps);
+      const double ti =
+          median_us([&] { sllm::ops::int8_linear(xt, i8[l3++ % kLayers], at::Tensor()); }, reps);
+      const double tq = median_us(
+          [&] { at::linear(xt, sllm::ops::intq_dequantize(w4[l4++ % kLayers], at::kFloat)); },
+          reps);
+      fmt::print("{:<22} {:>10.1f} {:>10.1f} {:>7.2f}x {:>10.1f} {:>10.1f} {:>10.1f}\n",
+                 fmt::format("{:>3} x W[{}x{}]", rows, out, in), td, t4, td / t4, t8, ti, tq);
+    }
+  }
+  // One decode token through every decoder linear of the default model (30 layers of fused
+  // qkv 960x576, o 576x576, gate_up 3072x576, down 576x1536), fp32 vs int4 group 128.
+  struct Layer {
+    at::Tensor d[4];
+    sllm::ops::IntQTensors q[4];
+  };
+  const std::pair<int64_t, int64_t> shapes[4] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}};
+  std::vector<Layer> layers(kLayers);
+  for (auto& L : layers)
+    for (int k = 0; k < 4; ++k) {
+      L.d[k] = (at::randn({shapes[k].first, shapes[k].second}) * 0.05).contiguous();
+      L.q[k] = random_intq(shapes[k].first, shapes[k].second, 4, 128);
+    }
+  auto xs = std::vector<at::Tensor>{at::randn({1, 576}), at::randn({1, 1536})};
+  const double tdense = median_us(
+      [&] {
+        for (auto& L : layers)
+          for (int k = 0; k < 4; ++k) at::linear(xs[k == 3], L.d[k]);
+      },
+      30);
+  const double tint4 = median_us(
+      [&] {
+        for (auto& L : layers)
+          for (int k = 0; k < 4; ++k) intq_linear(xs[k == 3], L.q[k], at::Tensor());
+      },
+      30);
+  fmt::print(
+      "\none token, all 120 decoder linears: dense f32 {:.0f} us, int4 g128 {:.0f} us "
+      "({:.2f}x)\n",
+      tdense, tint4, tdense / tint4);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1) at::set_num_threads(std::atoi(argv[1]));
+  const std::string section = argc > 2 ? argv[2] : "all";
   at::NoGradGuard g;
+  if (section == "intq") {
+    fmt::print("threads {}\n", at::get_num_threads());
+    bench_intq();
+    return 0;
+  }
   fmt::print("threads {}\n{:<34} {:>10} {:>10}\n", at::get_num_threads(), "op", "sllm us",
              "ref us");
   auto x = at::randn({1, 576}), w = at::randn({576});
@@ -121,5 +216,6 @@ int main(int argc, char** argv) {
                  fmt::format("{:>2} x W[{}x{}]", rows, out, in), td, tq, tg, to);
     }
   }
+  if (section == "all") bench_intq();
   return 0;
 }

@@ -25,6 +25,7 @@ from decode_bench import run_sllm  # noqa: E402  (same decode protocol as the de
 
 METHODS = {  # name -> quantize flags (gptq: act-order on, its default)
     "int8": ["--method", "int8"],
+    "int8-threshold-1.5": ["--method", "int8", "--threshold", "1.5"],
     "rtn-int8-g128": ["--method", "rtn", "--bits", "8", "--group-size", "128"],
     "rtn-int4-g128-sym": ["--method", "rtn", "--group-size", "128", "--sym", "true"],
     "gptq-int4-g128-sym": ["--method", "gptq", "--group-size", "128"],

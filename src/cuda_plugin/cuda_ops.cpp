@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/fused.h"
+#include "kernels/cuda/intq.h"
 #include "kernels/cuda/nf4.h"
 #include "ops/cuda_plugin.h"
 
@@ -73,7 +74,56 @@ at::Tensor nf4_gemv(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& 
   return y;
 }
 
-const CudaOps kOps{kCudaOpsAbi, rms_norm, silu_mul, nf4_dequantize, nf4_gemv, kc::kNf4GemvMaxRows};
+at::Tensor intq_dequantize(const IntQTensors& w, at::ScalarType dtype) {
+  c10::cuda::CUDAGuard guard(w.qweight.device());
+  auto q = w.qweight.contiguous(), s = w.scales.contiguous(), z = w.zeros.contiguous();
+  at::Tensor perm;
+  if (w.perm.defined()) perm = w.perm.contiguous();
+  auto out = at::empty({w.out, w.in}, w.qweight.options().dtype(dtype));
+  check_launch(
+      kc::intq_dequantize(q.data_ptr<uint8_t>(), s.data_ptr<float>(), z.data_ptr<float>(),
+                          perm.defined() ? perm.data_ptr<int64_t>() : nullptr, w.storage_bits(),
+                          w.group_size, w.out, w.in, out.data_ptr(), dtype_of(dtype), stream()),
+      "intq_dequantize");
+  return out;
+}
+
+at::Tensor intq_gemv(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias) {
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous();
+  auto q = w.qweight.contiguous(), s = w.scales.contiguous(), z = w.zeros.contiguous();
+  at::Tensor bc;
+  if (bias.defined()) bc = bias.reshape({w.out}).to(x.scalar_type()).contiguous();
+  const int64_t rows = x.numel() / w.in;
+  auto y = at::empty({rows, w.out}, x.options());
+  check_launch(kc::intq_gemv(q.data_ptr<uint8_t>(), s.data_ptr<float>(), z.data_ptr<float>(),
+                             w.storage_bits(), w.group_size, xc.data_ptr(),
+                             bc.defined() ? bc.data_ptr() : nullptr, y.data_ptr(), rows, w.out,
+                             w.in, dtype_of(x.scalar_type()), stream()),
+               "intq_gemv");
+  return y;
+}
+
+at::Tensor int8_dequantize(const Int8Tensors& w, at::ScalarType dtype) {
+  c10::cuda::CUDAGuard guard(w.q.device());
+  auto q = w.q.contiguous(), scb = w.scb.contiguous();
+  auto out = at::empty({w.out, w.in}, w.q.options().dtype(dtype));
+  check_launch(kc::int8_dequantize(q.data_ptr<int8_t>(), scb.data_ptr<float>(), w.out, w.in,
+                                   out.data_ptr(), dtype_of(dtype), stream()),
+               "int8_dequantize");
+  return out;
+}
+
+const CudaOps kOps{.abi_version = kCudaOpsAbi,
+                   .rms_norm = rms_norm,
+                   .silu_mul = silu_mul,
+                   .nf4_dequantize = nf4_dequantize,
+                   .nf4_gemv = nf4_gemv,
+                   .nf4_gemv_max_rows = kc::kNf4GemvMaxRows,
+                   .intq_dequantize = intq_dequantize,
+                   .intq_gemv = intq_gemv,
+                   .intq_gemv_max_rows = kc::kIntqGemvMaxRows,
+                   .int8_dequantize = int8_dequantize};
 
 }  // namespace
 }  // namespace sllm::ops

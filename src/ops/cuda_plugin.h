@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "ops/intq.h"
 #include "ops/nf4.h"
 
 namespace sllm::ops {
@@ -20,8 +21,15 @@ struct CudaOps {
   // x with 1..nf4_gemv_max_rows rows; bias may be undefined.
   at::Tensor (*nf4_gemv)(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias);
   int64_t nf4_gemv_max_rows;
+  // [out, in] in dtype (fp32 / fp16 / bf16), perm undone.
+  at::Tensor (*intq_dequantize)(const IntQTensors& w, at::ScalarType dtype);
+  // x [rows, in] contiguous, rows 1..intq_gemv_max_rows, ALREADY in storage column order (x[:,
+  // perm] for act-order weights); bias may be undefined. Returns [rows, out] in x's dtype.
+  at::Tensor (*intq_gemv)(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias);
+  int64_t intq_gemv_max_rows;
+  at::Tensor (*int8_dequantize)(const Int8Tensors& w, at::ScalarType dtype);
 };
-constexpr int kCudaOpsAbi = 1;
+constexpr int kCudaOpsAbi = 2;
 
 // Loads the plugin once (thread-safe) and returns its table, or nullptr when sllm was built
 // without CUDA or the plugin cannot be loaded (the reason is logged at debug level).
