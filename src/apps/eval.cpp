@@ -109,10 +109,14 @@ int run_eval(const nlohmann::json& cfg) {
                cfg["kld_ref"].get<std::string>());
   }
   auto r = perplexity(*m.model, ids, ctx, ref ? ref->model.get() : nullptr);
-  nlohmann::json j = {{"model", m.path},          {"file", path},
-                      {"ctx", ctx},               {"windows", r.windows},
-                      {"tokens", r.tokens},       {"scored_tokens", r.scored},
-                      {"mean_nll", r.mean_nll},   {"perplexity", r.perplexity},
+  nlohmann::json j = {{"model", m.path},
+                      {"file", path},
+                      {"ctx", ctx},
+                      {"windows", r.windows},
+                      {"tokens", r.tokens},
+                      {"scored_tokens", r.scored},
+                      {"mean_nll", r.mean_nll},
+                      {"perplexity", r.perplexity},
                       {"seconds", r.seconds}};
   if (ref) {
     j["kld_ref"] = ref->path;

@@ -41,7 +41,9 @@ std::vector<ModuleInfo> module_formats(const model::LlamaModel& m) {
     out.push_back(dense(p + "input_layernorm.weight", L.attn_norm));
     for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
       for (const auto& part : l->parts)
-        out.push_back({p + part.name, l->format_name(), {part.rows, l->in_features()},
+        out.push_back({p + part.name,
+                       l->format_name(),
+                       {part.rows, l->in_features()},
                        l->weight_bytes() * part.rows / std::max<int64_t>(l->out_features(), 1)});
     out.push_back(dense(p + "post_attention_layernorm.weight", L.ffn_norm));
   }
@@ -138,8 +140,9 @@ int run_info(const nlohmann::json& cfg) {
              config::get<bool>(cfg, "tensors") ? "" : " (--tensors lists each tensor)");
   if (config::get<bool>(cfg, "tensors"))
     for (const auto& mi : modules)
-      fmt::print("  {:<48} {:<14} {:>10}  {}\n", mi.name, fmt::format("[{}]", fmt::join(mi.shape, ", ")),
-                 memory::format_bytes(mi.bytes), mi.format);
+      fmt::print("  {:<48} {:<14} {:>10}  {}\n", mi.name,
+                 fmt::format("[{}]", fmt::join(mi.shape, ", ")), memory::format_bytes(mi.bytes),
+                 mi.format);
   fmt::print("vocab          {} tokens; bos {} eos {} pad {}; add_bos {}\n", t.vocab_size(),
              t.bos_id >= 0 ? t.piece(t.bos_id) : "-", t.eos_id >= 0 ? t.piece(t.eos_id) : "-",
              t.pad_id >= 0 ? t.piece(t.pad_id) : "-", t.add_bos);

@@ -43,15 +43,16 @@ PplResult perplexity(const model::LlamaModel& m, const std::vector<int32_t>& ids
   at::NoGradGuard no_grad;
   for (int64_t w = 0; w < windows; ++w) {
     const int64_t start = w * ctx, len = std::min(ctx, n - start);
-    auto win = at::tensor(std::vector<int64_t>(ids.begin() + start, ids.begin() + start + len),
-                          at::kLong)
-                   .unsqueeze(0);
+    auto win =
+        at::tensor(std::vector<int64_t>(ids.begin() + start, ids.begin() + start + len), at::kLong)
+            .unsqueeze(0);
     auto target = win[0].narrow(0, 1, len - 1);
-    auto logp = at::log_softmax(m.forward_full(win.to(m.device()))[0].narrow(0, 0, len - 1).cpu(), -1);
+    auto logp =
+        at::log_softmax(m.forward_full(win.to(m.device()))[0].narrow(0, 0, len - 1).cpu(), -1);
     nll -= logp.gather(1, target.unsqueeze(1)).sum().item<double>();
     if (ref) {
-      auto ref_logp =
-          at::log_softmax(ref->forward_full(win.to(ref->device()))[0].narrow(0, 0, len - 1).cpu(), -1);
+      auto ref_logp = at::log_softmax(
+          ref->forward_full(win.to(ref->device()))[0].narrow(0, 0, len - 1).cpu(), -1);
       ref_nll -= ref_logp.gather(1, target.unsqueeze(1)).sum().item<double>();
       auto kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1);  // per position
       kld += kl.sum().item<double>();

@@ -171,8 +171,9 @@ int run_quantize(const nlohmann::json& cfg) {
     lo.quantize = method;
     lo.blocksize = config::get<int64_t>(cfg, "blocksize");
     lo.double_quant = parse_bool(cfg["double_quant"], "double-quant");
-    SLLM_CHECK(lo.blocksize >= 64 && lo.blocksize <= 4096 && (lo.blocksize & (lo.blocksize - 1)) == 0,
-               "--blocksize must be a power of two in 64..4096, got {}", lo.blocksize);
+    SLLM_CHECK(
+        lo.blocksize >= 64 && lo.blocksize <= 4096 && (lo.blocksize & (lo.blocksize - 1)) == 0,
+        "--blocksize must be a power of two in 64..4096, got {}", lo.blocksize);
     q = load::load_model(model, lo);
   } else {
     q = base;
@@ -207,7 +208,9 @@ int run_quantize(const nlohmann::json& cfg) {
                       {"method", method},
                       {"scheme", method_line(method, o, cfg)},
                       {"bits", bnb4 ? 4 : o.bits},
-                      {"group_size", bnb4 ? config::get<int64_t>(cfg, "blocksize") : o.group_size},
+                      {"group_size", bnb4 ? nlohmann::json(config::get<int64_t>(cfg, "blocksize"))
+                                     : method == "int8" ? nlohmann::json()  // row-wise
+                                                        : nlohmann::json(o.group_size)},
                       {"quantized_modules", modules},
                       {"quantized_parameters", params},
                       {"size_before_bytes", size_before},

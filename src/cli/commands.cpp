@@ -114,7 +114,8 @@ const std::vector<Command>& commands() {
              {"--static-groups", "static_groups",
               "gptq: true | false: group scales from the original weight"},
              {"--true-sequential", "true_sequential",
-              "gptq: true | false: re-collect inputs after each sub-block (k,v,q -> o -> up,gate -> down)"},
+              "gptq: true | false: re-collect inputs after each sub-block (k,v,q -> o -> up,gate "
+              "-> down)"},
              {"--damp", "damp", "gptq: dampening, fraction of the Hessian's mean diagonal"},
              {"--threshold", "threshold", "int8: outlier threshold on |x| (0: none)"},
              {"--calib", "calib", "calibration text (.txt) or dataset (.jsonl) for gptq / awq"},

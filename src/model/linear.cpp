@@ -269,8 +269,8 @@ Linear make_intq_linear(std::vector<LinearPart> parts, const std::vector<quant::
                      [&](int64_t a, int64_t b) { return q0.g_idx[a] < q0.g_idx[b]; });
     std::vector<int64_t> count(q0.groups(), 0);
     for (auto g : q0.g_idx) {
-      SLLM_CHECK(g >= 0 && g < q0.groups(), "{}: g_idx value {} out of range 0..{}",
-                 parts[0].name, g, q0.groups() - 1);
+      SLLM_CHECK(g >= 0 && g < q0.groups(), "{}: g_idx value {} out of range 0..{}", parts[0].name,
+                 g, q0.groups() - 1);
       ++count[g];
     }
     for (int64_t g = 0; g < q0.groups(); ++g)
@@ -296,9 +296,9 @@ Linear make_intq_linear(std::vector<LinearPart> parts, const std::vector<quant::
   l.format = WeightFormat::intq;
   l.bias = std::move(bias);
   l.parts = std::move(parts);
-  l.intq = ops::make_intq_tensors(vals.data(), scales.data(), zeros.data(),
-                                  perm.empty() ? nullptr : perm.data(), q0.bits, q0.group_size,
-                                  out, in);
+  l.intq =
+      ops::make_intq_tensors(vals.data(), scales.data(), zeros.data(),
+                             perm.empty() ? nullptr : perm.data(), q0.bits, q0.group_size, out, in);
   l.intq_method = std::move(method);
   l.intq_sym = q0.sym;
   return l;

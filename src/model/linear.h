@@ -16,7 +16,7 @@ namespace sllm::quant {
 struct Nf4Weight;
 struct IntQWeight;
 struct Int8Weight;
-}
+}  // namespace sllm::quant
 
 namespace sllm::model {
 

@@ -97,7 +97,8 @@ Int8Weight quantize_int8(const float* w, int64_t out, int64_t in) {
     q.scb[o] = amax;
     const float f = amax > 0.0f ? (1.0f / amax) * 127.0f : 0.0f;
     for (int64_t i = 0; i < in; ++i)
-      q.q[o * in + i] = static_cast<int8_t>(std::clamp(std::nearbyint(row[i] * f), -127.0f, 127.0f));
+      q.q[o * in + i] =
+          static_cast<int8_t>(std::clamp(std::nearbyint(row[i] * f), -127.0f, 127.0f));
   }
   return q;
 }

@@ -13,14 +13,14 @@ namespace sllm::quant {
 // (or i / group_size when g_idx is empty). Scales are rounded to fp16 precision because every
 // checkpoint format stores them in fp16; zeros are integers in [0, 2^bits - 1] held as floats.
 struct IntQWeight {
-  int bits = 4;                 // 2..8
-  int64_t group_size = 128;     // input columns per group (the last may be partial); in: per channel
+  int bits = 4;              // 2..8
+  int64_t group_size = 128;  // input columns per group (the last may be partial); in: per channel
   int64_t out = 0, in = 0;
-  bool sym = false;             // symmetric: every zero is 2^(bits-1)
-  std::vector<uint8_t> q;       // [out * in] row-major, unpacked values in [0, 2^bits)
-  std::vector<float> scales;    // [out * groups] row-major (o, g)
-  std::vector<float> zeros;     // [out * groups]
-  std::vector<int32_t> g_idx;   // [in] group of each input column (GPTQ act-order), or empty
+  bool sym = false;            // symmetric: every zero is 2^(bits-1)
+  std::vector<uint8_t> q;      // [out * in] row-major, unpacked values in [0, 2^bits)
+  std::vector<float> scales;   // [out * groups] row-major (o, g)
+  std::vector<float> zeros;    // [out * groups]
+  std::vector<int32_t> g_idx;  // [in] group of each input column (GPTQ act-order), or empty
 
   int64_t groups() const { return group_size > 0 ? (in + group_size - 1) / group_size : 1; }
   int group_of(int64_t i) const {
@@ -54,8 +54,8 @@ void dequantize(const IntQWeight& q, float* out);
 // w[o, i] ~= q[o, i] * scb[o] / 127. Outlier input columns are handled at matmul time.
 struct Int8Weight {
   int64_t out = 0, in = 0;
-  std::vector<int8_t> q;    // [out * in]
-  std::vector<float> scb;   // [out] row absmax (bitsandbytes "SCB")
+  std::vector<int8_t> q;   // [out * in]
+  std::vector<float> scb;  // [out] row absmax (bitsandbytes "SCB")
 };
 
 // Bit for bit what bitsandbytes stores for a weight w: rows of fp16(w) scaled by 127 / absmax.

@@ -98,8 +98,8 @@ at::Tensor token_sample(const at::Tensor& x, int64_t n) {
 
 quant::IntQWeight awq_quantize(const at::Tensor& w, int bits, int64_t group_size) {
   const int64_t out = w.size(0), in = w.size(1);
-  SLLM_CHECK(in % group_size == 0, "group size {} does not divide the input width {}",
-             group_size, in);
+  SLLM_CHECK(in % group_size == 0, "group size {} does not divide the input width {}", group_size,
+             in);
   auto wg = w.to(at::kFloat).reshape({-1, group_size});
   auto [scale, zero] = asym_params(wg, bits);
   auto q = quantize_groups(wg, scale, zero, bits).to(at::kByte).contiguous();
@@ -199,8 +199,8 @@ model::DecoderLayer awq_layer(const model::LlamaModel& m, const model::DecoderLa
       parts.push_back(awq_quantize(l.dense_part(p), o.bits, o.group_size));
     return model::make_intq_linear(l.parts, parts, l.bias, "awq");
   };
-  return {L.attn_norm, L.ffn_norm, quantize(L.qkv), quantize(L.o), quantize(L.gate_up),
-          quantize(L.down)};
+  return {L.attn_norm,   L.ffn_norm,          quantize(L.qkv),
+          quantize(L.o), quantize(L.gate_up), quantize(L.down)};
 }
 
 }  // namespace sllm::quantize

@@ -11,9 +11,9 @@
 namespace sllm::quantize {
 
 struct CalibOptions {
-  int64_t samples = 32;   // windows
-  int64_t seqlen = 256;   // tokens per window
-  uint64_t seed = 0;      // which windows, when the text holds more than needed
+  int64_t samples = 32;  // windows
+  int64_t seqlen = 256;  // tokens per window
+  uint64_t seed = 0;     // which windows, when the text holds more than needed
 };
 
 // ids [samples, seqlen] int64. The file is tokenized as one stream (a .jsonl file: each record's

@@ -131,10 +131,12 @@ quant::IntQWeight gptq_quantize(const at::Tensor& w_in, const at::Tensor& h_in,
       const double d = hinv1[i][i].item<double>();
       auto e = (wc - dq) / d;
       loss += 0.5 * e.square().sum().item<double>();
-      w1.narrow(1, i, count - i).sub_(e.unsqueeze(1) * hinv1[i].narrow(0, i, count - i).unsqueeze(0));
+      w1.narrow(1, i, count - i)
+          .sub_(e.unsqueeze(1) * hinv1[i].narrow(0, i, count - i).unsqueeze(0));
       err1.select(1, i).copy_(e);
     }
-    if (i2 < in) w.narrow(1, i2, in - i2).sub_(err1.matmul(hinv.narrow(0, i1, count).narrow(1, i2, in - i2)));
+    if (i2 < in)
+      w.narrow(1, i2, in - i2).sub_(err1.matmul(hinv.narrow(0, i1, count).narrow(1, i2, in - i2)));
   }
   if (o.static_groups) {
     for (int64_t g = 0; g < groups; ++g) {

@@ -17,10 +17,10 @@ struct GptqOptions {
   int bits = 4;
   int64_t group_size = 128;  // <= 0: one group per row
   bool sym = true;
-  bool act_order = false;    // desc_act
+  bool act_order = false;  // desc_act
   bool static_groups = false;
-  double damp = 0.01;        // fraction of the mean diagonal added to H
-  int64_t block = 128;       // lazy-update block width
+  double damp = 0.01;   // fraction of the mean diagonal added to H
+  int64_t block = 128;  // lazy-update block width
 };
 
 // Accumulates H = 2/N * sum x x^T over calls (x [..., in], any float dtype), in fp64-stable order.

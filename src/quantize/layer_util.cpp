@@ -17,8 +17,12 @@ model::DecoderLayer dense_copy(const model::DecoderLayer& L) {
       w.push_back(l.dense_part(p).to(at::kFloat));
     return with_weight(l, at::cat(w, 0).contiguous());
   };
-  return {L.attn_norm.to(at::kFloat).clone(), L.ffn_norm.to(at::kFloat).clone(), dense(L.qkv),
-          dense(L.o), dense(L.gate_up), dense(L.down)};
+  return {L.attn_norm.to(at::kFloat).clone(),
+          L.ffn_norm.to(at::kFloat).clone(),
+          dense(L.qkv),
+          dense(L.o),
+          dense(L.gate_up),
+          dense(L.down)};
 }
 
 }  // namespace sllm::quantize

@@ -96,8 +96,8 @@ model::DecoderLayer gptq_layer(const model::LlamaModel& m, const model::DecoderL
     auto q = gptq_quantize(lin.weight, h[s].matrix(), o.gptq);
     linear_of(out, s) = intq_linear_from(lin, q, "gptq");
     lin = with_weight(lin, dequantized(q));
-    bar.update(done + s + 1, fmt::format("layer {}/{} {}", li + 1, m.config().num_layers,
-                                         kStageNames[s]));
+    bar.update(done + s + 1,
+               fmt::format("layer {}/{} {}", li + 1, m.config().num_layers, kStageNames[s]));
   }
   return out;
 }
@@ -145,16 +145,17 @@ std::shared_ptr<const model::LlamaModel> quantize_model(const model::LlamaModel&
   const int64_t layers = m.config().num_layers;
   if (!needs_calibration(o.method)) {
     ProgressBar bar(o.method, layers);
-    auto r = std::make_shared<model::LlamaModel>(m.map_linears([&](int64_t li, const model::Linear& l) {
-      auto q = quantize_plain(l, o);
-      if (l.device().is_cuda()) {  // the kernels run where the model is
-        if (q.format == model::WeightFormat::intq) q.intq = q.intq.to(l.device());
-        if (q.format == model::WeightFormat::int8) q.int8 = q.int8.to(l.device());
-        if (q.bias.defined()) q.bias = q.bias.to(l.device());
-      }
-      if (&l == &m.layers()[li].down) bar.update(li + 1);
-      return q;
-    }));
+    auto r =
+        std::make_shared<model::LlamaModel>(m.map_linears([&](int64_t li, const model::Linear& l) {
+          auto q = quantize_plain(l, o);
+          if (l.device().is_cuda()) {  // the kernels run where the model is
+            if (q.format == model::WeightFormat::intq) q.intq = q.intq.to(l.device());
+            if (q.format == model::WeightFormat::int8) q.int8 = q.int8.to(l.device());
+            if (q.bias.defined()) q.bias = q.bias.to(l.device());
+          }
+          if (&l == &m.layers()[li].down) bar.update(li + 1);
+          return q;
+        }));
     bar.finish();
     return r;
   }

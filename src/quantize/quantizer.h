@@ -17,8 +17,8 @@ namespace sllm::quantize {
 struct QuantizeOptions {
   std::string method = "rtn";  // rtn | int8 | gptq | awq
   int bits = 4;
-  int64_t group_size = 128;    // <= 0: per output channel (rtn, gptq)
-  bool sym = false;            // rtn (gptq: gptq.sym; awq is always asymmetric)
+  int64_t group_size = 128;  // <= 0: per output channel (rtn, gptq)
+  bool sym = false;          // rtn (gptq: gptq.sym; awq is always asymmetric)
   GptqOptions gptq;
   bool true_sequential = true;  // gptq: re-collect inputs after each sub-block is quantized
   AwqOptions awq;

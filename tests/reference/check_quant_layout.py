@@ -12,7 +12,7 @@ here from those layouts, not from sllm's code:
     dense weight; biases are fp16 (GPTQ/AWQ) or dense (int8); the dense tensors (embeddings,
     norms, lm_head) equal the tiny model's; quantization_config says what the layout needs;
   - the unpacked, dequantized weights ((q - zero) * scale in fp32, the v1 zero - 1 undone on the
-    whole int32 word) equal bit for bit the dense weights `sllm convert --dequantize true` writes;
+    whole int32 word) equal bit for bit the dense weights `sllm convert --dequantize` writes;
   - transformers with those unpacked weights in a dense model gives logits within 1e-3 of the
     same model on sllm's dequantized directory, and perplexity within 1e-5 (relative) of
     `sllm eval --ppl` on the quantized directory (sllm's own integer kernels);
@@ -69,9 +69,9 @@ VARIANTS = [
     {"name": "rtn2-llama-untied", "tiny": LLAMA_UNTIED, "layout": "gptq",
      "args": ["--method", "rtn", "--bits", "2", "--group-size", "32"]},
     {"name": "gptq-actorder-qwen2", "tiny": QWEN2, "layout": "gptq",
-     "args": ["--method", "gptq", "--group-size", "32", "--desc-act", *CALIB_ARGS]},
+     "args": ["--method", "gptq", "--group-size", "32", "--desc-act", "true", *CALIB_ARGS]},
     {"name": "gptq-llama-untied", "tiny": LLAMA_UNTIED, "layout": "gptq",
-     "args": ["--method", "gptq", "--group-size", "32", *CALIB_ARGS]},
+     "args": ["--method", "gptq", "--group-size", "32", "--desc-act", "false", *CALIB_ARGS]},
     {"name": "awq-llama", "tiny": LLAMA, "layout": "awq",
      "args": ["--method", "awq", "--group-size", "32", *CALIB_ARGS]},
     {"name": "awq-qwen2-bias", "tiny": QWEN2, "layout": "awq",
@@ -321,7 +321,8 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
     if st is None:
         return
     T, qc, weights, nontrivial = st
-    if "--desc-act" in spec["args"]:
+    args = spec["args"]
+    if "--desc-act" in args and args[args.index("--desc-act") + 1] == "true":
         rep.add(S, "act-order: g_idx permuted", nontrivial > 0 and qc.get("desc_act") is True,
                 f"{nontrivial}/{len(weights)} modules")
 
@@ -331,7 +332,7 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
         ddir = vdir / "sllm_dequantized"
         ok = cp.attempt(rep, f"{S}: sllm convert --dequantize", sllm.run,
                         ["convert", *sllm.model_args(str(qdir)), "--out", str(ddir), "--dtype",
-                         "fp32", "--dequantize", "true"], 300)
+                         "fp32", "--dequantize"], 300)
         if ok is None:
             ddir = None
     if ddir is None:
@@ -368,7 +369,9 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
     cp.check_ppl(rep, S, f"sllm ppl ctx {CTX} = transformers on the unpacked weights", s_ppl,
                  ppl_ref, tol, "hf")
     dense = None
-    if layout != "int8":  # LLM.int8 barely moves perplexity: the weight check above suffices
+    # 8-bit barely moves perplexity: the weight checks above suffice there.
+    bits8 = "--bits" in args and args[args.index("--bits") + 1] == "8"
+    if layout != "int8" and not bits8:
         dense = cp.attempt(rep, f"{S}: sllm eval dense", sllm.eval_ppl, str(tiny), PPL_TEXT, CTX)
     if dense is not None and s_ppl is not None:
         moved = abs(s_ppl["perplexity"] - dense["perplexity"]) / dense["perplexity"]

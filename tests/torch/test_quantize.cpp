@@ -110,7 +110,8 @@ TEST(Awq, QuantizerIsAsymmetricMinMax) {
 }
 
 // Output error of a model against the dense original on random token windows.
-double logits_error(const model::LlamaModel& ref, const model::LlamaModel& m, const at::Tensor& ids) {
+double logits_error(const model::LlamaModel& ref, const model::LlamaModel& m,
+                    const at::Tensor& ids) {
   return (ref.forward_full(ids) - m.forward_full(ids)).square().mean().item<double>();
 }
 
@@ -133,8 +134,8 @@ TEST(QuantizeModel, EveryMethodRunsAndStaysClose) {
     auto q = quantize_model(*m, o, needs_calibration(method) ? calib : at::Tensor());
     for (const auto& L : q->layers())
       for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-        EXPECT_EQ(l->format, o.method == "int8" ? model::WeightFormat::int8
-                                                : model::WeightFormat::intq);
+        EXPECT_EQ(l->format,
+                  o.method == "int8" ? model::WeightFormat::int8 : model::WeightFormat::intq);
     const double err = logits_error(*m, *q, ids);
     EXPECT_LT(err, (o.method == "int8" ? 1e-3 : 0.05) * scale) << method;
     // A quantized model is not quantized again.

@@ -23,7 +23,7 @@ TEST(IntQ, RoundToFp16) {
   // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties go to even (1.0).
   EXPECT_EQ(round_to_fp16(1.0f + std::ldexp(1.0f, -11)), 1.0f);
   EXPECT_EQ(round_to_fp16(1.0f + 3 * std::ldexp(1.0f, -11)), 1.0f + std::ldexp(1.0f, -9));
-  EXPECT_EQ(round_to_fp16(0.1f), 0.0999755859375f);    // fp16(0.1) = 1638 * 2^-14
+  EXPECT_EQ(round_to_fp16(0.1f), 0.0999755859375f);  // fp16(0.1) = 1638 * 2^-14
   EXPECT_EQ(round_to_fp16(-0.1f), -0.0999755859375f);
   EXPECT_EQ(round_to_fp16(3e-8f), std::ldexp(1.0f, -24));  // rounds to the smallest subnormal
   EXPECT_EQ(round_to_fp16(65504.0f), 65504.0f);
