@@ -46,6 +46,8 @@ def main():
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
 
+    if args.out and os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
     rows = []
     for v in args.variants:
         name, _, spec = v.partition("=")
