@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/gemv_common.cuh"
 #include "kernels/cuda/intq.h"
 
 namespace sllm::kernels::cuda {
@@ -27,7 +28,6 @@ __device__ inline int qval(const uint8_t* row, int64_t j, int storage_bits) {
   const uint8_t b = row[j >> 1];
   return (j & 1) ? (b >> 4) : (b & 0x0F);
 }
-
 
 // The 8 weights (as integers) of one step of the vectorised GEMV: 4 bytes (storage 4, element
 // 2k in the low nibble of byte k) or 8 bytes (storage 8).
@@ -97,25 +97,6 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x)
     dst[i] = from_f<T>(static_cast<float>(q[i]) * __ldg(scb + i / in) / 127.f);
-}
-
-constexpr int kGemvWarps = 4;  // output rows per block, one warp each
-
-template <int R>
-__device__ inline void warp_reduce(float (&acc)[R]) {
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffff, acc[r], off);
-}
-
-template <class T, int R>
-__device__ inline void write_rows(const float (&acc)[R], const T* bias, T* y, int64_t out,
-                                  int64_t o) {
-  if ((threadIdx.x & 31) != 0) return;
-  const float b = bias ? to_f(bias[o]) : 0.f;
-#pragma unroll
-  for (int r = 0; r < R; ++r) y[r * out + o] = from_f<T>(acc[r] + b);
 }
 
 // in % 8 == 0, group_size % 8 == 0: each lane takes 8 weights (one group) per step.

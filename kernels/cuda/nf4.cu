@@ -5,12 +5,11 @@
 #include <algorithm>
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/gemv_common.cuh"
 #include "kernels/cuda/nf4.h"
 
 namespace sllm::kernels::cuda {
 namespace {
-
-
 
 // log2(blocksize) for powers of two, else -1 (divide).
 int block_shift(int64_t blocksize) {
@@ -45,25 +44,6 @@ __global__ void __launch_bounds__(kDequantThreads)
     else
       out[e] = from_f<T>(hi);
   }
-}
-
-constexpr int kGemvWarps = 4;  // output rows per block, one warp each
-
-template <int R>
-__device__ inline void warp_reduce(float (&acc)[R]) {
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffff, acc[r], off);
-}
-
-template <class T, int R>
-__device__ inline void write_rows(const float (&acc)[R], const T* bias, T* y, int64_t out,
-                                  int64_t o) {
-  if ((threadIdx.x & 31) != 0) return;
-  const float b = bias ? to_f(bias[o]) : 0.f;
-#pragma unroll
-  for (int r = 0; r < R; ++r) y[r * out + o] = from_f<T>(acc[r] + b);
 }
 
 // in % 8 == 0, blocksize a power of two >= 8: each lane takes 4 packed bytes (8 weights, all in
