@@ -92,7 +92,7 @@ int run_generate(const nlohmann::json& cfg) {
     nlohmann::json j = {{"prompt", prompts[i]},
                         {"text", r.text},
                         {"tokens", r.tokens},
-                        {"finish_reason", r.finish_reason},
+                        {"finish_reason", std::string(engine::to_string(r.finish_reason))},
                         {"prompt_tokens", r.prompt_tokens},
                         {"completion_tokens", r.tokens.size()},
                         {"first_token_ms", r.first_token_ms},

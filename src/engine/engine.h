@@ -3,14 +3,16 @@
 // per-request sampling state. Single-prompt generation is a batch of one.
 #pragma once
 
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "engine/plan/batch_layout.h"
+#include "engine/plan/scheduler.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
 #include "model/llama.h"
@@ -33,10 +35,19 @@ struct Request {
   std::function<void(const std::string&)> on_text;
 };
 
+enum class FinishReason {
+  stop,         // eos or another stop token
+  stop_string,  // a stop string appeared (cut from the text)
+  length,       // max_new_tokens or the context end
+  cancelled,    // Engine::cancel
+};
+// The name reported to users: "stop" (both stop kinds), "length", "cancelled".
+std::string_view to_string(FinishReason r);
+
 struct Result {
   std::vector<int32_t> tokens;  // generated ids (stop token excluded)
   std::string text;
-  std::string finish_reason;  // "stop" (eos, stop token or stop string) | "length"
+  FinishReason finish_reason = FinishReason::stop;
   int64_t prompt_tokens = 0;
   double first_token_ms = 0, total_ms = 0;
 };
@@ -56,6 +67,10 @@ class Engine {
   int64_t submit(Request req);
   // Runs one scheduler step; returns false when nothing is left to do.
   bool step();
+  // Stops a queued or running request now: its KV blocks go back to the pool and its result
+  // (finish reason cancelled) holds what was generated so far. Returns false if it had already
+  // finished. Called from an on_text callback, it takes effect when the step ends.
+  bool cancel(int64_t id);
   bool finished(int64_t id) const;
   Result take_result(int64_t id);
   // Convenience: submit all, run to completion, results in request order.
@@ -67,19 +82,26 @@ class Engine {
 
  private:
   struct Sequence;
-  void admit();
-  void finish(Sequence& s, const std::string& reason);
+  Sequence& sequence(const SeqState* st);
+  // The forward of one step: logits [M, vocab] fp32 on the CPU for x.logits_index.
+  at::Tensor forward(const LayoutIndices& x);
+  // Samples the next token of every chunk that reached its last token; finishes sequences.
+  void sample(const std::vector<Chunk>& chunks, const at::Tensor& logits);
+  // Appends a sampled token; returns why the sequence ends, if it does.
+  std::optional<FinishReason> accept(Sequence& s, int32_t tok);
+  void finish(Sequence& s, FinishReason reason);
   void emit_text(Sequence& s, bool final);
 
   std::shared_ptr<const model::LlamaModel> model_;
   std::shared_ptr<const tok::Tokenizer> tok_;
   EngineOptions opts_;
   std::unique_ptr<kv::KvCache> cache_;
-  std::deque<std::unique_ptr<Sequence>> waiting_;
-  std::vector<std::unique_ptr<Sequence>> running_;
+  std::unique_ptr<Scheduler> sched_;
+  std::map<int64_t, std::unique_ptr<Sequence>> live_;  // queued or running
   std::map<int64_t, Result> done_;
+  std::vector<int64_t> cancels_;  // asked for during a step
+  bool in_step_ = false;
   int64_t next_id_ = 0;
-  int64_t reserved_blocks_ = 0;
   EngineStats stats_;
 };
 

@@ -59,7 +59,8 @@ TEST_F(DefaultModel, AnswersParis) {
   engine::Engine eng(m_->model, m_->tokenizer, {.context = 512});
   auto r = eng.generate({greedy(chat_prompt("What is the capital of France?"), 30)})[0];
   EXPECT_NE(r.text.find("Paris"), std::string::npos) << r.text;
-  EXPECT_EQ(r.finish_reason, "stop");  // ends with <|im_end|>, not by running out of tokens
+  EXPECT_EQ(r.finish_reason,
+            engine::FinishReason::stop);  // ends with <|im_end|>, not by running out of tokens
 }
 
 TEST_F(DefaultModel, BatchOfEightEqualsAlone) {

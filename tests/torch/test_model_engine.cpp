@@ -81,7 +81,7 @@ TEST_P(ModelVariants, EngineGreedyMatchesRecomputation) {
   auto prompt = random_prompt(19, 5);
   auto res = eng.generate({greedy_request(prompt, 12)});
   EXPECT_EQ(res[0].tokens, greedy_reference(*m, prompt, 12));
-  EXPECT_EQ(res[0].finish_reason, "length");
+  EXPECT_EQ(res[0].finish_reason, engine::FinishReason::length);
 }
 
 INSTANTIATE_TEST_SUITE_P(Model, ModelVariants,
@@ -131,7 +131,8 @@ TEST(ModelEngine, StopStringAndLength) {
   std::string streamed;
   r.on_text = [&](const std::string& s) { streamed += s; };
   auto stopped = eng.generate({std::move(r)})[0];
-  EXPECT_EQ(stopped.finish_reason, "stop");
+  EXPECT_EQ(stopped.finish_reason, engine::FinishReason::stop_string);
+  EXPECT_EQ(engine::to_string(stopped.finish_reason), "stop");
   EXPECT_EQ(stopped.text, text.substr(0, text.find(stop)));
   EXPECT_EQ(streamed, stopped.text);
 }
@@ -149,7 +150,126 @@ TEST(ModelEngine, BadRequestsAreErrors) {
   // A prompt near the context end is cut at the context with finish_reason "length".
   auto near = eng.generate({greedy_request(random_prompt(28, 2), 100)})[0];
   EXPECT_EQ(near.tokens.size(), 4u);
-  EXPECT_EQ(near.finish_reason, "length");
+  EXPECT_EQ(near.finish_reason, engine::FinishReason::length);
+  EXPECT_THROW(eng.cancel(12345), Error);  // never submitted
+}
+
+TEST(ModelEngine, FinishReasonNames) {
+  EXPECT_EQ(engine::to_string(engine::FinishReason::stop), "stop");
+  EXPECT_EQ(engine::to_string(engine::FinishReason::stop_string), "stop");
+  EXPECT_EQ(engine::to_string(engine::FinishReason::length), "length");
+  EXPECT_EQ(engine::to_string(engine::FinishReason::cancelled), "cancelled");
+}
+
+// Requests of different lengths; the reference run has no cancellation.
+struct CancelCase {
+  std::shared_ptr<model::LlamaModel> m = fixtures::tiny_model(fixtures::tiny_config(), 21);
+  std::shared_ptr<tok::Tokenizer> tok = fixtures::tiny_tokenizer();
+  engine::EngineOptions opts;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<engine::Result> reference;
+
+  CancelCase() {
+    opts.max_step_tokens = 24;
+    opts.max_seqs = 3;
+    opts.block_size = 4;
+    for (int i = 0; i < 5; ++i) prompts.push_back(random_prompt(4 + 6 * i, 300 + i));
+    engine::Engine eng(m, tok, opts);
+    reference = eng.generate(requests());
+  }
+  std::vector<engine::Request> requests() const {
+    std::vector<engine::Request> r;
+    for (const auto& p : prompts) r.push_back(greedy_request(p, 12));
+    return r;
+  }
+};
+
+TEST(ModelEngine, CancelRunningRequest) {
+  CancelCase c;
+  engine::Engine eng(c.m, c.tok, c.opts);
+  std::vector<int64_t> ids;
+  std::string streamed;
+  auto reqs = c.requests();
+  reqs[1].on_text = [&](const std::string& s) { streamed += s; };
+  for (auto& r : reqs) ids.push_back(eng.submit(std::move(r)));
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(eng.step());
+  ASSERT_FALSE(eng.finished(ids[1]));
+  const auto& mgr = eng.cache().manager();
+  const int32_t used = mgr.stats().used_blocks;
+  EXPECT_TRUE(eng.cancel(ids[1]));
+  ASSERT_TRUE(eng.finished(ids[1]));
+  EXPECT_FALSE(eng.cancel(ids[1]));  // already finished
+  auto cancelled = eng.take_result(ids[1]);
+  EXPECT_EQ(cancelled.finish_reason, engine::FinishReason::cancelled);
+  ASSERT_FALSE(cancelled.tokens.empty());
+  ASSERT_LT(cancelled.tokens.size(), c.reference[1].tokens.size());
+  const auto& ref = c.reference[1].tokens;
+  EXPECT_EQ(cancelled.tokens,
+            std::vector<int32_t>(ref.begin(), ref.begin() + cancelled.tokens.size()));
+  EXPECT_EQ(streamed, cancelled.text);
+  EXPECT_EQ(cancelled.prompt_tokens, static_cast<int64_t>(c.prompts[1].size()));
+  // Its cached tokens (the prompt and all but the last sampled token) freed their blocks.
+  const int64_t cached = c.prompts[1].size() + cancelled.tokens.size() - 1;
+  EXPECT_EQ(mgr.stats().used_blocks,
+            used - kv::BlockManager::blocks_needed(cached, c.opts.block_size));
+  while (eng.step()) {
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i == 1) continue;
+    auto r = eng.take_result(ids[i]);
+    EXPECT_EQ(r.tokens, c.reference[i].tokens) << "request " << i;
+    EXPECT_EQ(r.text, c.reference[i].text) << "request " << i;
+    EXPECT_EQ(r.finish_reason, engine::FinishReason::length);
+  }
+  EXPECT_EQ(mgr.stats().used_blocks, 0);
+  EXPECT_EQ(mgr.num_free_blocks(), mgr.num_blocks());
+}
+
+TEST(ModelEngine, CancelQueuedRequest) {
+  CancelCase c;
+  engine::Engine eng(c.m, c.tok, c.opts);
+  std::vector<int64_t> ids;
+  for (auto& r : c.requests()) ids.push_back(eng.submit(std::move(r)));
+  ASSERT_TRUE(eng.step());  // max_seqs 3: the last two wait
+  EXPECT_TRUE(eng.cancel(ids[4]));
+  auto q = eng.take_result(ids[4]);
+  EXPECT_EQ(q.finish_reason, engine::FinishReason::cancelled);
+  EXPECT_TRUE(q.tokens.empty());
+  EXPECT_TRUE(q.text.empty());
+  while (eng.step()) {
+  }
+  for (size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(eng.take_result(ids[i]).tokens, c.reference[i].tokens) << "request " << i;
+  EXPECT_EQ(eng.cache().manager().stats().used_blocks, 0);
+}
+
+TEST(ModelEngine, CancelFromCallback) {
+  CancelCase c;
+  engine::Engine eng(c.m, c.tok, c.opts);
+  auto reqs = c.requests();
+  std::vector<int64_t> ids(reqs.size());
+  // Request 0 cancels request 2 and itself once it has streamed 3 bytes.
+  std::string streamed;
+  reqs[0].on_text = [&](const std::string& s) {
+    streamed += s;
+    if (streamed.size() >= 3) {
+      eng.cancel(ids[2]);
+      eng.cancel(ids[0]);
+    }
+  };
+  for (size_t i = 0; i < reqs.size(); ++i) ids[i] = eng.submit(std::move(reqs[i]));
+  while (eng.step()) {
+  }
+  auto r0 = eng.take_result(ids[0]);
+  EXPECT_EQ(r0.finish_reason, engine::FinishReason::cancelled);
+  EXPECT_EQ(r0.text, streamed);
+  ASSERT_LT(r0.tokens.size(), c.reference[0].tokens.size());
+  EXPECT_EQ(r0.tokens, std::vector<int32_t>(c.reference[0].tokens.begin(),
+                                            c.reference[0].tokens.begin() + r0.tokens.size()));
+  EXPECT_EQ(eng.take_result(ids[2]).finish_reason, engine::FinishReason::cancelled);
+  for (size_t i : {1, 3, 4})
+    EXPECT_EQ(eng.take_result(ids[i]).tokens, c.reference[i].tokens) << "request " << i;
+  EXPECT_EQ(eng.cache().manager().stats().used_blocks, 0);
 }
 
 TEST(ModelEngine, Bf16CloseToFp32) {
