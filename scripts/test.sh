@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-labels=${SLLM_TEST_LABELS:-unit|model}
+labels=${SLLM_TEST_LABELS:-unit|model|gpu}
 echo "== ctest -L '$labels' (build/)" >&2
 ctest --test-dir build -L "$labels" --output-on-failure -j 2 --timeout 1200
 if [ -z "${SLLM_SKIP_ASAN:-}" ]; then

@@ -1,27 +1,15 @@
-// Errors: one exception type carrying a user-facing message and the source location.
+// Errors: one exception type (sllm::Error, include/sllm/error.h) carrying a user-facing message
+// and the source location.
 // Inside the code throw through SLLM_CHECK / SLLM_FAIL; catch once at the edge (CLI, server).
 #pragma once
 
 #include <fmt/format.h>
 
-#include <stdexcept>
 #include <string>
 
+#include "sllm/error.h"  // the Error class is part of the public API
+
 namespace sllm {
-
-class Error : public std::runtime_error {
- public:
-  Error(std::string message, const char* file, int line)
-      : std::runtime_error(std::move(message)), file_(file), line_(line) {}
-  explicit Error(std::string message) : std::runtime_error(std::move(message)) {}
-
-  // Where the error was raised, for debug logs ("src/io/gguf.cpp:120"); empty if unknown.
-  std::string where() const { return file_ ? fmt::format("{}:{}", file_, line_) : std::string(); }
-
- private:
-  const char* file_ = nullptr;
-  int line_ = 0;
-};
 
 namespace detail {
 [[noreturn]] inline void fail(const char* file, int line, std::string message) {
