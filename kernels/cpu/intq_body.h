@@ -3,10 +3,13 @@
 // instruction set; defines isa::intq_*<SLLM_KERNEL_ISA>. Format and contracts: intq_matmul.h.
 // The SIMD ISAs run only shapes whose groups are whole vectors (intq_matmul.cpp `fit`); the
 // scalar one takes any shape. B is the storage bits (4 or 8).
-// No include guard: one inclusion per ISA translation unit; the headers it needs come first.
+// No include guard: one inclusion per ISA translation unit. The standard headers come first
+// (isa_kernels.h); tile_body.h is included here so that it gets the ISA's target as well.
 #ifndef SLLM_KERNEL_ISA
 #error "define SLLM_KERNEL_ISA (and the matching #pragma GCC target) before including this"
 #endif
+
+#include "kernels/cpu/tile_body.h"
 
 namespace sllm::kernels::cpu::isa {
 namespace {
@@ -218,13 +221,7 @@ void gemm_tile(const IntQView& w, const float* xs, const float* bias, float* y, 
         F wv[O];
 #pragma GCC unroll 4
         for (int k = 0; k < O; ++k) wv[k] = V::mul(V::sub(V::u8_to_f(rows[k] + i), zv[k]), sv[k]);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-          F xv = V::load(xs + r * in + i);
-          if constexpr (O > 1) __asm__("" : "+v"(xv));
-#pragma GCC unroll 4
-          for (int k = 0; k < O; ++k) acc[k][r] = V::fma(wv[k], xv, acc[k][r]);
-        }
+        fma_tile<I, R, O>(wv, xs + i, in, acc);
       }
     }
   }
@@ -270,13 +267,7 @@ void gemm8_gsum_tile(const IntQView& w, const float* x, const float* gsum, const
       F qv[O];
 #pragma GCC unroll 4
       for (int k = 0; k < O; ++k) qv[k] = V::u8_to_f(rows[k] + i);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        F xv = V::load(x + r * in + i);
-        if constexpr (O > 1) __asm__("" : "+v"(xv));
-#pragma GCC unroll 4
-        for (int k = 0; k < O; ++k) p[k][r] = V::fma(qv[k], xv, p[k][r]);
-      }
+      fma_tile<I, R, O>(qv, x + i, in, p);
     }
 #pragma GCC unroll 4
     for (int k = 0; k < O; ++k) {

@@ -40,13 +40,9 @@ const float* intq_group_sums(const IntQView& w, const float* x, int64_t rows) {
 
 }  // namespace isa
 
-namespace {
+using isa::pick;
 
-Isa pick(IntQSimd simd) {
-  if (simd == IntQSimd::kScalar) return Isa::scalar;
-  if (simd != IntQSimd::kAvx2 && intq_has_avx512()) return Isa::avx512;
-  return intq_has_avx2() ? Isa::avx2 : Isa::scalar;
-}
+namespace {
 
 // The widest ISA not above p whose vectors tile every group: weights per SIMD chunk are 32 / 16
 // (storage 4, AVX-512 / AVX2) and 16 / 8 (storage 8).
@@ -60,24 +56,8 @@ Isa fit(Isa p, const IntQView& w) {
 
 }  // namespace
 
-bool intq_has_avx2() {
-#ifdef SLLM_CPU_X86
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-#else
-  return false;
-#endif
-}
-
-bool intq_has_avx512() {
-#ifdef SLLM_CPU_X86
-  static const bool ok =
-      intq_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  return ok;
-#else
-  return false;
-#endif
-}
+bool intq_has_avx2() { return isa::cpu_has_avx2(); }
+bool intq_has_avx512() { return isa::cpu_has_avx512(); }
 
 void intq_dequantize_f32(const IntQView& w, const int64_t* perm, int64_t o0, int64_t o1, float* out,
                          IntQSimd simd) {

@@ -51,6 +51,19 @@ void int8_gemm(const int8_t* w, const float* scb, int64_t out, int64_t in, int64
                const int16_t* x16, const int8_t* qx, const float* sx, const float* bias, float* y,
                int64_t o0, int64_t o1);
 
+// ---- run-time choice (nf4_matmul.cpp) ----
+// Whether this CPU runs the AVX2 + FMA / AVX-512 (F + BW) instantiations.
+bool cpu_has_avx2();
+bool cpu_has_avx512();
+// The widest ISA the CPU has, or the one a test forces (Simd: Nf4Simd or IntQSimd); a forced ISA
+// the CPU lacks falls back to the next narrower one.
+template <class Simd>
+Isa pick(Simd simd) {
+  if (simd == Simd::kScalar) return Isa::scalar;
+  if (simd != Simd::kAvx2 && cpu_has_avx512()) return Isa::avx512;
+  return cpu_has_avx2() ? Isa::avx2 : Isa::scalar;
+}
+
 // ---- scratch buffers and x layouts, plain code in the dispatch files ----
 // A thread-local buffer of at least n floats; `slot` separates buffers used at the same time.
 float* scratch(int slot, int64_t n);

@@ -1,10 +1,13 @@
 // NF4 / FP4 matmul kernel bodies, written once against Vec<I> (vec.h). Included by the ISA
 // translation units (isa_*.cpp) after they enable their instruction set; defines
 // isa::nf4_*<SLLM_KERNEL_ISA>. Format and contracts: nf4_matmul.h.
-// No include guard: one inclusion per ISA translation unit; the headers it needs come first.
+// No include guard: one inclusion per ISA translation unit. The standard headers come first
+// (isa_kernels.h); tile_body.h is included here so that it gets the ISA's target as well.
 #ifndef SLLM_KERNEL_ISA
 #error "define SLLM_KERNEL_ISA (and the matching #pragma GCC target) before including this"
 #endif
+
+#include "kernels/cpu/tile_body.h"
 
 namespace sllm::kernels::cpu::isa {
 namespace {
@@ -144,14 +147,7 @@ void gemm_tile(const uint8_t* packed, const float* absmax, const float* code, in
       F wv[O];
 #pragma GCC unroll 4
       for (int k = 0; k < O; ++k) wv[k] = V::nf4_group(sl[k], packed + (((o + k) * in + i) >> 1));
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        F xv = V::load(xg + r * in + i);
-        // one load for all O outputs (GCC would otherwise fold it into each FMA: O loads)
-        if constexpr (O > 1) __asm__("" : "+v"(xv));
-#pragma GCC unroll 4
-        for (int k = 0; k < O; ++k) acc[k][r] = V::fma(wv[k], xv, acc[k][r]);
-      }
+      fma_tile<I, R, O>(wv, xg + i, in, acc);
     }
     if (i >= in) break;
 #pragma GCC unroll 4

@@ -17,19 +17,7 @@ float* scratch(int slot, int64_t n) {
   return b.data();
 }
 
-}  // namespace isa
-
-namespace {
-
-Isa pick(Nf4Simd simd) {
-  if (simd == Nf4Simd::kScalar) return Isa::scalar;
-  if (simd != Nf4Simd::kAvx2 && nf4_has_avx512()) return Isa::avx512;
-  return nf4_has_avx2() ? Isa::avx2 : Isa::scalar;
-}
-
-}  // namespace
-
-bool nf4_has_avx2() {
+bool cpu_has_avx2() {
 #ifdef SLLM_CPU_X86
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok;
@@ -38,16 +26,23 @@ bool nf4_has_avx2() {
 #endif
 }
 
-bool nf4_has_avx512() {
+bool cpu_has_avx512() {
 #ifdef SLLM_CPU_X86
-  // BW too: the AVX-512 instantiation is compiled for F + BW (shared with the int8 kernels).
+  // BW too: the AVX-512 instantiation is compiled for F + BW (the int8 kernels use it).
   static const bool ok =
-      nf4_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+      cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
   return ok;
 #else
   return false;
 #endif
 }
+
+}  // namespace isa
+
+using isa::pick;
+
+bool nf4_has_avx2() { return isa::cpu_has_avx2(); }
+bool nf4_has_avx512() { return isa::cpu_has_avx512(); }
 
 void nf4_dequantize_f32(const uint8_t* packed, const float* absmax, const float* code,
                         int64_t blocksize, int64_t e0, int64_t e1, float* out, Nf4Simd simd) {

@@ -8,8 +8,8 @@
 // inside a block is vectorised.
 //
 // Each entry point picks the widest path the CPU has at run time (__builtin_cpu_supports):
-// AVX-512 F + BW (the 16-entry code table in one register: one permute per 16 weights; the GEMV with
-// in % 16 == 0 and blocksize % 16 == 0 also skips the nibble shuffle by permuting x once per
+// AVX-512 F + BW (the 16-entry code table in one register: one permute per 16 weights; the GEMV
+// with in % 16 == 0 and blocksize % 16 == 0 also skips the nibble shuffle by permuting x once per
 // call), else AVX2+FMA (two 8-entry permutes and a blend per 8 weights), else a scalar loop that
 // is always compiled.
 // `Nf4Simd` forces one (tests compare them); a forced path the CPU lacks falls back to the next
