@@ -13,6 +13,7 @@
 // forces one (tests compare them); a forced path the CPU lacks falls back to the next narrower
 // one. The SIMD paths need whole vectors per group (storage 4: in and group_size % 32 == 0 for
 // AVX-512, % 16 for AVX2; storage 8: % 16 / % 8); other shapes run the next path that fits.
+// The bodies are shared by all paths (intq_body.h, int8_body.h over vec.h's Vec<Isa>).
 #pragma once
 
 #include <cstdint>

@@ -8,12 +8,13 @@
 // inside a block is vectorised.
 //
 // Each entry point picks the widest path the CPU has at run time (__builtin_cpu_supports):
-// AVX-512F (the 16-entry code table in one register: one permute per 16 weights; the GEMV with
-// in % 16 == 0 and blocksize % 16 == 0 also skips the nibble shuffle by permuting x once per
+// AVX-512 F + BW (the 16-entry code table in one register: one permute per 16 weights; the GEMV
+// with in % 16 == 0 and blocksize % 16 == 0 also skips the nibble shuffle by permuting x once per
 // call), else AVX2+FMA (two 8-entry permutes and a blend per 8 weights), else a scalar loop that
 // is always compiled.
 // `Nf4Simd` forces one (tests compare them); a forced path the CPU lacks falls back to the next
-// narrower one. bf16 dequantization has no AVX-512 variant (kAvx512 runs the AVX2 one).
+// narrower one. bf16 dequantization has no AVX-512 variant (kAvx512 runs the AVX2 one). The
+// bodies are shared by all paths (nf4_body.h over vec.h's Vec<Isa>).
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,7 @@ namespace sllm::kernels::cpu {
 
 enum class Nf4Simd { kAuto, kScalar, kAvx2, kAvx512 };
 
-// Whether the AVX2+FMA / AVX-512F paths can run on this CPU.
+// Whether the AVX2+FMA / AVX-512 (F + BW) paths can run on this CPU.
 bool nf4_has_avx2();
 bool nf4_has_avx512();
 

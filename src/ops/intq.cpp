@@ -1,42 +1,24 @@
+// Integer-quantized ops: tensor checks and the choice of kernel by device and shape (CPU:
+// intq_cpu.cpp, CUDA: the plugin, otherwise floating point); the references are in intq_ref.cpp.
 #include "ops/intq.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/cpu/intq_matmul.h"
 #include "ops/cuda_plugin.h"
+#include "ops/quant_internal.h"
 
 namespace sllm::ops {
-namespace {
 
-namespace kc = kernels::cpu;
+using detail::check;
+using detail::float_type;
+using detail::out_sizes;
 
-// Most rows of x (CPU) that take the fused multi-row kernel; more go to dequantize + GEMM. From
-// bench/op_bench.cpp (30 weights in turn, 2 threads, AVX-512, int4 group 128): at 32 rows the
-// kernel takes 0.5-0.6x the time of dequantize + at::linear at the default model's decode
-// shapes; from 48 rows dequantize + GEMM is as fast or faster.
-constexpr int64_t kCpuGemmSmallMaxRows = 32;
-// Most rows (CPU) that take the int8 multi-row kernel; more go to at::_int_mm (oneDNN's blocked
-// int8 GEMM, VNNI where the CPU has it) and the same epilogue. Measured the same way: the kernel
-// is 1.3-2x faster at 1-4 rows, _int_mm from 6 rows on.
-constexpr int64_t kCpuInt8SmallMaxRows = 4;
-
-bool float_type(at::ScalarType t) {
-  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
-}
-
-std::vector<int64_t> out_sizes(const at::Tensor& x, int64_t out) {
-  auto s = x.sizes().vec();
-  s.back() = out;
-  return s;
-}
-
-void check(const IntQTensors& w) {
+void detail::check(const IntQTensors& w) {
   SLLM_CHECK(w.qweight.defined() && w.scales.defined() && w.zeros.defined(),
              "intq: qweight, scales and zeros must all be set");
   SLLM_CHECK(w.bits >= 2 && w.bits <= 8, "intq: bits must be 2..8 (got {})", w.bits);
@@ -62,7 +44,7 @@ void check(const IntQTensors& w) {
                "intq: perm must be int64 [{}] on the weight's device", w.in);
 }
 
-void check(const Int8Tensors& w) {
+void detail::check(const Int8Tensors& w) {
   SLLM_CHECK(w.q.defined() && w.scb.defined(), "int8: q and scb must both be set");
   SLLM_CHECK(w.out > 0 && w.in > 0, "int8: bad shape [{}, {}]", w.out, w.in);
   SLLM_CHECK(w.q.scalar_type() == at::kChar && w.q.dim() == 2 && w.q.size(0) == w.out &&
@@ -73,6 +55,8 @@ void check(const Int8Tensors& w) {
              "int8: scb must be fp32 with {} values", w.out);
   SLLM_CHECK(w.scb.device() == w.q.device(), "int8: q and scb on different devices");
 }
+
+namespace {
 
 template <class W>
 void check_x(const char* what, const at::Tensor& x, const W& w, const at::Tensor& weight_tensor,
@@ -86,133 +70,17 @@ void check_x(const char* what, const at::Tensor& x, const W& w, const at::Tensor
                w.out);
 }
 
-// Contiguous CPU views of the weight tensors (contiguous() is free when they already are).
-struct Raw {
-  at::Tensor q, s, z;
-  kc::IntQView v;
-  explicit Raw(const IntQTensors& w)
-      : q(w.qweight.contiguous()), s(w.scales.contiguous()), z(w.zeros.contiguous()) {
-    v.q = q.data_ptr<uint8_t>();
-    v.scales = s.data_ptr<float>();
-    v.zeros = z.data_ptr<float>();
-    v.storage_bits = w.storage_bits();
-    v.group_size = w.group_size;
-    v.out = w.out;
-    v.in = w.in;
-  }
-};
-
-at::Tensor bias_f32(const at::Tensor& bias, int64_t out) {
-  return bias.defined() ? bias.reshape({out}).to(at::kFloat).contiguous() : at::Tensor();
-}
-
-const float* ptr_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<float>() : nullptr;
-}
-
-// Dense fp32 [out, in]; perm undone when undo_perm, else in storage column order.
-at::Tensor dequantize_cpu(const IntQTensors& w, bool undo_perm) {
-  const Raw r(w);
-  at::Tensor perm;
-  if (undo_perm && w.perm.defined()) perm = w.perm.contiguous();
-  const int64_t* pp = perm.defined() ? perm.data_ptr<int64_t>() : nullptr;
-  auto out = at::empty({w.out, w.in}, at::kFloat);
-  float* op = out.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, 65536 / w.in);
-  at::parallel_for(0, w.out, grain,
-                   [&](int64_t o0, int64_t o1) { kc::intq_dequantize_f32(r.v, pp, o0, o1, op); });
-  return out;
-}
-
-// x [..., in] as [rows, in] in storage column order (x[:, perm] for act-order weights).
-at::Tensor storage_order(const at::Tensor& x2, const IntQTensors& w) {
-  return w.perm.defined() ? x2.index_select(1, w.perm) : x2;
-}
-
-// A few rows on the CPU: the fused GEMV (1 row) or multi-row kernel over output rows split
-// across threads, fp32 inside.
-at::Tensor fused_cpu(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias,
-                     int64_t rows) {
-  const Raw r(w);
-  auto xf = storage_order(x.reshape({rows, w.in}).to(at::kFloat), w).contiguous();
-  const auto bf = bias_f32(bias, w.out);
-  auto y = at::empty({rows, w.out}, at::kFloat);
-  const float* xp = xf.data_ptr<float>();
-  const float* bp = ptr_or_null(bf);
-  float* yp = y.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(2, 16384 / w.in);
-  at::parallel_for(0, w.out, grain, [&](int64_t o0, int64_t o1) {
-    if (rows == 1)
-      kc::intq_gemv_f32(r.v, xp, bp, yp, o0, o1);
-    else
-      kc::intq_gemm_small_f32(r.v, rows, xp, bp, yp, o0, o1);
-  });
-  return y.to(x.scalar_type()).reshape(out_sizes(x, w.out));
-}
-
 at::Tensor intq_linear_nograd(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias) {
   const int64_t rows = x.numel() / w.in;
   if (rows == 0) return at::empty(out_sizes(x, w.out), x.options());
-  if (x.device().is_cpu() && float_type(x.scalar_type())) {
-    if (rows == 1 || (rows <= kCpuGemmSmallMaxRows && kc::intq_has_avx2()))
-      return fused_cpu(x, w, bias, rows);
-    // dequantize in storage order and gather x instead: no scattered weight writes
-    auto x2 = storage_order(x.reshape({rows, w.in}), w);
-    auto wd = dequantize_cpu(w, false);
-    return at::linear(x2, wd.to(x.scalar_type()), bias).reshape(out_sizes(x, w.out));
-  }
+  if (x.device().is_cpu() && float_type(x.scalar_type()))
+    return detail::intq_linear_cpu(x, w, bias, rows);
   if (x.is_cuda() && float_type(x.scalar_type()) && cuda_ops() &&
       rows <= cuda_ops()->intq_gemv_max_rows) {
-    auto xs = storage_order(x.reshape({rows, w.in}), w).contiguous();
+    auto xs = detail::storage_order(x.reshape({rows, w.in}), w).contiguous();
     return cuda_ops()->intq_gemv(xs, w, bias).reshape(out_sizes(x, w.out));
   }
   return at::linear(x, intq_dequantize(w, x.scalar_type()), bias);
-}
-
-// LLM.int8() on the CPU: x rows quantized to int8 (outlier columns zeroed), int8 x int8 -> int32
-// products scaled by sx * scb / 127^2, the outlier columns added in fp32 with the dequantized
-// weight columns.
-at::Tensor int8_linear_cpu(const at::Tensor& x, const Int8Tensors& w, const at::Tensor& bias,
-                           int64_t rows) {
-  const int64_t in = w.in, out = w.out;
-  auto xf = x.reshape({rows, in}).to(at::kFloat).contiguous();
-  const float* xp = xf.data_ptr<float>();
-  const float thr = static_cast<float>(w.threshold);
-  std::vector<int64_t> idx(static_cast<size_t>(in));
-  const int64_t n_out = thr > 0.f ? kc::int8_outlier_columns(xp, rows, in, thr, idx.data()) : 0;
-  auto qx = at::empty({rows, in}, at::kChar);
-  auto sx = at::empty({rows}, at::kFloat);
-  int8_t* qp = qx.data_ptr<int8_t>();
-  float* sp = sx.data_ptr<float>();
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / in), [&](int64_t r0, int64_t r1) {
-    kc::int8_quantize_rows(xp, in, thr, idx.data(), n_out, qp, sp, r0, r1);
-  });
-  const auto wq = w.q.contiguous();
-  const auto scb = w.scb.contiguous();
-  const int8_t* wp = wq.data_ptr<int8_t>();
-  const float* cp = scb.data_ptr<float>();
-  const auto bf = bias_f32(bias, out);
-  const float* bp = ptr_or_null(bf);
-  auto y = at::empty({rows, out}, at::kFloat);
-  float* yp = y.data_ptr<float>();
-  if (rows <= kCpuInt8SmallMaxRows) {
-    at::parallel_for(0, out, std::max<int64_t>(1, 16384 / in), [&](int64_t o0, int64_t o1) {
-      kc::int8_gemm_small(wp, cp, out, in, rows, qp, sp, bp, yp, o0, o1);
-      if (n_out) kc::int8_outlier_add(wp, cp, out, in, rows, xp, idx.data(), n_out, yp, o0, o1);
-    });
-  } else {
-    const auto acc = at::_int_mm(qx, wq.t());
-    const int32_t* ap = acc.data_ptr<int32_t>();
-    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / out), [&](int64_t r0, int64_t r1) {
-      kc::int8_dequantize_acc(ap, out, sp, cp, bp, yp, r0, r1);
-    });
-    if (n_out) {
-      auto cols = at::from_blob(idx.data(), {n_out}, at::kLong);
-      auto wcols = wq.index_select(1, cols).to(at::kFloat).mul_(scb.unsqueeze(1)).div_(127.f);
-      y.addmm_(xf.index_select(1, cols), wcols.t());
-    }
-  }
-  return y.to(x.scalar_type()).reshape(out_sizes(x, out));
 }
 
 // Other devices (CUDA): the same arithmetic in floating point. x rows are quantized to int8
@@ -241,7 +109,8 @@ at::Tensor int8_linear_emulated(const at::Tensor& x, const Int8Tensors& w, const
 at::Tensor int8_linear_nograd(const at::Tensor& x, const Int8Tensors& w, const at::Tensor& bias) {
   const int64_t rows = x.numel() / w.in;
   if (rows == 0) return at::empty(out_sizes(x, w.out), x.options());
-  if (x.device().is_cpu() && float_type(x.scalar_type())) return int8_linear_cpu(x, w, bias, rows);
+  if (x.device().is_cpu() && float_type(x.scalar_type()))
+    return detail::int8_linear_cpu(x, w, bias, rows);
   return int8_linear_emulated(x, w, bias, rows);
 }
 
@@ -317,7 +186,7 @@ at::Tensor intq_dequantize(const IntQTensors& w, at::ScalarType dtype) {
     return kt == dtype ? out : out.to(dtype);
   }
   if (w.qweight.device().is_cpu()) {
-    auto out = dequantize_cpu(w, true);
+    auto out = detail::intq_dequantize_cpu(w, true);
     return dtype == at::kFloat ? out : out.to(dtype);
   }
   return ref::intq_dequantize(w, dtype);
@@ -383,56 +252,5 @@ at::Tensor int8_linear(const at::Tensor& x, const Int8Tensors& w, const at::Tens
   auto lin = at::linear(x, int8_dequantize(w, x.scalar_type()), bias);
   return lin + (y - lin.detach());
 }
-
-namespace ref {
-
-at::Tensor intq_dequantize(const IntQTensors& w, at::ScalarType dtype) {
-  check(w);
-  at::Tensor q = w.qweight.to(at::kLong);
-  if (w.storage_bits() == 4)
-    q = at::stack({q.bitwise_and(0x0F), q.bitwise_right_shift(4)}, -1).reshape({w.out, w.in});
-  auto s = w.scales.repeat_interleave(w.group_size, 1).narrow(1, 0, w.in);
-  auto z = w.zeros.repeat_interleave(w.group_size, 1).narrow(1, 0, w.in);
-  auto d = (q.to(at::kFloat) - z) * s;  // storage column order
-  if (w.perm.defined()) d = at::zeros_like(d).index_copy_(1, w.perm, d);
-  return d.to(dtype);
-}
-
-at::Tensor intq_linear(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias) {
-  return at::linear(x, ref::intq_dequantize(w, x.scalar_type()), bias);
-}
-
-at::Tensor int8_dequantize(const Int8Tensors& w, at::ScalarType dtype) {
-  check(w);
-  return (w.q.to(at::kFloat) * w.scb.unsqueeze(1) / 127.f).to(dtype);
-}
-
-// bitsandbytes' int8_vectorwise_quant + int8 matmul + mm_dequant, with exact products in fp64.
-at::Tensor int8_linear(const at::Tensor& x, const Int8Tensors& w, const at::Tensor& bias) {
-  check(w);
-  const int64_t rows = x.numel() / w.in;
-  auto xf = x.reshape({rows, w.in}).to(at::kFloat);
-  auto xi = xf;
-  at::Tensor cols;
-  if (w.threshold > 0) {
-    auto big = xf.abs() >= w.threshold;
-    cols = big.any(0).nonzero().reshape({-1});
-    xi = xf.masked_fill(big, 0.0);  // outlier elements leave the row absmax
-  }
-  auto sx = xi.abs().amax(1, true);
-  auto inv = at::where(sx > 0, at::full_like(sx, 127.f) / sx, at::zeros_like(sx));
-  auto xq = at::round(xi * inv);
-  if (cols.defined() && cols.numel() > 0) xq.index_fill_(1, cols, 0.0);
-  auto acc = at::matmul(xq.to(at::kDouble), w.q.to(at::kDouble).t());  // exact integers
-  auto y = acc * sx.to(at::kDouble) * w.scb.to(at::kDouble).unsqueeze(0) / (127.0 * 127.0);
-  if (cols.defined() && cols.numel() > 0)
-    y = y +
-        at::matmul(xf.index_select(1, cols).to(at::kDouble),
-                   ref::int8_dequantize(w, at::kFloat).index_select(1, cols).to(at::kDouble).t());
-  if (bias.defined()) y = y + bias.reshape({w.out}).to(at::kDouble);
-  return y.to(x.scalar_type()).reshape(out_sizes(x, w.out));
-}
-
-}  // namespace ref
 
 }  // namespace sllm::ops

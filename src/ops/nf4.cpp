@@ -1,7 +1,8 @@
+// NF4 / FP4 ops: tensor checks and the choice of kernel by device and shape (CPU: nf4_cpu.cpp,
+// CUDA: the plugin, otherwise dequantize + GEMM); the references are in nf4_ref.cpp.
 #include "ops/nf4.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -9,13 +10,15 @@
 #include <optional>
 
 #include "core/error.h"
-#include "kernels/cpu/nf4_matmul.h"
 #include "ops/cuda_plugin.h"
+#include "ops/quant_internal.h"
 
 namespace sllm::ops {
-namespace {
 
-void check(const Nf4Tensors& w) {
+using detail::check;
+using detail::float_type;
+
+void detail::check(const Nf4Tensors& w) {
   SLLM_CHECK(w.packed.defined() && w.absmax.defined() && w.code.defined(),
              "nf4: packed, absmax and code must all be set");
   SLLM_CHECK(w.out > 0 && w.in > 0 && w.blocksize > 0, "nf4: bad shape [{}, {}] / blocksize {}",
@@ -34,91 +37,7 @@ void check(const Nf4Tensors& w) {
              "nf4: packed, absmax and code on different devices");
 }
 
-// Raw contiguous views of the three tensors (contiguous() is free when they already are).
-struct Raw {
-  at::Tensor packed, absmax, code;
-  explicit Raw(const Nf4Tensors& w)
-      : packed(w.packed.contiguous()), absmax(w.absmax.contiguous()), code(w.code.contiguous()) {}
-  const uint8_t* p() const { return packed.data_ptr<uint8_t>(); }
-  const float* a() const { return absmax.data_ptr<float>(); }
-  const float* c() const { return code.data_ptr<float>(); }
-};
-
-bool float_type(at::ScalarType t) {
-  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
-}
-
-std::vector<int64_t> out_sizes(const at::Tensor& x, int64_t out) {
-  auto s = x.sizes().vec();
-  s.back() = out;
-  return s;
-}
-
-at::Tensor dequantize_cpu(const Nf4Tensors& w, at::ScalarType dtype) {
-  const Raw r(w);
-  const int64_t n = w.out * w.in;
-  constexpr int64_t kGrain = 1 << 16;  // elements per task
-  if (dtype == at::kBFloat16) {
-    auto out = at::empty({w.out, w.in}, at::TensorOptions().dtype(at::kBFloat16));
-    auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
-    at::parallel_for(0, n, kGrain, [&](int64_t e0, int64_t e1) {
-      kernels::cpu::nf4_dequantize_bf16(r.p(), r.a(), r.c(), w.blocksize, e0, e1, op);
-    });
-    return out;
-  }
-  auto out = at::empty({w.out, w.in}, at::TensorOptions().dtype(at::kFloat));
-  float* op = out.data_ptr<float>();
-  at::parallel_for(0, n, kGrain, [&](int64_t e0, int64_t e1) {
-    kernels::cpu::nf4_dequantize_f32(r.p(), r.a(), r.c(), w.blocksize, e0, e1, op);
-  });
-  return dtype == at::kFloat ? out : out.to(dtype);
-}
-
-// One token on the CPU: fp32 GEMV over output rows split across threads.
-at::Tensor gemv_cpu(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias) {
-  const Raw r(w);
-  auto xf = x.reshape({w.in}).to(at::kFloat).contiguous();
-  at::Tensor bf;
-  if (bias.defined()) bf = bias.reshape({w.out}).to(at::kFloat).contiguous();
-  auto y = at::empty({w.out}, at::TensorOptions().dtype(at::kFloat));
-  const float* xp = xf.data_ptr<float>();
-  const float* bp = bf.defined() ? bf.data_ptr<float>() : nullptr;
-  float* yp = y.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, 16384 / w.in);
-  at::parallel_for(0, w.out, grain, [&](int64_t o0, int64_t o1) {
-    kernels::cpu::nf4_gemv_f32(r.p(), r.a(), r.c(), w.blocksize, w.in, xp, bp, yp, o0, o1);
-  });
-  return y.to(x.scalar_type()).reshape(out_sizes(x, w.out));
-}
-
-// Most rows of x (CPU) that take the fused multi-row kernel; more go to dequantize + GEMM.
-// From bench/op_bench.cpp (batched decode, 30 weights in turn, AVX-512, 1 thread): the kernel
-// is 3.5-3.9x faster than dequantize + at::linear at 2 rows, 1.8x at 8, 1.3x at 16, 1.1-1.3x at
-// 32, even at 48 and up to 5% behind at 64 (its cost grows with rows at about the GEMM's rate;
-// what it saves is the dense dequantization of every call). Without AVX2 the kernel's scalar path
-// is no match for dequantize + BLAS, so such CPUs keep dequantize + GEMM.
-constexpr int64_t kCpuGemmSmallMaxRows = 32;
-
-// A few rows on the CPU (batched decode): the fused multi-row GEMM over output columns split
-// across threads; every weight is decoded once per tile of rows instead of dequantizing the
-// whole weight to a dense fp32 copy.
-at::Tensor gemm_small_cpu(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias,
-                          int64_t rows) {
-  const Raw r(w);
-  auto xf = x.reshape({rows, w.in}).to(at::kFloat).contiguous();
-  at::Tensor bf;
-  if (bias.defined()) bf = bias.reshape({w.out}).to(at::kFloat).contiguous();
-  auto y = at::empty({rows, w.out}, at::TensorOptions().dtype(at::kFloat));
-  const float* xp = xf.data_ptr<float>();
-  const float* bp = bf.defined() ? bf.data_ptr<float>() : nullptr;
-  float* yp = y.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(2, 16384 / w.in);
-  at::parallel_for(0, w.out, grain, [&](int64_t o0, int64_t o1) {
-    kernels::cpu::nf4_gemm_small_f32(r.p(), r.a(), r.c(), w.blocksize, w.out, w.in, rows, xp, bp,
-                                     yp, o0, o1);
-  });
-  return y.to(x.scalar_type()).reshape(out_sizes(x, w.out));
-}
+namespace {
 
 // The forward without autograd: fused GEMV / small GEMM for decode-sized x, else dequantize +
 // GEMM.
@@ -132,9 +51,8 @@ at::Tensor linear_nograd(const at::Tensor& x, const Nf4Tensors& w, const at::Ten
                w.out);
   const int64_t rows = x.numel() / w.in;
   if (x.device().is_cpu() && float_type(x.scalar_type())) {
-    if (rows == 1) return gemv_cpu(x, w, bias);
-    if (rows >= 2 && rows <= kCpuGemmSmallMaxRows && kernels::cpu::nf4_has_avx2())
-      return gemm_small_cpu(x, w, bias, rows);
+    auto y = detail::nf4_linear_cpu(x, w, bias, rows);
+    if (y.defined()) return y;
   }
   if (x.is_cuda() && float_type(x.scalar_type()) && cuda_ops() && rows >= 1 &&
       rows <= cuda_ops()->nf4_gemv_max_rows)
@@ -223,7 +141,7 @@ at::Tensor nf4_dequantize(const Nf4Tensors& w, at::ScalarType dtype) {
     auto out = cuda_ops()->nf4_dequantize(w, kt);
     return kt == dtype ? out : out.to(dtype);
   }
-  if (w.packed.device().is_cpu()) return dequantize_cpu(w, dtype);
+  if (w.packed.device().is_cpu()) return detail::nf4_dequantize_cpu(w, dtype);
   return ref::nf4_dequantize(w, dtype);
 }
 
@@ -235,23 +153,5 @@ at::Tensor nf4_linear(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor
                               w);
   return linear_nograd(x, w, bias);
 }
-
-namespace ref {
-at::Tensor nf4_dequantize(const Nf4Tensors& w, at::ScalarType dtype) {
-  check(w);
-  const int64_t n = w.out * w.in;
-  auto p = w.packed.reshape({-1});
-  auto q = at::stack({p.bitwise_right_shift(4), p.bitwise_and(0x0F)}, 1)
-               .reshape({-1})
-               .narrow(0, 0, n)
-               .to(at::kLong);
-  auto scale = w.absmax.repeat_interleave(w.blocksize).narrow(0, 0, n);
-  return (w.code.index_select(0, q) * scale).reshape({w.out, w.in}).to(dtype);
-}
-
-at::Tensor nf4_linear(const at::Tensor& x, const Nf4Tensors& w, const at::Tensor& bias) {
-  return at::linear(x, ref::nf4_dequantize(w, x.scalar_type()), bias);
-}
-}  // namespace ref
 
 }  // namespace sllm::ops

@@ -234,7 +234,17 @@ TEST_P(IntQKernels, Int8MatchScalar) {
       auto ref = acc * s0.to(at::kDouble).unsqueeze(1) * scb.to(at::kDouble) / (127.0 * 127.0) +
                  bias.to(at::kDouble);
       EXPECT_LE(rel_diff(y0, ref), 1e-6);
+      EXPECT_LE(rel_diff(y1, ref), 1e-6);
       EXPECT_LE(rel_diff(y1, y0), 1e-6);
+      // The quantization in plain libtorch: row absmax below the threshold, round half to even,
+      // the outlier columns zeroed.
+      auto xa = x.abs();
+      auto sref = at::where(xa < 5.f, xa, at::zeros_like(xa)).amax(1);
+      auto qref = at::round(x * (127.f / sref).unsqueeze(1)).clamp(-128, 127).to(at::kChar);
+      qref.select(1, 1).zero_();
+      qref.select(1, in - 1).zero_();
+      EXPECT_TRUE(at::equal(s1, sref));
+      EXPECT_TRUE(at::equal(q1, qref));
     }
   }
 }

@@ -107,6 +107,11 @@ TEST_P(Nf4Kernels, MatchScalar) {
     const float* a = w.t.absmax.data_ptr<float>();
     const float* c = w.t.code.data_ptr<float>();
     const int64_t n = s.out * s.in;
+    // The plain-libtorch dequantization every path must reproduce bit for bit.
+    const auto rf = ops::ref::nf4_dequantize(w.t, at::kFloat).reshape({-1});
+    const auto rh = ops::ref::nf4_dequantize(w.t, at::kBFloat16).reshape({-1});
+    const float* rfp = rf.data_ptr<float>();
+    const auto* rhp = reinterpret_cast<const uint16_t*>(rh.data_ptr<at::BFloat16>());
     // Whole range and ranges starting/ending at odd elements and inside blocks.
     for (auto [e0, e1] : std::vector<std::pair<int64_t, int64_t>>{
              {0, n}, {1, n}, {3, n - 1}, {n / 3, n / 2 + 1}, {0, std::min<int64_t>(n, 9)}}) {
@@ -118,12 +123,16 @@ TEST_P(Nf4Kernels, MatchScalar) {
       for (int64_t i = 0; i < n; ++i) {  // only [e0, e1) is written
         if (i < e0 || i >= e1) {
           ASSERT_EQ(fs[i], -7.f) << i;
+          ASSERT_EQ(fv[i], -7.f) << i;
+        } else {
+          ASSERT_EQ(fv[i], rfp[i]) << "f32 vs reference at " << i;
         }
       }
       std::vector<uint16_t> hs(n, 1), hv(n, 1);
       kernels::cpu::nf4_dequantize_bf16(p, a, c, s.blocksize, e0, e1, hs.data(), Nf4Simd::kScalar);
       kernels::cpu::nf4_dequantize_bf16(p, a, c, s.blocksize, e0, e1, hv.data(), simd);
       EXPECT_EQ(hs, hv) << "bf16 [" << e0 << ", " << e1 << ")";
+      for (int64_t i = e0; i < e1; ++i) ASSERT_EQ(hv[i], rhp[i]) << "bf16 vs reference at " << i;
     }
     auto x = at::randn({s.in});
     auto bias = at::randn({s.out});
