@@ -187,14 +187,6 @@ std::string suggest(const std::string& key, const std::vector<std::string>& know
   return best_d <= limit ? best : "";
 }
 
-void deep_merge(json& dst, const json& src) {
-  if (!dst.is_object() || !src.is_object()) {
-    dst = src;
-    return;
-  }
-  for (const auto& [k, v] : src.items()) deep_merge(dst[k], v);
-}
-
 // "a.b": 1 inside a layer means a: {b: 1}; later spellings of the same key win.
 json expand_dotted(const json& v) {
   if (!v.is_object()) return v;
@@ -319,6 +311,14 @@ void flatten_into(const json& v, const std::string& key,
 }
 
 }  // namespace
+
+void deep_merge(json& dst, const json& src) {
+  if (!dst.is_object() || !src.is_object()) {
+    dst = src;
+    return;
+  }
+  for (const auto& [k, v] : src.items()) deep_merge(dst[k], v);
+}
 
 json load_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -31,6 +31,10 @@ nlohmann::json parse_scalar(std::string_view text);
 // Throws sllm::Error for a missing '=' or an empty key / key segment.
 void apply_override(nlohmann::json& cfg, std::string_view assignment);
 
+// Merges src into dst: mappings key by key, recursively; anything else (a list, a scalar, null)
+// replaces what dst holds there. A null in src is a value (an optional key), not a deletion.
+void deep_merge(nlohmann::json& dst, const nlohmann::json& src);
+
 struct Layer {
   std::string source;     // "configs/x.yaml", "override", "command line": named in errors
   nlohmann::json values;  // a mapping; keys may also be dotted ("sampling.top_k": 5)
