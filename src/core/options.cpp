@@ -75,7 +75,7 @@ void emit(const Node& node, const json* value, size_t depth, std::string& out) {
     out += fmt::format("{}{}: {}\n", pad, node.name, yaml_value(value ? *value : o.def));
     return;
   }
-  if (value && value->is_null()) {              // a section turned off
+  if (value && value->is_null()) {  // a section turned off
     out += fmt::format("{}{}: null\n", pad, node.name);
     return;
   }
