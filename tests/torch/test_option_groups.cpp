@@ -30,9 +30,14 @@ TEST(OptionGroups, EveryCommandTableBuilds) {
   }
 }
 
+// A group's struct filled from the group's own defaults tree.
+template <class S>
+S from_defaults(const sllm::options::Group<S>& g) {
+  return g.fill(sllm::options::defaults(g.table()));
+}
+
 TEST(OptionGroups, TableDefaultsAreTheStructDefaults) {
-  const auto e =
-      sllm::apps::engine_group().fill(sllm::options::defaults(sllm::apps::engine_group().table()));
+  const auto e = from_defaults(sllm::apps::engine_group());
   const sllm::engine::EngineOptions e0;
   EXPECT_EQ(e.context, e0.context);
   EXPECT_EQ(e.kv_tokens, e0.kv_tokens);
@@ -40,8 +45,7 @@ TEST(OptionGroups, TableDefaultsAreTheStructDefaults) {
   EXPECT_EQ(e.max_seqs, e0.max_seqs);
   EXPECT_EQ(e.max_step_tokens, e0.max_step_tokens);
 
-  const auto p = sllm::apps::sampling_group().fill(
-      sllm::options::defaults(sllm::apps::sampling_group().table()));
+  const auto p = from_defaults(sllm::apps::sampling_group());
   const sllm::engine::SamplingParams p0;
   EXPECT_EQ(p.temperature, p0.temperature);
   EXPECT_EQ(p.top_k, p0.top_k);
@@ -53,8 +57,7 @@ TEST(OptionGroups, TableDefaultsAreTheStructDefaults) {
   EXPECT_EQ(p.stop, p0.stop);
   EXPECT_EQ(p.ignore_eos, p0.ignore_eos);
 
-  const auto l =
-      sllm::apps::model_group().fill(sllm::options::defaults(sllm::apps::model_group().table()));
+  const auto l = from_defaults(sllm::apps::model_group());
   const sllm::load::LoadOptions l0;
   EXPECT_EQ(l.dtype, l0.dtype);
   EXPECT_EQ(l.device, l0.device);
