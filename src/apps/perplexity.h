@@ -17,9 +17,9 @@ struct PplResult {
   double seconds = 0;
   bool has_ref = false;
   double ref_perplexity = 0;
-  double mean_kld = 0;  // mean over scored positions of KL(P_ref || P_model), nats
+  double mean_kld = 0;       // mean over scored positions of KL(P_ref || P_model), nats
   double max_kld = 0;
-  double same_top = 0;  // % of scored positions where both models' argmax agree
+  double same_top = 0;       // % of scored positions where both models' argmax agree
 };
 
 // BOS (when the model adds one) + the text's tokens; errors if fewer than 2.
@@ -30,7 +30,6 @@ std::vector<int32_t> ppl_tokens(const tok::Tokenizer& t, const std::string& text
 // window's first is scored from the tokens before it in its window. With ref, the same windows
 // run through ref too. label names the progress bar.
 PplResult perplexity(const model::LlamaModel& m, const std::vector<int32_t>& ids, int64_t ctx,
-                     const model::LlamaModel* ref = nullptr,
-                     const std::string& label = "perplexity");
+                     const model::LlamaModel* ref = nullptr, const std::string& label = "perplexity");
 
 }  // namespace sllm::apps
