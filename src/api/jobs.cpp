@@ -7,6 +7,7 @@
 #include "apps/apps.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/options.h"
 
 namespace sllm {
 namespace {
@@ -16,13 +17,8 @@ using nlohmann::json;
 // defaults <- config_file <- overrides <- the struct's fields, as the CLI layers them.
 json resolve(const json& defaults, const std::string& config_file,
              const std::vector<std::string>& overrides, const json& fields) {
-  std::vector<config::Layer> layers;
-  if (!config_file.empty()) layers.push_back({config_file, config::load_file(config_file)});
-  json over = json::object();
-  for (const auto& o : overrides) config::apply_override(over, o);
-  if (!over.empty()) layers.push_back({"override", over});
-  if (!fields.empty()) layers.push_back({"options", fields});
-  return config::resolve(defaults, layers);
+  return config::resolve(defaults,
+                         config::standard_layers(config_file, overrides, fields, "options"));
 }
 
 }  // namespace
@@ -34,8 +30,9 @@ std::string train(const TrainOptions& o) {
   if (!o.output_dir.empty()) f["output_dir"] = o.output_dir;
   if (!o.run_name.empty()) f["run_name"] = o.run_name;
   if (o.max_steps >= 0) f["train"]["max_steps"] = o.max_steps;
-  const json cfg = resolve(o.qlora ? apps::qlora_defaults() : apps::sft_defaults(), o.config_file,
-                           o.overrides, f);
+  const json cfg = resolve(
+      o.qlora ? options::defaults(apps::qlora_options()) : options::defaults(apps::sft_options()),
+      o.config_file, o.overrides, f);
   const int rc = o.qlora ? apps::run_qlora(cfg) : apps::run_sft(cfg);
   SLLM_CHECK(rc == 0, "training ended with status {}", rc);
   return (std::filesystem::path(config::get<std::string>(cfg, "output_dir")) /
@@ -48,7 +45,8 @@ void quantize(const QuantizeOptions& o) {
   if (!o.model.empty()) f["model"] = o.model;
   if (!o.out.empty()) f["out"] = o.out;
   if (!o.calib.empty()) f["calib"] = o.calib;
-  const json cfg = resolve(apps::quantize_defaults(), o.config_file, o.overrides, f);
+  const json cfg =
+      resolve(options::defaults(apps::quantize_options()), o.config_file, o.overrides, f);
   const int rc = apps::run_quantize(cfg);
   SLLM_CHECK(rc == 0, "quantization ended with status {}", rc);
 }

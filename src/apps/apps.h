@@ -1,39 +1,42 @@
-// One recipe per job. Each takes a resolved config (defaults <- file <- command line)
-// and returns the process exit code; errors are thrown as sllm::Error.
+// One recipe per job. Each declares its options (core/options.h: keys, defaults, help, flags),
+// takes a resolved config (defaults <- file <- command line) and returns the process exit code;
+// errors are thrown as sllm::Error.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include "core/options.h"
+
 namespace sllm::apps {
 
-nlohmann::json generate_defaults();
+options::Table generate_options();
 int run_generate(const nlohmann::json& cfg);
 
-nlohmann::json chat_defaults();
+options::Table chat_options();
 int run_chat(const nlohmann::json& cfg);
 
-nlohmann::json tokenize_defaults();
+options::Table tokenize_options();
 int run_tokenize(const nlohmann::json& cfg);
 
-nlohmann::json eval_defaults();
+options::Table eval_options();
 int run_eval(const nlohmann::json& cfg);
 
-nlohmann::json info_defaults();
+options::Table info_options();
 int run_info(const nlohmann::json& cfg);
 
-nlohmann::json convert_defaults();
+options::Table convert_options();
 int run_convert(const nlohmann::json& cfg);
 
-nlohmann::json merge_defaults();
+options::Table merge_options();
 int run_merge(const nlohmann::json& cfg);
 
-nlohmann::json sft_defaults();
+options::Table sft_options();
 int run_sft(const nlohmann::json& cfg);
 
-nlohmann::json qlora_defaults();
+options::Table qlora_options();
 int run_qlora(const nlohmann::json& cfg);
 
-nlohmann::json quantize_defaults();
+options::Table quantize_options();
 int run_quantize(const nlohmann::json& cfg);
 
 }  // namespace sllm::apps

@@ -11,9 +11,11 @@
 
 namespace sllm::apps {
 
-nlohmann::json chat_defaults() {
-  auto d = merged(merged(model_defaults(), engine_defaults()), sampling_defaults());
-  return merged(d, {{"system", nullptr}});
+options::Table chat_options() {
+  return options::join({model_group().table(),
+                        engine_group().table(),
+                        sampling_group().table(),
+                        {{"system", nullptr, "system prompt", "--system"}}});
 }
 
 int run_chat(const nlohmann::json& cfg) {

@@ -13,43 +13,73 @@
 
 namespace sllm::apps {
 
-nlohmann::json merged(nlohmann::json a, const nlohmann::json& b) {
-  // Unlike JSON merge-patch, a null in b is a value (an optional key), not a deletion.
-  for (const auto& [k, v] : b.items()) {
-    if (v.is_object() && a.contains(k) && a[k].is_object()) {
-      a[k] = merged(a[k], v);
-    } else {
-      a[k] = v;
-    }
-  }
-  return a;
+using nlohmann::json;
+
+const options::Group<load::LoadOptions>& model_group() {
+  using G = options::Group<load::LoadOptions>;
+  static const G g{
+      G::plain({"model", nullptr, "GGUF file or Hugging Face model directory", "-m,--model"}),
+      G::with<std::string>(
+          {"dtype", "fp32", "weights/activations dtype: fp32, bf16, fp16", "--dtype"},
+          [](load::LoadOptions& o, const std::string& v) { o.dtype = load::parse_dtype(v); }),
+      G::with<std::string>(
+          {"device", "cpu", "cpu, cuda or cuda:N", "--device"},
+          [](load::LoadOptions& o, const std::string& v) { o.device = load::parse_device(v); }),
+      G::plain({"threads", 0, "CPU threads (0: libtorch default)", "--threads"}),
+      G::plain({"adapter", nullptr, "LoRA adapter directory (PEFT layout) applied to the model",
+                "--adapter"}),
+  };
+  return g;
 }
 
-nlohmann::json model_defaults() {
-  return {{"model", nullptr},
-          {"adapter", nullptr},
-          {"dtype", "fp32"},
-          {"device", "cpu"},
-          {"threads", 0}};
+const options::Group<engine::EngineOptions>& engine_group() {
+  using G = options::Group<engine::EngineOptions>;
+  using E = engine::EngineOptions;
+  static const G g{
+      G::member({"ctx", 0, "context length per sequence (0: the model's)", "--ctx"}, &E::context),
+      G::member({"engine.max_seqs", 16, "sequences decoded together", "--max-seqs"}, &E::max_seqs),
+      G::member({"engine.block_size", 16, "KV cache block size in tokens", "--block-size"},
+                &E::block_size),
+      G::member({"engine.max_step_tokens", 512,
+                 "tokens per engine step (longer prompts are prefilled in chunks)"},
+                &E::max_step_tokens),
+      G::member({"engine.kv_tokens", 0, "KV cache pool in tokens (0: one full context)"},
+                &E::kv_tokens),
+  };
+  return g;
 }
 
-nlohmann::json engine_defaults() {
-  return {{"ctx", 0},
-          {"engine",
-           {{"block_size", 16}, {"max_seqs", 16}, {"max_step_tokens", 512}, {"kv_tokens", 0}}}};
-}
-
-nlohmann::json sampling_defaults() {
-  return {{"sampling",
-           {{"temperature", 0.7},
-            {"top_k", 0},
-            {"top_p", 1.0},
-            {"min_p", 0.0},
-            {"repetition_penalty", 1.0},
-            {"seed", 42},
-            {"max_new_tokens", 256},
-            {"stop", nlohmann::json::array()},
-            {"ignore_eos", false}}}};
+const options::Group<engine::SamplingParams>& sampling_group() {
+  using G = options::Group<engine::SamplingParams>;
+  using P = engine::SamplingParams;
+  static const G g{
+      G::member({"sampling.temperature", 0.7, "0 = greedy", "--temperature"}, &P::temperature),
+      G::member({"sampling.top_k", 0, "keep the k most likely tokens (0: off)", "--top-k"},
+                &P::top_k),
+      G::member({"sampling.top_p", 1.0, "nucleus sampling mass (1: off)", "--top-p"}, &P::top_p),
+      G::member(
+          {"sampling.min_p", 0.0, "drop tokens below min_p x the best probability", "--min-p"},
+          &P::min_p),
+      G::member({"sampling.repetition_penalty", 1.0, "1: off", "--repetition-penalty"},
+                &P::repetition_penalty),
+      // Any integer seeds the generator (a negative one wraps).
+      G::with<int64_t>({"sampling.seed", 42, "random seed", "--seed"},
+                       [](P& p, int64_t v) { p.seed = static_cast<uint64_t>(v); }),
+      G::member(
+          {"sampling.max_new_tokens", 256, "tokens to generate at most", "-n,--max-new-tokens"},
+          &P::max_new_tokens),
+      G::with<json>({"sampling.stop", json::array(), "stop string (repeatable)", "--stop"},
+                    [](P& p, const json& v) {
+                      for (const auto& s : v) {
+                        SLLM_CHECK(s.is_string(), "sampling.stop must be a list of strings");
+                        p.stop.push_back(s.get<std::string>());
+                      }
+                    }),
+      G::member(
+          {"sampling.ignore_eos", false, "keep generating past end-of-sequence", "--ignore-eos"},
+          &P::ignore_eos),
+  };
+  return g;
 }
 
 load::LoadedModel load_from_config(const nlohmann::json& cfg) {
@@ -58,9 +88,7 @@ load::LoadedModel load_from_config(const nlohmann::json& cfg) {
   SLLM_CHECK(cfg["model"].is_string(),
              "no model given: pass --model <file.gguf | hf-directory> (run scripts/setup.sh for "
              "the default model, models/SmolLM2-135M-Instruct.Q4_1.gguf)");
-  load::LoadOptions o;
-  o.dtype = load::parse_dtype(config::get<std::string>(cfg, "dtype"));
-  o.device = load::parse_device(config::get<std::string>(cfg, "device"));
+  const auto o = model_group().fill(cfg);
   Timer t;
   auto m = load::load_model(cfg["model"].get<std::string>(), o);
   log::info("loaded {} ({}, {} layers) in {:.2f} s", m.display_name, m.format,
@@ -75,30 +103,10 @@ load::LoadedModel load_from_config(const nlohmann::json& cfg) {
   return m;
 }
 
-engine::EngineOptions engine_options(const nlohmann::json& cfg) {
-  engine::EngineOptions e;
-  e.context = config::get<int64_t>(cfg, "ctx");
-  e.block_size = static_cast<int32_t>(config::get<int64_t>(cfg, "engine.block_size"));
-  e.max_seqs = config::get<int64_t>(cfg, "engine.max_seqs");
-  e.max_step_tokens = config::get<int64_t>(cfg, "engine.max_step_tokens");
-  e.kv_tokens = config::get<int64_t>(cfg, "engine.kv_tokens");
-  return e;
-}
+engine::EngineOptions engine_options(const nlohmann::json& cfg) { return engine_group().fill(cfg); }
 
 engine::SamplingParams sampling_params(const nlohmann::json& cfg) {
-  engine::SamplingParams p;
-  p.temperature = config::get<double>(cfg, "sampling.temperature");
-  p.top_k = config::get<int64_t>(cfg, "sampling.top_k");
-  p.top_p = config::get<double>(cfg, "sampling.top_p");
-  p.min_p = config::get<double>(cfg, "sampling.min_p");
-  p.repetition_penalty = config::get<double>(cfg, "sampling.repetition_penalty");
-  p.seed = static_cast<uint64_t>(config::get<int64_t>(cfg, "sampling.seed"));
-  p.max_new_tokens = config::get<int64_t>(cfg, "sampling.max_new_tokens");
-  for (const auto& s : cfg["sampling"]["stop"]) {
-    SLLM_CHECK(s.is_string(), "sampling.stop must be a list of strings");
-    p.stop.push_back(s.get<std::string>());
-  }
-  p.ignore_eos = config::get<bool>(cfg, "sampling.ignore_eos");
+  const auto p = sampling_group().fill(cfg);
   p.validate();
   return p;
 }

@@ -6,20 +6,21 @@
 
 #include <string>
 
+#include "core/options.h"
 #include "engine/engine.h"
 #include "load/loader.h"
 #include "tokenizer/chat_template.h"
 
 namespace sllm::apps {
 
-// Default (schema) trees merged into each command's defaults.
-nlohmann::json model_defaults();     // model, dtype, device, threads
-nlohmann::json engine_defaults();    // ctx, engine.{block_size,max_seqs,max_step_tokens,kv_tokens}
-nlohmann::json sampling_defaults();  // sampling.{temperature,top_k,top_p,min_p,...}
+// Option groups shared by the commands (core/options.h), each with the struct it fills.
+const options::Group<load::LoadOptions>& model_group();          // model, dtype, device, threads
+const options::Group<engine::EngineOptions>& engine_group();     // ctx, engine.*
+const options::Group<engine::SamplingParams>& sampling_group();  // sampling.*
 
 load::LoadedModel load_from_config(const nlohmann::json& cfg);
 engine::EngineOptions engine_options(const nlohmann::json& cfg);
-engine::SamplingParams sampling_params(const nlohmann::json& cfg);
+engine::SamplingParams sampling_params(const nlohmann::json& cfg);  // validated
 
 // Chat messages -> ids with the model's template and the generation prompt (BOS when the
 // model wants one and the template does not write it).
@@ -30,8 +31,5 @@ std::vector<int32_t> encode_prompt(const tok::Tokenizer& t, const std::string& t
                                    const std::string& system);
 // "auto" -> whether the model carries a chat template; "true"/"false" as given.
 bool use_chat_template(const tok::Tokenizer& t, const nlohmann::json& value);
-
-// Merges b into a (objects recursively).
-nlohmann::json merged(nlohmann::json a, const nlohmann::json& b);
 
 }  // namespace sllm::apps

@@ -9,8 +9,12 @@
 
 namespace sllm::apps {
 
-nlohmann::json convert_defaults() {
-  return merged(model_defaults(), {{"out", nullptr}, {"dequantize", false}});
+options::Table convert_options() {
+  return options::join(
+      {model_group().table(),
+       {{"out", nullptr, "output directory (must not exist)", "-o,--out"},
+        {"dequantize", false, "write quantized Linears dense (no quantization_config)",
+         "--dequantize"}}});
 }
 
 int run_convert(const nlohmann::json& cfg) {

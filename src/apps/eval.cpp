@@ -21,18 +21,24 @@ namespace fs = std::filesystem;
 
 namespace sllm::apps {
 
-nlohmann::json eval_defaults() {
-  return merged(model_defaults(), {{"ppl", nullptr},
-                                   {"ctx", 512},
-                                   {"json", false},
-                                   {"task", nullptr},
-                                   {"report", nullptr},
-                                   {"limit", 0},
-                                   {"max_new_tokens", 128},
-                                   {"max_seqs", 16},
-                                   {"chat_template", "auto"},
-                                   {"system", ""},
-                                   {"kld_ref", nullptr}});
+options::Table eval_options() {
+  return options::join(
+      {model_group().table(),
+       {{"ppl", nullptr, "text file to score (perplexity)", "--ppl"},
+        {"ctx", 512, "window length in tokens (perplexity)", "--ctx"},
+        {"kld_ref", nullptr,
+         "reference model (e.g. the unquantized one): mean KL divergence and same-top-token % on "
+         "the --ppl text",
+         "--kld-ref"},
+        {"task", nullptr, "JSONL task file: prompt/completion or messages (accuracy)", "--task"},
+        {"report", nullptr, "where the failure report goes (default <task>.eval.md)", "--report"},
+        {"limit", 0, "score only the first N items", "--limit"},
+        {"max_new_tokens", 128, "answer length limit", "-n,--max-new-tokens"},
+        {"chat_template", "auto", "auto | true | false, as in training", "--chat-template"},
+        {"json", false, "JSON output", "--json"},
+        {"max_seqs", 16, "task answers decoded together"},
+        {"system", "",
+         "system prompt of chat-wrapped task prompts (\"\": the template's default)"}}});
 }
 
 namespace {

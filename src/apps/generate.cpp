@@ -15,14 +15,18 @@
 
 namespace sllm::apps {
 
-nlohmann::json generate_defaults() {
-  auto d = merged(merged(model_defaults(), engine_defaults()), sampling_defaults());
-  return merged(d, {{"prompt", nullptr},
-                    {"prompt_file", nullptr},
-                    {"system", nullptr},
-                    {"chat_template", "auto"},
-                    {"output", nullptr},
-                    {"json", false}});
+options::Table generate_options() {
+  return options::join(
+      {model_group().table(),
+       engine_group().table(),
+       sampling_group().table(),
+       {{"prompt", nullptr, "prompt text", "-p,--prompt"},
+        {"prompt_file", nullptr, "text file (one prompt) or .jsonl (a batch)", "-f,--prompt-file"},
+        {"system", nullptr, "system prompt (with the chat template)", "--system"},
+        {"chat_template", "auto",
+         "auto | true | false: wrap the prompt in the model's chat template", "--chat-template"},
+        {"output", nullptr, "write JSONL results here", "-o,--output"},
+        {"json", false, "print results as JSON", "--json"}}});
 }
 
 namespace {

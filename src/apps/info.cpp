@@ -15,8 +15,13 @@
 
 namespace sllm::apps {
 
-nlohmann::json info_defaults() {
-  return merged(model_defaults(), {{"ctx", 0}, {"batch", 1}, {"json", false}, {"tensors", false}});
+options::Table info_options() {
+  return options::join(
+      {model_group().table(),
+       {{"ctx", 0, "context for the KV estimate (0: the model's)", "--ctx"},
+        {"batch", 1, "sequences for the KV estimate", "--batch"},
+        {"tensors", false, "list every tensor with its shape and format", "--tensors"},
+        {"json", false, "JSON output", "--json"}}});
 }
 
 namespace {

@@ -10,7 +10,10 @@
 
 namespace sllm::apps {
 
-nlohmann::json merge_defaults() { return merged(model_defaults(), {{"out", nullptr}}); }
+options::Table merge_options() {
+  return options::join(
+      {model_group().table(), {{"out", nullptr, "output directory (must not exist)", "-o,--out"}}});
+}
 
 int run_merge(const nlohmann::json& cfg) {
   SLLM_CHECK(cfg["adapter"].is_string(), "give the adapter directory with --adapter DIR");

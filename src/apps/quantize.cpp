@@ -43,6 +43,20 @@ bool parse_bool(const nlohmann::json& v, const char* key) {
   return v == "true";
 }
 
+const options::Group<quantize::CalibOptions>& calib_group() {
+  using G = options::Group<quantize::CalibOptions>;
+  using C = quantize::CalibOptions;
+  static const G g{
+      G::plain({"calib", nullptr, "calibration text (.txt) or dataset (.jsonl) for gptq / awq",
+                "--calib"}),
+      G::member({"calib_samples", 32, "calibration windows", "--calib-samples"}, &C::samples),
+      G::member({"calib_seqlen", 256, "tokens per calibration window", "--calib-seqlen"},
+                &C::seqlen),
+      G::member({"seed", 0, "which calibration windows", "--seed"}, &C::seed),
+  };
+  return g;
+}
+
 quantize::QuantizeOptions options_from(const nlohmann::json& cfg, const std::string& method) {
   quantize::QuantizeOptions o;
   o.method = method;
@@ -90,25 +104,30 @@ std::string method_line(const std::string& method, const quantize::QuantizeOptio
 
 }  // namespace
 
-nlohmann::json quantize_defaults() {
-  return merged(model_defaults(), {{"method", nullptr},
-                                   {"out", nullptr},
-                                   {"bits", 0},
-                                   {"group_size", 128},
-                                   {"sym", nullptr},
-                                   {"desc_act", "true"},
-                                   {"static_groups", "false"},
-                                   {"true_sequential", "true"},
-                                   {"damp", 0.01},
-                                   {"threshold", 6.0},
-                                   {"calib", nullptr},
-                                   {"calib_samples", 32},
-                                   {"calib_seqlen", 256},
-                                   {"seed", 0},
-                                   {"ppl", nullptr},
-                                   {"ctx", 512},
-                                   {"double_quant", "true"},
-                                   {"blocksize", 64}});
+options::Table quantize_options() {
+  return options::join(
+      {model_group().table(),
+       {{"method", nullptr, "rtn | int8 | gptq | awq | nf4 | fp4", "--method"},
+        {"out", nullptr, "output directory (must not exist)", "-o,--out"},
+        {"bits", 0, "rtn: 2, 4, 8; gptq: 2, 4, 8; awq: 4 (0: 4, or 8 for int8)", "--bits"},
+        {"group_size", 128, "input columns per scale (-1: per output channel)", "--group-size"},
+        {"sym", nullptr, "true | false: symmetric (no zero points); gptq default true", "--sym"},
+        {"desc_act", "true",
+         "gptq: true | false: act-order, columns in decreasing Hessian diagonal", "--desc-act"},
+        {"static_groups", "false", "gptq: true | false: group scales from the original weight",
+         "--static-groups"},
+        {"true_sequential", "true",
+         "gptq: true | false: re-collect inputs after each sub-block (k,v,q -> o -> up,gate -> "
+         "down)",
+         "--true-sequential"},
+        {"damp", 0.01, "gptq: dampening, fraction of the Hessian's mean diagonal", "--damp"},
+        {"threshold", 6.0, "int8: outlier threshold on |x| (0: none)", "--threshold"}},
+       calib_group().table(),
+       {{"ppl", nullptr, "text file: perplexity before/after and KL divergence", "--ppl"},
+        {"ctx", 512, "perplexity window length", "--ctx"},
+        {"double_quant", "true", "nf4/fp4: true | false: also quantize the absmax values",
+         "--double-quant"},
+        {"blocksize", 64, "nf4/fp4: elements per absmax block, 64..4096", "--blocksize"}}});
 }
 
 int run_quantize(const nlohmann::json& cfg) {
@@ -139,9 +158,7 @@ int run_quantize(const nlohmann::json& cfg) {
 
   const auto threads = config::get<int64_t>(cfg, "threads");
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
-  load::LoadOptions lo;
-  lo.dtype = load::parse_dtype(config::get<std::string>(cfg, "dtype"));
-  lo.device = load::parse_device(config::get<std::string>(cfg, "device"));
+  auto lo = model_group().fill(cfg);
 
   Timer total;
   auto base = load::load_model(model, lo);
@@ -158,11 +175,8 @@ int run_quantize(const nlohmann::json& cfg) {
   }
   at::Tensor calib;
   if (quantize::needs_calibration(method)) {
-    quantize::CalibOptions co;
-    co.samples = config::get<int64_t>(cfg, "calib_samples");
-    co.seqlen = config::get<int64_t>(cfg, "calib_seqlen");
-    co.seed = config::get<uint64_t>(cfg, "seed");
-    calib = quantize::load_calibration(cfg["calib"].get<std::string>(), *base.tokenizer, co);
+    calib = quantize::load_calibration(cfg["calib"].get<std::string>(), *base.tokenizer,
+                                       calib_group().fill(cfg));
   }
   Timer tq;
   load::LoadedModel q;

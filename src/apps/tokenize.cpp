@@ -8,8 +8,12 @@
 
 namespace sllm::apps {
 
-nlohmann::json tokenize_defaults() {
-  return merged(model_defaults(), {{"text", nullptr}, {"json", false}, {"special", true}});
+options::Table tokenize_options() {
+  return options::join(
+      {model_group().table(),
+       {{"text", nullptr, "text to tokenize", "-t,--text"},
+        {"json", false, "JSON output", "--json"},
+        {"special", true, "parse special tokens written in the text", "--special"}}});
 }
 
 int run_tokenize(const nlohmann::json& cfg) {

@@ -25,102 +25,131 @@ namespace fs = std::filesystem;
 namespace sllm::apps {
 namespace {
 
-nlohmann::json train_defaults(bool qlora) {
-  auto d = model_defaults();
-  d = merged(
-      d, {{"run_name", qlora ? "qlora" : "sft"},
-          {"output_dir", "runs"},
-          {"seed", 42},
-          {"data",
-           {{"train", nullptr},
-            {"eval", nullptr},
-            {"eval_fraction", 0.0},
-            {"format", "auto"},
-            {"max_seq_length", 1024},
-            {"completion_only", true},
-            {"packing", false},
-            {"chat_template", "auto"},
-            {"system", ""},
-            {"response_template", "### Response:"},
-            {"skip_bad_lines", false}}},
-          {"quant", {{"type", qlora ? "nf4" : "none"}, {"double_quant", true}, {"blocksize", 64}}},
-          {"lora",
-           {{"r", 16},
-            {"alpha", 32.0},
-            {"dropout", 0.05},
-            {"target_modules", {"q_proj", "k_proj", "v_proj", "o_proj"}},
-            {"rslora", false}}},
-          {"train",
-           {{"epochs", 1},
-            {"max_steps", -1},
-            {"batch_size", 2},
-            {"grad_accum", 8},
-            {"lr", 2e-4},
-            {"weight_decay", 0.0},
-            {"beta1", 0.9},
-            {"beta2", 0.999},
-            {"eps", 1e-8},
-            {"scheduler", "cosine"},
-            {"warmup_ratio", 0.03},
-            {"warmup_steps", -1},
-            {"max_grad_norm", 1.0},
-            {"grad_checkpointing", false},
-            {"log_every", 10},
-            {"save_every", 200},
-            {"eval_every", 0},
-            {"save_total_limit", 2},
-            {"resume", nullptr}}},
-          {"task_eval",
-           {{"file", nullptr},
-            {"limit", 0},
-            {"max_new_tokens", 128},
-            {"max_seqs", 16},
-            {"before", true}}}});
-  return d;
+using nlohmann::json;
+
+const options::Group<data::DatasetOptions>& data_group() {
+  using G = options::Group<data::DatasetOptions>;
+  using D = data::DatasetOptions;
+  static const G g{
+      G::plain({"data.train", nullptr, "training data (JSONL: text, prompt/completion or messages)",
+                "--data"}),
+      G::plain({"data.eval", nullptr, "evaluation data (JSONL, same formats)", "--eval-data"}),
+      G::plain({"data.eval_fraction", 0.0,
+                "without data.eval: fraction of the training data held out for evaluation"}),
+      G::member({"data.format", "auto", "auto | text | prompt_completion | messages"}, &D::format),
+      G::member({"data.max_seq_length", 1024, "tokens per example (longer ones are truncated)"},
+                &D::max_seq_length),
+      G::member({"data.completion_only", true, "loss on the completion only (false: every token)"},
+                &D::completion_only),
+      G::member({"data.packing", false, "concatenate examples into rows of max_seq_length"},
+                &D::packing),
+      // Needs the tokenizer ("auto": whether the model has a template): set by dataset_options.
+      G::plain({"data.chat_template", "auto",
+                "auto | true | false: wrap prompt/completion prompts in the chat template"}),
+      G::member({"data.system", "", "system prompt of chat-wrapped prompts (\"\": the template's)"},
+                &D::system),
+      G::member({"data.response_template", "### Response:",
+                 "text examples with completion_only: the loss starts after this marker"},
+                &D::response_template),
+      G::member({"data.skip_bad_lines", false, "skip (and count) malformed JSONL lines",
+                 "--skip-bad-lines"},
+                &D::skip_bad_lines),
+  };
+  return g;
 }
 
-data::DatasetOptions dataset_options(const nlohmann::json& cfg, const tok::Tokenizer& t) {
-  data::DatasetOptions o;
-  o.format = config::get<std::string>(cfg, "data.format");
-  o.max_seq_length = config::get<int64_t>(cfg, "data.max_seq_length");
-  o.completion_only = config::get<bool>(cfg, "data.completion_only");
-  o.packing = config::get<bool>(cfg, "data.packing");
-  o.skip_bad_lines = config::get<bool>(cfg, "data.skip_bad_lines");
+const options::Group<train::TrainOptions>& train_group() {
+  using G = options::Group<train::TrainOptions>;
+  using T = train::TrainOptions;
+  static const G g{
+      G::with<int64_t>({"seed", 42, "random seed: LoRA init, data order, eval split"},
+                       [](T& o, int64_t v) { o.seed = static_cast<uint64_t>(v); }),
+      G::member({"train.epochs", 1, "passes over the training data", "--epochs"}, &T::epochs),
+      G::member({"train.max_steps", -1, "optimizer steps (overrides train.epochs)", "--max-steps"},
+                &T::max_steps),
+      G::member({"train.batch_size", 2, "examples per micro-batch", "--batch-size"},
+                &T::batch_size),
+      G::member({"train.grad_accum", 8, "micro-batches per optimizer step", "--grad-accum"},
+                &T::grad_accum),
+      G::member({"train.lr", 2e-4, "peak learning rate", "--lr"}, &T::lr),
+      G::member({"train.weight_decay", 0.0, "AdamW weight decay"}, &T::weight_decay),
+      G::member({"train.beta1", 0.9, "AdamW beta1"}, &T::beta1),
+      G::member({"train.beta2", 0.999, "AdamW beta2"}, &T::beta2),
+      G::member({"train.eps", 1e-8, "AdamW epsilon"}, &T::eps),
+      G::member({"train.scheduler", "cosine", "learning-rate schedule: constant, linear or cosine"},
+                &T::scheduler),
+      G::member({"train.warmup_ratio", 0.03, "warmup steps as a fraction of all steps"},
+                &T::warmup_ratio),
+      G::member({"train.warmup_steps", -1, "warmup steps (>= 0 overrides warmup_ratio)"},
+                &T::warmup_steps),
+      G::member({"train.max_grad_norm", 1.0, "clip the gradient norm to this"}, &T::max_grad_norm),
+      G::member({"train.grad_checkpointing", false,
+                 "recompute activations in the backward pass (less memory, slower)"},
+                &T::grad_checkpointing),
+      G::member({"train.log_every", 10, "log every N optimizer steps"}, &T::log_every),
+      G::member({"train.save_every", 200, "checkpoint every N optimizer steps"}, &T::save_every),
+      G::member({"train.eval_every", 0, "eval loss every N steps (0: only at the end)"},
+                &T::eval_every),
+      G::member({"train.save_total_limit", 2, "checkpoints kept"}, &T::save_total_limit),
+      // "latest" or a directory; resolved against the run directory by run_training.
+      G::plain({"train.resume", nullptr, "continue from a checkpoint: latest, or a directory",
+                "--resume"}),
+  };
+  return g;
+}
+
+// quant.*: how the base is loaded (quantized while loading for QLoRA).
+options::Group<load::LoadOptions> quant_group(bool qlora) {
+  using G = options::Group<load::LoadOptions>;
+  using L = load::LoadOptions;
+  return G{
+      G::with<std::string>({"quant.type", qlora ? "nf4" : "none",
+                            "decoder Linears of the base: none (dense), nf4 or fp4"},
+                           [](L& o, const std::string& v) { o.quantize = v == "none" ? "" : v; }),
+      G::member({"quant.double_quant", true, "nf4/fp4: also quantize the absmax values"},
+                &L::double_quant),
+      G::member({"quant.blocksize", 64, "nf4/fp4: elements per absmax block"}, &L::blocksize),
+  };
+}
+
+data::DatasetOptions dataset_options(const json& cfg, const tok::Tokenizer& t) {
+  auto o = data_group().fill(cfg);
   o.chat_template = use_chat_template(t, cfg["data"]["chat_template"]);
-  o.system = config::get<std::string>(cfg, "data.system");
-  o.response_template = config::get<std::string>(cfg, "data.response_template");
   SLLM_CHECK(o.max_seq_length >= 8, "data.max_seq_length must be at least 8 (got {})",
              o.max_seq_length);
   return o;
 }
 
-train::TrainOptions train_options(const nlohmann::json& cfg) {
-  train::TrainOptions o;
-  o.epochs = config::get<int64_t>(cfg, "train.epochs");
-  o.max_steps = config::get<int64_t>(cfg, "train.max_steps");
-  o.batch_size = config::get<int64_t>(cfg, "train.batch_size");
-  o.grad_accum = config::get<int64_t>(cfg, "train.grad_accum");
-  o.lr = config::get<double>(cfg, "train.lr");
-  o.weight_decay = config::get<double>(cfg, "train.weight_decay");
-  o.beta1 = config::get<double>(cfg, "train.beta1");
-  o.beta2 = config::get<double>(cfg, "train.beta2");
-  o.eps = config::get<double>(cfg, "train.eps");
-  o.scheduler = config::get<std::string>(cfg, "train.scheduler");
-  o.warmup_ratio = config::get<double>(cfg, "train.warmup_ratio");
-  o.warmup_steps = config::get<int64_t>(cfg, "train.warmup_steps");
-  o.max_grad_norm = config::get<double>(cfg, "train.max_grad_norm");
-  o.grad_checkpointing = config::get<bool>(cfg, "train.grad_checkpointing");
-  o.log_every = config::get<int64_t>(cfg, "train.log_every");
-  o.save_every = config::get<int64_t>(cfg, "train.save_every");
-  o.eval_every = config::get<int64_t>(cfg, "train.eval_every");
-  o.save_total_limit = config::get<int64_t>(cfg, "train.save_total_limit");
-  o.seed = static_cast<uint64_t>(config::get<int64_t>(cfg, "seed"));
+train::TrainOptions train_options(const json& cfg) {
+  const auto o = train_group().fill(cfg);
   // The trainer checks these too; here they fail before the slow model load.
   (void)train::lr_at(o.scheduler, 1, 0, 0, 1);
   SLLM_CHECK(o.lr > 0, "train.lr must be positive (got {})", o.lr);
   SLLM_CHECK(o.batch_size > 0, "train.batch_size must be at least 1 (got {})", o.batch_size);
   SLLM_CHECK(o.grad_accum > 0, "train.grad_accum must be at least 1 (got {})", o.grad_accum);
   return o;
+}
+
+options::Table train_options_table(bool qlora) {
+  return options::join(
+      {model_group().table(),
+       {{"run_name", qlora ? "qlora" : "sft", "run name", "--name"},
+        {"output_dir", "runs", "directory of runs (the run goes to <out>/<name>)", "--out"}},
+       data_group().table(),
+       train_group().table(),
+       quant_group(qlora).table(),
+       {{"lora.r", 16, "LoRA rank (`lora: null` instead: full fine-tuning)"},
+        {"lora.alpha", 32.0, "LoRA scale numerator: scale = alpha / r"},
+        {"lora.dropout", 0.05, "dropout on the adapters' input"},
+        {"lora.target_modules",
+         {"q_proj", "k_proj", "v_proj", "o_proj"},
+         "decoder Linears that get adapters"},
+        {"lora.rslora", false, "rank-stabilized scale alpha / sqrt(r)"},
+        {"task_eval.file", nullptr, "task file scored before and after training", "--task-eval"},
+        {"task_eval.limit", 0, "score only the first N items (0: all)"},
+        {"task_eval.max_new_tokens", 128, "answer length limit"},
+        {"task_eval.max_seqs", 16, "answers decoded together"},
+        {"task_eval.before", true, "also score the base model before training"}}});
 }
 
 int run_training(const nlohmann::json& cfg, bool qlora) {
@@ -160,14 +189,7 @@ int run_training(const nlohmann::json& cfg, bool qlora) {
   auto lm = [&] {
     const auto threads = config::get<int64_t>(cfg, "threads");
     if (threads > 0) at::set_num_threads(static_cast<int>(threads));
-    load::LoadOptions o;
-    o.dtype = load::parse_dtype(config::get<std::string>(cfg, "dtype"));
-    o.device = load::parse_device(config::get<std::string>(cfg, "device"));
-    if (quant != "none") {
-      o.quantize = quant;
-      o.double_quant = config::get<bool>(cfg, "quant.double_quant");
-      o.blocksize = config::get<int64_t>(cfg, "quant.blocksize");
-    }
+    const auto o = quant_group(qlora).fill(cfg, model_group().fill(cfg));
     SLLM_CHECK(cfg["model"].is_string(), "no model given: pass --model <file.gguf | hf-directory>");
     Timer t;
     auto m = load::load_model(cfg["model"].get<std::string>(), o);
@@ -294,8 +316,8 @@ int run_training(const nlohmann::json& cfg, bool qlora) {
 
 }  // namespace
 
-nlohmann::json sft_defaults() { return train_defaults(false); }
-nlohmann::json qlora_defaults() { return train_defaults(true); }
+options::Table sft_options() { return train_options_table(false); }
+options::Table qlora_options() { return train_options_table(true); }
 int run_sft(const nlohmann::json& cfg) { return run_training(cfg, false); }
 int run_qlora(const nlohmann::json& cfg) { return run_training(cfg, true); }
 

@@ -1,4 +1,5 @@
-// The subcommand table: name, help, the flags that map onto config keys, and the app.
+// The subcommand table: name, help, the command's options (keys, defaults, help, flags) and the
+// app that runs a resolved config.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -6,19 +7,14 @@
 #include <string>
 #include <vector>
 
-namespace sllm::cli {
+#include "core/options.h"
 
-struct Flag {
-  std::string names;  // CLI11 spelling, e.g. "-m,--model"
-  std::string key;    // dotted config key it sets
-  std::string help;
-};
+namespace sllm::cli {
 
 struct Command {
   std::string name, help;
-  nlohmann::json (*defaults)();
+  options::Table (*options)();
   int (*run)(const nlohmann::json&);
-  std::vector<Flag> flags;
 };
 
 const std::vector<Command>& commands();

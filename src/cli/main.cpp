@@ -9,40 +9,50 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/options.h"
 
 namespace {
 
 using nlohmann::json;
 
-// Where a flag's value goes: typed by the default at its key.
-void add_flag(CLI::App* sub, const sllm::cli::Flag& f, const json& defaults, json& flags) {
+// Where a flag's value goes: typed by the option's default.
+void add_flag(CLI::App* sub, const sllm::options::Option& o, json& flags) {
   const auto ptr = json::json_pointer("/" + [&] {
-    std::string p = f.key;
+    std::string p = o.key;
     std::replace(p.begin(), p.end(), '.', '/');
     return p;
   }());
-  const json& def = defaults.at(ptr);
-  const std::string help = f.help + (def.is_null() ? "" : " [default: " + def.dump() + "]");
+  const json& def = o.def;
+  const std::string help = o.help + (def.is_null() ? "" : " [default: " + def.dump() + "]");
   if (def.is_boolean()) {
     sub->add_flag_function(
-        f.names, [&flags, ptr](int64_t n) { flags[ptr] = n > 0; }, help);
+        o.flag, [&flags, ptr](int64_t n) { flags[ptr] = n > 0; }, help);
   } else if (def.is_array()) {
     sub->add_option_function<std::vector<std::string>>(
-        f.names, [&flags, ptr](const std::vector<std::string>& v) { flags[ptr] = v; }, help);
+        o.flag, [&flags, ptr](const std::vector<std::string>& v) { flags[ptr] = v; }, help);
   } else if (def.is_string() || def.is_null()) {
     // Text flags stay text as typed ("--prompt 007" is not the number 7).
     sub->add_option_function<std::string>(
-        f.names, [&flags, ptr](const std::string& v) { flags[ptr] = v; }, help);
+        o.flag, [&flags, ptr](const std::string& v) { flags[ptr] = v; }, help);
   } else {
     // Numbers are typed like file values; config::resolve checks them against the default.
     sub->add_option_function<std::string>(
-           f.names,
+           o.flag,
            [&flags, ptr](const std::string& v) { flags[ptr] = sllm::config::parse_scalar(v); },
            help)
         ->type_name(def.is_number_integer() ? "INT"
                     : def.is_number()       ? "FLOAT"
                                             : "VALUE");
   }
+}
+
+std::string print_header(const std::string& command) {
+  return "sllm " + command +
+         ": every config key with its value, what it does and [the flag that sets it].\n"
+         "Printed by `sllm " +
+         command +
+         " --print-config` (after --config, key=value overrides and flags);\n"
+         "read back with --config FILE. Precedence: defaults < file < overrides < flags.";
 }
 
 }  // namespace
@@ -59,19 +69,31 @@ int main(int argc, char** argv) {
 
   struct Parsed {
     CLI::App* sub;
+    sllm::options::Table table;
     json defaults, flags = json::object();
     std::string config_file;
     std::vector<std::string> overrides;
+    bool print_config = false;
   };
   std::vector<Parsed> parsed;
   parsed.reserve(sllm::cli::commands().size());
-  for (const auto& c : sllm::cli::commands()) {
-    auto& p = parsed.emplace_back();
-    p.sub = app.add_subcommand(c.name, c.help);
-    p.defaults = c.defaults();
-    p.sub->add_option("-c,--config", p.config_file, "YAML or JSON config file");
-    p.sub->add_option("overrides", p.overrides, "dotted overrides, e.g. sampling.temperature=0.2");
-    for (const auto& f : c.flags) add_flag(p.sub, f, p.defaults, p.flags);
+  try {
+    for (const auto& c : sllm::cli::commands()) {
+      auto& p = parsed.emplace_back();
+      p.sub = app.add_subcommand(c.name, c.help);
+      p.table = c.options();
+      p.defaults = sllm::options::defaults(p.table);
+      p.sub->add_option("-c,--config", p.config_file, "YAML or JSON config file");
+      p.sub->add_option("overrides", p.overrides,
+                        "dotted overrides, e.g. sampling.temperature=0.2");
+      p.sub->add_flag("--print-config", p.print_config,
+                      "print the resolved config as commented YAML (every key) and exit");
+      for (const auto& o : p.table)
+        if (!o.flag.empty()) add_flag(p.sub, o, p.flags);
+    }
+  } catch (const sllm::Error& e) {  // an option table that contradicts itself
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
   }
   try {
     app.parse(argc, argv);
@@ -83,15 +105,15 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < parsed.size(); ++i) {
       auto& p = parsed[i];
       if (!p.sub->parsed()) continue;
-      std::vector<sllm::config::Layer> layers;
-      if (!p.config_file.empty())
-        layers.push_back({p.config_file, sllm::config::load_file(p.config_file)});
-      json over = json::object();
-      for (const auto& o : p.overrides) sllm::config::apply_override(over, o);
-      if (!over.empty()) layers.push_back({"override", over});
-      if (!p.flags.empty()) layers.push_back({"command line", p.flags});
-      const json cfg = sllm::config::resolve(p.defaults, layers);
-      return sllm::cli::commands()[i].run(cfg);
+      const json cfg = sllm::config::resolve(
+          p.defaults,
+          sllm::config::standard_layers(p.config_file, p.overrides, p.flags, "command line"));
+      const auto& cmd = sllm::cli::commands()[i];
+      if (p.print_config) {
+        std::cout << sllm::options::to_yaml(p.table, cfg, print_header(cmd.name));
+        return 0;
+      }
+      return cmd.run(cfg);
     }
   } catch (const sllm::Error& e) {
     sllm::log::debug("raised at {}", e.where());

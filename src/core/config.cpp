@@ -187,14 +187,6 @@ std::string suggest(const std::string& key, const std::vector<std::string>& know
   return best_d <= limit ? best : "";
 }
 
-void deep_merge(json& dst, const json& src) {
-  if (!dst.is_object() || !src.is_object()) {
-    dst = src;
-    return;
-  }
-  for (const auto& [k, v] : src.items()) deep_merge(dst[k], v);
-}
-
 // "a.b": 1 inside a layer means a: {b: 1}; later spellings of the same key win.
 json expand_dotted(const json& v) {
   if (!v.is_object()) return v;
@@ -320,6 +312,14 @@ void flatten_into(const json& v, const std::string& key,
 
 }  // namespace
 
+void deep_merge(json& dst, const json& src) {
+  if (!dst.is_object() || !src.is_object()) {
+    dst = src;
+    return;
+  }
+  for (const auto& [k, v] : src.items()) deep_merge(dst[k], v);
+}
+
 json load_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   SLLM_CHECK(in, "cannot open config file '{}': {}", path, std::strerror(errno));
@@ -401,6 +401,18 @@ void apply_override(json& cfg, std::string_view assignment) {
     dst = &next;
     start = dot + 1;
   }
+}
+
+std::vector<Layer> standard_layers(const std::string& config_file,
+                                   const std::vector<std::string>& overrides, const json& last,
+                                   const std::string& last_source) {
+  std::vector<Layer> layers;
+  if (!config_file.empty()) layers.push_back({config_file, load_file(config_file)});
+  json over = json::object();
+  for (const auto& o : overrides) apply_override(over, o);
+  if (!over.empty()) layers.push_back({"override", over});
+  if (!last.empty()) layers.push_back({last_source, last});
+  return layers;
 }
 
 json resolve(const json& defaults, const std::vector<Layer>& layers) {

@@ -31,6 +31,10 @@ nlohmann::json parse_scalar(std::string_view text);
 // Throws sllm::Error for a missing '=' or an empty key / key segment.
 void apply_override(nlohmann::json& cfg, std::string_view assignment);
 
+// Merges src into dst: mappings key by key, recursively; anything else (a list, a scalar, null)
+// replaces what dst holds there. A null in src is a value (an optional key), not a deletion.
+void deep_merge(nlohmann::json& dst, const nlohmann::json& src);
+
 struct Layer {
   std::string source;     // "configs/x.yaml", "override", "command line": named in errors
   nlohmann::json values;  // a mapping; keys may also be dotted ("sampling.top_k": 5)
@@ -42,6 +46,12 @@ struct Layer {
 // a float is expected; a boolean or number -> its text where a string is expected (so
 // `name: 123` or a flag `--prompt 42` work). A float is never accepted as an integer.
 nlohmann::json resolve(const nlohmann::json& defaults, const std::vector<Layer>& layers);
+
+// The layers every command resolves, in order: the config file (if any), the key=value
+// overrides (if any), then `last` (e.g. the command-line flags) named `last_source`, if not empty.
+std::vector<Layer> standard_layers(const std::string& config_file,
+                                   const std::vector<std::string>& overrides,
+                                   const nlohmann::json& last, const std::string& last_source);
 
 // Flattens to "a.b=value" lines sorted by key. Strings are bare when parse_scalar reads
 // them back as the same string, JSON-quoted otherwise; so every line is a valid override.

@@ -312,6 +312,36 @@ TEST(Config, FlattenRoundTripsThroughOverrides) {
   EXPECT_EQ(back, cfg);
 }
 
+TEST(Config, DeepMerge) {
+  json dst = {{"a", 1},
+              {"s", {{"x", 1}, {"y", {1, 2}}, {"deep", {{"k", "v"}, {"j", 0}}}}},
+              {"list", {1, 2, 3}},
+              {"scalar", 5},
+              {"opt", "set"}};
+  const json src = {{"s", {{"y", {3}}, {"z", true}, {"deep", {{"j", 9}}}}},
+                    {"list", json::array()},
+                    {"scalar", {{"now", "a mapping"}}},
+                    {"opt", nullptr},
+                    {"new", {{"n", 1}}}};
+  config::deep_merge(dst, src);
+  const json want = {{"a", 1},
+                     {"s", {{"x", 1}, {"y", {3}}, {"z", true}, {"deep", {{"k", "v"}, {"j", 9}}}}},
+                     {"list", json::array()},
+                     {"scalar", {{"now", "a mapping"}}},
+                     {"opt", nullptr},  // a null is a value, not a deletion
+                     {"new", {{"n", 1}}}};
+  EXPECT_EQ(dst, want);
+  // A mapping onto a scalar replaces it, and the other way round.
+  json s = 3;
+  config::deep_merge(s, json{{"a", 1}});
+  EXPECT_EQ(s, json({{"a", 1}}));
+  config::deep_merge(s, json("text"));
+  EXPECT_EQ(s, json("text"));
+  json e = json::object();
+  config::deep_merge(e, json::object());
+  EXPECT_EQ(e, json::object());
+}
+
 // ---- core utilities ----
 
 std::string read_all(std::FILE* f) {
