@@ -108,17 +108,17 @@ std::vector<std::pair<std::string, at::Tensor>> module_tensors(const std::string
 
 std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> linear_tensors(
     int64_t layer, const model::Linear& l, at::ScalarType dtype) {
-  SLLM_CHECK(l.format == model::WeightFormat::nf4, "layer {}: a {} Linear is not 4-bit", layer,
-             l.format_name());
-  SLLM_CHECK(l.nf4_parts.size() == l.parts.size(),
+  const auto* f = l.get_if<model::Nf4Format>();
+  SLLM_CHECK(f != nullptr, "layer {}: a {} Linear is not 4-bit", layer, l.format_name());
+  SLLM_CHECK(f->states.size() == l.parts.size(),
              "layer {}: 4-bit Linear has {} parts but {} quant states", layer, l.parts.size(),
-             l.nf4_parts.size());
+             f->states.size());
   const std::string dname = dtype_name(dtype);
-  const auto packed = l.nf4.packed.to(at::kCPU).contiguous();
+  const auto packed = f->t.packed.to(at::kCPU).contiguous();
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> out;
   int64_t off = 0;
   for (size_t j = 0; j < l.parts.size(); ++j) {
-    quant::Nf4Weight q = *l.nf4_parts[j];  // weight bytes live in packed (empty vector here)
+    quant::Nf4Weight q = *f->states[j];  // weight bytes live in packed (empty vector here)
     q.dtype = dname;
     const int64_t n = packed_bytes(q.numel());
     SLLM_CHECK(off + n <= packed.numel(), "layer {}: {} packed bytes end past the weight", layer,
@@ -138,13 +138,14 @@ nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dt
   std::vector<std::string> dense;  // decoder modules left dense
   for (size_t i = 0; i < m.layers().size(); ++i) {
     const auto& L = m.layers()[i];
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
-      for (size_t j = 0; j < l->parts.size(); ++j) {
-        if (l->format == model::WeightFormat::nf4) {
-          types.insert(l->nf4_parts.at(j)->quant_type);
-          dq.insert(l->nf4_parts.at(j)->double_quant());
+    for (const auto& [name, l] : L.linears()) {
+      const auto* f = l.get_if<model::Nf4Format>();
+      for (size_t j = 0; j < l.parts.size(); ++j) {
+        if (f) {
+          types.insert(f->states.at(j)->quant_type);
+          dq.insert(f->states.at(j)->double_quant());
         } else {
-          dense.push_back("model.layers." + std::to_string(i) + "." + l->parts[j].name);
+          dense.push_back("model.layers." + std::to_string(i) + "." + l.parts[j].name);
         }
       }
     }

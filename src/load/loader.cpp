@@ -143,9 +143,7 @@ model::Linear make_linear(const std::vector<std::string>& names,
     auto wc = w.to(at::kFloat).contiguous();
     q.push_back(quant::quantize_nf4(wc.data_ptr<float>(), wc.sizes().vec(), qo));
   }
-  auto l = model::make_nf4_linear(std::move(parts), std::move(q), bias);
-  l.nf4 = l.nf4.to(o.device);
-  return l;
+  return model::make_nf4_linear(std::move(parts), std::move(q), bias).to(o.device);
 }
 
 std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c,
@@ -238,7 +236,7 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   // The output projection stays dense (as bitsandbytes leaves lm_head unquantized).
   model::Linear head{embed, {}};
   head.parts = {{"lm_head", c.vocab_size}};
-  if (!c.tie_embeddings) head.weight = cv(src.get(n.lm_head, {c.vocab_size, hid}));
+  if (!c.tie_embeddings) head.dense_weight() = cv(src.get(n.lm_head, {c.vocab_size, hid}));
   return std::make_shared<const model::LlamaModel>(c, embed, std::move(layers), final_norm, head);
 }
 
@@ -383,7 +381,7 @@ void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarTyp
   if (so.dequantize)
     saved = std::make_shared<const model::LlamaModel>(
         m.model->map_linears([](int64_t, const model::Linear& l) {
-          if (l.format == model::WeightFormat::dense) return l;
+          if (l.is<model::DenseFormat>()) return l;
           std::vector<at::Tensor> w;
           for (int j = 0; j < static_cast<int>(std::max<size_t>(l.parts.size(), 1)); ++j)
             w.push_back(l.dense_part(j));
