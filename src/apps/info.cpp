@@ -44,15 +44,16 @@ std::vector<ModuleInfo> module_formats(const model::LlamaModel& m) {
     const auto& L = m.layers()[i];
     const std::string p = fmt::format("model.layers.{}.", i);
     out.push_back(dense(p + "input_layernorm.weight", L.attn_norm));
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      for (const auto& part : l->parts)
+    for (const auto& [name, l] : L.linears())
+      for (const auto& part : l.parts)
         out.push_back({p + part.name,
-                       l->format_name(),
-                       {part.rows, l->in_features()},
-                       l->weight_bytes() * part.rows / std::max<int64_t>(l->out_features(), 1)});
+                       l.format_name(),
+                       {part.rows, l.in_features()},
+                       l.weight_bytes() * part.rows / std::max<int64_t>(l.out_features(), 1)});
     out.push_back(dense(p + "post_attention_layernorm.weight", L.ffn_norm));
   }
-  if (!m.config().tie_embeddings) out.push_back(dense("lm_head.weight", m.lm_head().weight));
+  if (!m.config().tie_embeddings)
+    out.push_back(dense("lm_head.weight", m.lm_head().dense_weight()));
   return out;
 }
 

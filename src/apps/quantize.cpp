@@ -163,7 +163,7 @@ int run_quantize(const nlohmann::json& cfg) {
   Timer total;
   auto base = load::load_model(model, lo);
   for (const auto& L : base.model->layers())
-    SLLM_CHECK(L.qkv.format == model::WeightFormat::dense,
+    SLLM_CHECK(L.qkv.is<model::DenseFormat>(),
                "{} is already quantized ({}); quantize the original dense model", model,
                L.qkv.format_name());
   if (!bnb4) quantize::check_options(*base.model, o);
@@ -211,10 +211,10 @@ int run_quantize(const nlohmann::json& cfg) {
 
   int64_t modules = 0, params = 0;
   for (const auto& L : q.model->layers())
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      if (l->format != model::WeightFormat::dense) {
-        modules += static_cast<int64_t>(l->parts.size());
-        params += l->in_features() * l->out_features();
+    for (const auto& [name, l] : L.linears())
+      if (!l.is<model::DenseFormat>()) {
+        modules += static_cast<int64_t>(l.parts.size());
+        params += l.in_features() * l.out_features();
       }
   const uint64_t size_before = size_on_disk(model), size_after = size_on_disk(out);
   nlohmann::json s = {{"model", model},

@@ -6,89 +6,42 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
-#include <cstring>
-#include <filesystem>
 #include <map>
 #include <set>
 
 #include "core/error.h"
+#include "load/tensor_io.h"
 #include "model/llama.h"
-
-namespace fs = std::filesystem;
 
 namespace sllm::load::bnb {
 namespace {
 
 at::Tensor bytes_tensor(const void* data, int64_t n) {
-  auto t = at::empty({n}, at::kByte);
-  if (n > 0) std::memcpy(t.data_ptr(), data, static_cast<size_t>(n));
-  return t;
+  return tensor_from_bytes(data, static_cast<size_t>(n), {n}, at::kByte);
 }
 
 at::Tensor floats_tensor(const std::vector<float>& v) {
-  auto t = at::empty({static_cast<int64_t>(v.size())}, at::kFloat);
-  if (!v.empty()) std::memcpy(t.data_ptr(), v.data(), v.size() * sizeof(float));
-  return t;
+  return tensor_of(v, {static_cast<int64_t>(v.size())}, at::kFloat);
 }
 
 int64_t packed_bytes(int64_t numel) { return (numel + 1) / 2; }
 
 bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
-// The file of the set that holds `name` (for messages); the directory when no file has it.
-std::string file_of(const io::SafetensorsSet& set, const std::string& name) {
-  for (const auto& f : set.files())
-    if (f.find(name) != nullptr) return f.path();
-  if (set.files().empty()) return "<no safetensors file>";
-  return fs::path(set.files().front().path()).parent_path().string();
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  return fmt::format("[{}]", fmt::join(s, ", "));
-}
-
-// One module's tensors as read from the set, with the checks every reader needs.
-struct ModuleReader {
-  const io::SafetensorsSet& set;
-  std::string module;
-
-  [[noreturn]] void fail(const std::string& tensor, const std::string& what) const {
-    SLLM_FAIL("{}: tensor '{}' {} (4-bit bitsandbytes module '{}')", file_of(set, tensor), tensor,
-              what, module);
-  }
-
-  const io::TensorView* find(const std::string& name) const { return set.find(name); }
-
-  const io::TensorView& need(const std::string& name) const {
-    const auto* v = set.find(name);
-    if (v == nullptr) fail(name, "is missing");
-    return *v;
-  }
+// One module's tensors as read from the set, with the 4-bit layout's value checks.
+struct ModuleReader : ModuleTensors {
+  ModuleReader(const io::SafetensorsSet& s, std::string m)
+      : ModuleTensors{s, std::move(m), "4-bit bitsandbytes"} {}
 
   // A tensor of dtype d and exactly n elements, laid out as one of the accepted shapes.
   const io::TensorView& need(const std::string& name, io::DType d, int64_t n,
                              const std::vector<std::vector<int64_t>>& shapes) const {
-    const auto& v = need(name);
-    if (v.dtype != d)
-      fail(name,
-           fmt::format("has dtype {}, expected {}", io::dtype_name(v.dtype), io::dtype_name(d)));
-    bool ok = false;
-    for (const auto& s : shapes) ok = ok || v.shape == s;
-    if (!ok) {
-      std::vector<std::string> want;
-      for (const auto& s : shapes) want.push_back(shape_str(s));
-      fail(name, fmt::format("has shape {}, expected {} ({} elements)", shape_str(v.shape),
-                             fmt::join(want, " or "), n));
-    }
-    if (v.nbytes != static_cast<size_t>(n) * io::dtype_size(d))
-      fail(name, fmt::format("holds {} bytes, expected {}", v.nbytes, n * io::dtype_size(d)));
-    return v;
+    return ModuleTensors::need(name, d, shapes, fmt::format("{} elements", n));
   }
+  using ModuleTensors::need;
 
   std::vector<float> floats(const std::string& name, int64_t n, bool nonneg = false) const {
-    const auto& v = need(name, io::DType::f32, n, {{n}});
-    std::vector<float> out(static_cast<size_t>(n));
-    if (n > 0) std::memcpy(out.data(), v.data, v.nbytes);
+    auto out = values<float>(need(name, io::DType::f32, n, {{n}}));
     for (size_t i = 0; i < out.size(); ++i) {
       if (!std::isfinite(out[i]) || (nonneg && out[i] < 0))
         fail(name, fmt::format("has an invalid value {} at index {}", out[i], i));
@@ -98,8 +51,7 @@ struct ModuleReader {
 
   std::vector<uint8_t> bytes(const std::string& name, int64_t n,
                              const std::vector<std::vector<int64_t>>& shapes) const {
-    const auto& v = need(name, io::DType::u8, n, shapes);
-    return std::vector<uint8_t>(v.data, v.data + v.nbytes);
+    return values<uint8_t>(need(name, io::DType::u8, n, shapes));
   }
 };
 
@@ -156,17 +108,17 @@ std::vector<std::pair<std::string, at::Tensor>> module_tensors(const std::string
 
 std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> linear_tensors(
     int64_t layer, const model::Linear& l, at::ScalarType dtype) {
-  SLLM_CHECK(l.format == model::WeightFormat::nf4, "layer {}: a {} Linear is not 4-bit", layer,
-             l.format_name());
-  SLLM_CHECK(l.nf4_parts.size() == l.parts.size(),
+  const auto* f = l.get_if<model::Nf4Format>();
+  SLLM_CHECK(f != nullptr, "layer {}: a {} Linear is not 4-bit", layer, l.format_name());
+  SLLM_CHECK(f->states.size() == l.parts.size(),
              "layer {}: 4-bit Linear has {} parts but {} quant states", layer, l.parts.size(),
-             l.nf4_parts.size());
+             f->states.size());
   const std::string dname = dtype_name(dtype);
-  const auto packed = l.nf4.packed.to(at::kCPU).contiguous();
+  const auto packed = f->t.packed.to(at::kCPU).contiguous();
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> out;
   int64_t off = 0;
   for (size_t j = 0; j < l.parts.size(); ++j) {
-    quant::Nf4Weight q = *l.nf4_parts[j];  // weight bytes live in packed (empty vector here)
+    quant::Nf4Weight q = *f->states[j];  // weight bytes live in packed (empty vector here)
     q.dtype = dname;
     const int64_t n = packed_bytes(q.numel());
     SLLM_CHECK(off + n <= packed.numel(), "layer {}: {} packed bytes end past the weight", layer,
@@ -186,13 +138,14 @@ nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dt
   std::vector<std::string> dense;  // decoder modules left dense
   for (size_t i = 0; i < m.layers().size(); ++i) {
     const auto& L = m.layers()[i];
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
-      for (size_t j = 0; j < l->parts.size(); ++j) {
-        if (l->format == model::WeightFormat::nf4) {
-          types.insert(l->nf4_parts.at(j)->quant_type);
-          dq.insert(l->nf4_parts.at(j)->double_quant());
+    for (const auto& [name, l] : L.linears()) {
+      const auto* f = l.get_if<model::Nf4Format>();
+      for (size_t j = 0; j < l.parts.size(); ++j) {
+        if (f) {
+          types.insert(f->states.at(j)->quant_type);
+          dq.insert(f->states.at(j)->double_quant());
         } else {
-          dense.push_back("model.layers." + std::to_string(i) + "." + l->parts[j].name);
+          dense.push_back("model.layers." + std::to_string(i) + "." + l.parts[j].name);
         }
       }
     }
@@ -274,7 +227,7 @@ bool is_4bit(const io::SafetensorsSet& set, const std::string& module) {
 
 quant::Nf4Weight read_module(const io::SafetensorsSet& set, const std::string& module,
                              const std::vector<int64_t>& expected_shape) {
-  ModuleReader r{set, module};
+  ModuleReader r(set, module);
   const std::string w = module + ".weight";
   std::string type = "nf4";
   if (set.find(w + "." + kQuantStatePrefix + "nf4") == nullptr) type = "fp4";

@@ -9,87 +9,18 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstring>
-#include <filesystem>
 
 #include "core/error.h"
+#include "load/tensor_io.h"
 #include "quant/intq_pack.h"
-
-namespace fs = std::filesystem;
 
 namespace sllm::load::intq {
 namespace {
-
-template <typename T>
-at::Tensor tensor_of(const std::vector<T>& v, std::vector<int64_t> shape, at::ScalarType st) {
-  auto t = at::empty(shape, at::TensorOptions().dtype(st));
-  SLLM_CHECK(static_cast<size_t>(t.nbytes()) == v.size() * sizeof(T),
-             "internal: {} bytes for a tensor of {} bytes", v.size() * sizeof(T), t.nbytes());
-  if (!v.empty()) std::memcpy(t.data_ptr(), v.data(), t.nbytes());
-  return t;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  return fmt::format("[{}]", fmt::join(s, ", "));
-}
-
-std::string file_of(const io::SafetensorsSet& set, const std::string& name) {
-  for (const auto& f : set.files())
-    if (f.find(name) != nullptr) return f.path();
-  if (set.files().empty()) return "<no safetensors file>";
-  return fs::path(set.files().front().path()).parent_path().string();
-}
 
 std::string lower(std::string s) {
   for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return s;
 }
-
-// One module's tensors as read from the set, with the checks every reader needs.
-struct Reader {
-  const io::SafetensorsSet& set;
-  std::string module, kind;
-
-  [[noreturn]] void fail(const std::string& tensor, const std::string& what) const {
-    SLLM_FAIL("{}: tensor '{}' {} ({} module '{}')", file_of(set, tensor), tensor, what, kind,
-              module);
-  }
-
-  const io::TensorView& need(const std::string& name) const {
-    const auto* v = set.find(name);
-    if (v == nullptr) fail(name, "is missing");
-    return *v;
-  }
-
-  const io::TensorView& need(const std::string& name, io::DType d,
-                             const std::vector<std::vector<int64_t>>& shapes,
-                             const std::string& why = "") const {
-    const auto& v = need(name);
-    if (v.dtype != d)
-      fail(name,
-           fmt::format("has dtype {}, expected {}", io::dtype_name(v.dtype), io::dtype_name(d)));
-    bool ok = false;
-    for (const auto& s : shapes) ok = ok || v.shape == s;
-    if (!ok) {
-      std::vector<std::string> want;
-      for (const auto& s : shapes) want.push_back(shape_str(s));
-      fail(name, fmt::format("has shape {}, expected {}{}", shape_str(v.shape),
-                             fmt::join(want, " or "), why.empty() ? "" : " (" + why + ")"));
-    }
-    if (v.nbytes != static_cast<size_t>(v.numel()) * io::dtype_size(d))
-      fail(name, fmt::format("holds {} bytes, expected {}", v.nbytes,
-                             v.numel() * static_cast<int64_t>(io::dtype_size(d))));
-    return v;
-  }
-
-  // The values copied out (file data need not be aligned for T).
-  template <typename T>
-  std::vector<T> values(const io::TensorView& v) const {
-    std::vector<T> out(v.nbytes / sizeof(T));
-    if (!out.empty()) std::memcpy(out.data(), v.data, v.nbytes);
-    return out;
-  }
-};
 
 // Group size and count of a module. GPTQ's g_idx = i / group_size allows a partial last group
 // (SmolLM2's 576 inputs in groups of 128); AWQ's GEMM layout needs whole groups.
@@ -97,7 +28,8 @@ struct Groups {
   int64_t size = 0, count = 0;
 };
 
-Groups groups_of(const Reader& r, const std::string& tensor, const IntQConfig& c, int64_t in) {
+Groups groups_of(const ModuleTensors& r, const std::string& tensor, const IntQConfig& c,
+                 int64_t in) {
   Groups g;
   g.size = c.group_size == -1 ? in : c.group_size;
   if (g.size <= 0 || (c.method == "awq" && in % g.size != 0))
@@ -108,7 +40,7 @@ Groups groups_of(const Reader& r, const std::string& tensor, const IntQConfig& c
   return g;
 }
 
-std::vector<float> read_scales(const Reader& r, const std::string& name, int64_t out,
+std::vector<float> read_scales(const ModuleTensors& r, const std::string& name, int64_t out,
                                int64_t groups) {
   const auto& v = r.need(name, io::DType::f16, {{groups, out}}, fmt::format("[groups, out]"));
   auto bits = r.values<uint16_t>(v);
@@ -387,7 +319,7 @@ bool is_int8(const io::SafetensorsSet& set, const std::string& module) {
 
 quant::IntQWeight read_gptq(const io::SafetensorsSet& set, const std::string& module,
                             const std::vector<int64_t>& shape, const IntQConfig& c) {
-  Reader r{set, module, "GPTQ"};
+  ModuleTensors r{set, module, "GPTQ"};
   const int64_t out = shape.at(0), in = shape.at(1), per = 32 / c.bits;
   const std::string qw = module + ".qweight", qz = module + ".qzeros", sc = module + ".scales",
                     gi = module + ".g_idx";
@@ -448,7 +380,7 @@ quant::IntQWeight read_gptq(const io::SafetensorsSet& set, const std::string& mo
 
 quant::IntQWeight read_awq(const io::SafetensorsSet& set, const std::string& module,
                            const std::vector<int64_t>& shape, const IntQConfig& c) {
-  Reader r{set, module, "AWQ"};
+  ModuleTensors r{set, module, "AWQ"};
   const int64_t out = shape.at(0), in = shape.at(1);
   const std::string qw = module + ".qweight", qz = module + ".qzeros", sc = module + ".scales";
   if (out % 8 != 0)
@@ -474,7 +406,7 @@ quant::IntQWeight read_awq(const io::SafetensorsSet& set, const std::string& mod
 
 quant::Int8Weight read_int8(const io::SafetensorsSet& set, const std::string& module,
                             const std::vector<int64_t>& shape) {
-  Reader r{set, module, "LLM.int8"};
+  ModuleTensors r{set, module, "LLM.int8"};
   const int64_t out = shape.at(0), in = shape.at(1);
   const std::string w = module + ".weight", scb = module + ".SCB", wf = module + ".weight_format";
   quant::Int8Weight q;

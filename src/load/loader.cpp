@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "io/atomic_dir.h"
 #include "io/atomic_write.h"
 #include "io/gguf.h"
 #include "io/mapped_file.h"
@@ -142,9 +143,7 @@ model::Linear make_linear(const std::vector<std::string>& names,
     auto wc = w.to(at::kFloat).contiguous();
     q.push_back(quant::quantize_nf4(wc.data_ptr<float>(), wc.sizes().vec(), qo));
   }
-  auto l = model::make_nf4_linear(std::move(parts), std::move(q), bias);
-  l.nf4 = l.nf4.to(o.device);
-  return l;
+  return model::make_nf4_linear(std::move(parts), std::move(q), bias).to(o.device);
 }
 
 std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c,
@@ -237,7 +236,7 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   // The output projection stays dense (as bitsandbytes leaves lm_head unquantized).
   model::Linear head{embed, {}};
   head.parts = {{"lm_head", c.vocab_size}};
-  if (!c.tie_embeddings) head.weight = cv(src.get(n.lm_head, {c.vocab_size, hid}));
+  if (!c.tie_embeddings) head.dense_weight() = cv(src.get(n.lm_head, {c.vocab_size, hid}));
   return std::make_shared<const model::LlamaModel>(c, embed, std::move(layers), final_norm, head);
 }
 
@@ -376,50 +375,39 @@ LoadedModel load_model(const std::string& path, const LoadOptions& o) {
 
 void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype,
                  const SaveOptions& so) {
-  SLLM_CHECK(!fs::exists(out_dir) || fs::is_empty(out_dir),
-             "output directory '{}' exists and is not empty; choose a new path", out_dir);
-  const fs::path tmp = fs::path(out_dir).string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  try {
-    const auto& c = m.model->config();
-    auto saved = m.model;
-    if (so.dequantize)
-      saved = std::make_shared<const model::LlamaModel>(
-          m.model->map_linears([](int64_t, const model::Linear& l) {
-            if (l.format == model::WeightFormat::dense) return l;
-            std::vector<at::Tensor> w;
-            for (int j = 0; j < static_cast<int>(std::max<size_t>(l.parts.size(), 1)); ++j)
-              w.push_back(l.dense_part(j));
-            model::Linear d{w.size() == 1 ? w[0] : at::cat(w, 0), l.bias};
-            d.parts = l.parts;
-            return d;
-          }));
-    const std::string dtype_name = dtype == at::kFloat      ? "float32"
-                                   : dtype == at::kBFloat16 ? "bfloat16"
-                                                            : "float16";
-    auto cfg = model::config_to_hf(c, dtype_name);
-    // Quantized Linears are written in their checkpoint layout (bitsandbytes 4-bit / int8, GPTQ
-    // v1, AWQ GEMM), with the quantization_config the exporting tool writes.
-    auto qc = quant_layout::quantization_config(*saved, dtype);
-    if (!qc.is_null()) {
-      if (so.quantization_config_extra.is_object()) qc.update(so.quantization_config_extra);
-      cfg["quantization_config"] = std::move(qc);
-    }
-    io::write_file_atomic((tmp / "config.json").string(), cfg.dump(2) + "\n");
-    nlohmann::json gen = {{"do_sample", false}};
-    if (m.tokenizer->bos_id >= 0) gen["bos_token_id"] = m.tokenizer->bos_id;
-    if (m.tokenizer->eos_id >= 0) gen["eos_token_id"] = m.tokenizer->eos_id;
-    io::write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
-    write_tensors((tmp / "model.safetensors").string(), quant_layout::hf_tensors(*saved, dtype));
-    tok::save_hf_tokenizer(*m.tokenizer, tmp.string());
-    if (fs::exists(out_dir)) fs::remove(out_dir);
-    fs::rename(tmp, out_dir);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
+  io::AtomicDir out(out_dir, /*replace=*/false);
+  const auto& c = m.model->config();
+  auto saved = m.model;
+  if (so.dequantize)
+    saved = std::make_shared<const model::LlamaModel>(
+        m.model->map_linears([](int64_t, const model::Linear& l) {
+          if (l.is<model::DenseFormat>()) return l;
+          std::vector<at::Tensor> w;
+          for (int j = 0; j < static_cast<int>(std::max<size_t>(l.parts.size(), 1)); ++j)
+            w.push_back(l.dense_part(j));
+          model::Linear d{w.size() == 1 ? w[0] : at::cat(w, 0), l.bias};
+          d.parts = l.parts;
+          return d;
+        }));
+  const std::string dtype_name = dtype == at::kFloat      ? "float32"
+                                 : dtype == at::kBFloat16 ? "bfloat16"
+                                                          : "float16";
+  auto cfg = model::config_to_hf(c, dtype_name);
+  // Quantized Linears are written in their checkpoint layout (bitsandbytes 4-bit / int8, GPTQ
+  // v1, AWQ GEMM), with the quantization_config the exporting tool writes.
+  auto qc = quant_layout::quantization_config(*saved, dtype);
+  if (!qc.is_null()) {
+    if (so.quantization_config_extra.is_object()) qc.update(so.quantization_config_extra);
+    cfg["quantization_config"] = std::move(qc);
   }
+  io::write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
+  nlohmann::json gen = {{"do_sample", false}};
+  if (m.tokenizer->bos_id >= 0) gen["bos_token_id"] = m.tokenizer->bos_id;
+  if (m.tokenizer->eos_id >= 0) gen["eos_token_id"] = m.tokenizer->eos_id;
+  io::write_file_atomic(out.file("generation_config.json"), gen.dump(2) + "\n");
+  write_tensors(out.file("model.safetensors"), quant_layout::hf_tensors(*saved, dtype));
+  tok::save_hf_tokenizer(*m.tokenizer, out.path());
+  out.commit();
 }
 
 }  // namespace sllm::load

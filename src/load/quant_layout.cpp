@@ -79,23 +79,57 @@ void check_no_bias(const io::SafetensorsSet& set, const std::string& where,
              where, module);
 }
 
-std::string kind_of(const model::Linear& l) {
-  switch (l.format) {
-    case model::WeightFormat::nf4:
-      return "bitsandbytes 4-bit";
-    case model::WeightFormat::int8:
-      return "bitsandbytes int8";
-    case model::WeightFormat::intq:
-      if (l.intq_method == "gptq" || l.intq_method == "rtn") return "GPTQ";
-      if (l.intq_method == "awq") return "AWQ";
-      SLLM_FAIL(
-          "an integer-quantized Linear made by '{}' has no checkpoint layout (gptq, rtn or "
-          "awq)",
-          l.intq_method);
-    case model::WeightFormat::dense:
-      break;
-  }
-  return "";
+// The checkpoint layout a Linear is saved in ("" for dense).
+std::string layout_of(const model::Linear& l) {
+  return std::visit(
+      model::Overloaded{
+          [](const model::DenseFormat&) { return std::string(); },
+          [](const model::Nf4Format&) { return std::string("bitsandbytes 4-bit"); },
+          [](const model::Int8Format&) { return std::string("bitsandbytes int8"); },
+          [](const model::IntQFormat& f) {
+            if (f.method == "gptq" || f.method == "rtn") return std::string("GPTQ");
+            if (f.method == "awq") return std::string("AWQ");
+            SLLM_FAIL(
+                "an integer-quantized Linear made by '{}' has no checkpoint layout (gptq, rtn or "
+                "awq)",
+                f.method);
+          }},
+      l.weight);
+}
+
+// The tensors of every module of quantized Linear l of decoder layer i, keyed by the dense name
+// each stands for ("model.layers.N.<part>.weight"). GPTQ / AWQ modules carry their own fp16 bias.
+std::vector<std::pair<std::string, NamedTensors>> module_tensors(int64_t i, const model::Linear& l,
+                                                                 at::ScalarType dtype) {
+  const std::string prefix = "model.layers." + std::to_string(i) + ".";
+  std::vector<std::pair<std::string, NamedTensors>> out;
+  auto per_part = [&](auto&& tensors_of) {
+    for (int j = 0; j < static_cast<int>(l.parts.size()); ++j) {
+      const std::string module = prefix + l.parts[j].name;
+      out.emplace_back(module + ".weight", tensors_of(module, j));
+    }
+  };
+  std::visit(
+      model::Overloaded{[](const model::DenseFormat&) {},
+                        [&](const model::Nf4Format&) { out = bnb::linear_tensors(i, l, dtype); },
+                        [&](const model::Int8Format&) {
+                          per_part([&](const std::string& module, int j) {
+                            return intq::int8_module_tensors(module, l.int8_part(j));
+                          });
+                        },
+                        [&](const model::IntQFormat&) {
+                          const bool gptq = layout_of(l) == "GPTQ";
+                          per_part([&](const std::string& module, int j) {
+                            at::Tensor b;
+                            if (l.bias.defined())
+                              b = l.bias.narrow(0, l.part_offset(j), l.parts[j].rows);
+                            const auto q = l.intq_part(j);
+                            return gptq ? intq::gptq_module_tensors(module, q, b)
+                                        : intq::awq_module_tensors(module, q, b);
+                          });
+                        }},
+      l.weight);
+  return out;
 }
 
 }  // namespace
@@ -167,7 +201,6 @@ std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Sc
   for (size_t k = 0; k < modules.size(); ++k) lp.push_back({parts[k], shapes[k][0]});
   if (bias.defined()) bias = bias.to(device, dtype).contiguous();
 
-  model::Linear l;
   if (kind == Stored::nf4) {
     SLLM_CHECK(scheme.method.empty() || scheme.method == "bnb4",
                "{}: module '{}' is stored in bitsandbytes' 4-bit layout, but {}", where, modules[0],
@@ -175,9 +208,7 @@ std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Sc
     std::vector<quant::Nf4Weight> q;
     for (size_t k = 0; k < modules.size(); ++k)
       q.push_back(bnb::read_module(set, modules[k], shapes[k]));
-    l = model::make_nf4_linear(std::move(lp), std::move(q), bias);
-    l.nf4 = l.nf4.to(device);
-    return l;
+    return model::make_nf4_linear(std::move(lp), std::move(q), bias).to(device);
   }
   if (kind == Stored::int8) {
     SLLM_CHECK(scheme.method.empty() || scheme.method == "int8",
@@ -187,10 +218,9 @@ std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Sc
     std::vector<quant::Int8Weight> q;
     for (size_t k = 0; k < modules.size(); ++k)
       q.push_back(intq::read_int8(set, modules[k], shapes[k]));
-    l = model::make_int8_linear(std::move(lp), q, bias,
-                                scheme.method.empty() ? 6.0 : scheme.intq.threshold);
-    l.int8 = l.int8.to(device);
-    return l;
+    return model::make_int8_linear(std::move(lp), q, bias,
+                                   scheme.method.empty() ? 6.0 : scheme.intq.threshold)
+        .to(device);
   }
   SLLM_CHECK(scheme.method == "gptq" || scheme.method == "awq",
              "{}: module '{}' holds GPTQ/AWQ tensors (qweight), but {}; sllm needs quant_method "
@@ -208,47 +238,26 @@ std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Sc
     if (q[k].sym != q[0].sym) q[0].sym = q[k].sym = false;  // AWQ: sym only if all agree
   }
   for (auto& w : q) w.sym = q[0].sym;
-  l = model::make_intq_linear(std::move(lp), q, bias,
-                              scheme.method == "awq" ? "awq" : scheme.intq.made_by);
-  l.intq = l.intq.to(device);
-  return l;
+  return model::make_intq_linear(std::move(lp), q, bias,
+                                 scheme.method == "awq" ? "awq" : scheme.intq.made_by)
+      .to(device);
 }
 
 // ---- saving ----
 
 NamedTensors hf_tensors(const model::LlamaModel& m, at::ScalarType dtype) {
-  SLLM_CHECK(m.lm_head().format == model::WeightFormat::dense,
+  SLLM_CHECK(m.lm_head().is<model::DenseFormat>(),
              "a quantized lm_head cannot be saved (the checkpoint layouts keep lm_head dense)");
   // "<module>.weight" -> the module's quantized tensors, spliced into the dense state dict below.
   std::map<std::string, NamedTensors> splice;
   // hf_state_dict() names and orders every tensor; quantized Linears are swapped for dense stubs
   // of zero columns so that it neither dequantizes them nor needs to know their layouts.
   const auto stub = m.map_linears([&](int64_t i, const model::Linear& l) {
-    if (l.format == model::WeightFormat::dense) return l;
-    model::Linear d;
-    d.weight = at::empty({l.out_features(), 0}, at::TensorOptions().dtype(dtype));
-    d.bias = l.bias;
+    if (l.is<model::DenseFormat>()) return l;
+    model::Linear d{at::empty({l.out_features(), 0}, at::TensorOptions().dtype(dtype)), l.bias};
     d.parts = l.parts;
-    if (l.format == model::WeightFormat::nf4) {
-      for (auto& [name, t] : bnb::linear_tensors(i, l, dtype)) splice[name] = std::move(t);
-      return d;
-    }
-    const std::string prefix = "model.layers." + std::to_string(i) + ".";
-    const bool gptq = kind_of(l) == "GPTQ";
-    for (int j = 0; j < static_cast<int>(l.parts.size()); ++j) {
-      const std::string module = prefix + l.parts[j].name;
-      if (l.format == model::WeightFormat::int8) {
-        splice[module + ".weight"] = intq::int8_module_tensors(module, l.int8_part(j));
-        continue;
-      }
-      // GPTQ / AWQ modules carry their own fp16 bias.
-      at::Tensor b;
-      if (l.bias.defined()) b = l.bias.narrow(0, l.part_offset(j), l.parts[j].rows);
-      const auto q = l.intq_part(j);
-      splice[module + ".weight"] =
-          gptq ? intq::gptq_module_tensors(module, q, b) : intq::awq_module_tensors(module, q, b);
-    }
-    if (l.format == model::WeightFormat::intq) d.bias = at::Tensor();
+    for (auto& [name, t] : module_tensors(i, l, dtype)) splice[name] = std::move(t);
+    if (l.is<model::IntQFormat>()) d.bias = at::Tensor();  // written with the module
     return d;
   });
   NamedTensors out;
@@ -275,15 +284,15 @@ nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dt
   for (size_t i = 0; i < m.layers().size(); ++i) {
     const auto& L = m.layers()[i];
     quantized_names[static_cast<int64_t>(i)];
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
-      if (l->format == model::WeightFormat::dense) {
-        for (const auto& p : l->parts)
+    for (const auto& [name, l] : L.linears()) {
+      if (l.is<model::DenseFormat>()) {
+        for (const auto& p : l.parts)
           dense.push_back("model.layers." + std::to_string(i) + "." + p.name);
         continue;
       }
-      kinds.insert(kind_of(*l));
-      q.push_back(l);
-      for (const auto& p : l->parts) quantized_names[static_cast<int64_t>(i)].insert(p.name);
+      kinds.insert(layout_of(l));
+      q.push_back(&l);
+      for (const auto& p : l.parts) quantized_names[static_cast<int64_t>(i)].insert(p.name);
     }
   }
   if (kinds.empty()) return nullptr;
@@ -295,7 +304,7 @@ nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dt
   if (kind == "bitsandbytes 4-bit") return bnb::quantization_config(m, dtype);
   if (kind == "bitsandbytes int8") {
     std::set<double> th;
-    for (const auto* l : q) th.insert(l->int8.threshold);
+    for (const auto* l : q) th.insert(l->get<model::Int8Format>().t.threshold);
     SLLM_CHECK(th.size() == 1,
                "the int8 Linears use different outlier thresholds ({}); llm_int8_threshold holds "
                "one",
@@ -308,12 +317,13 @@ nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dt
   std::set<int64_t> gs;
   bool per_channel = true, act_order = false, all_rtn = true;
   for (const auto* l : q) {
-    bits.insert(l->intq.bits);
-    sym.insert(l->intq_sym);
-    gs.insert(l->intq.group_size);
-    per_channel = per_channel && l->intq.group_size == l->intq.in;
-    act_order = act_order || l->intq.perm.defined();
-    all_rtn = all_rtn && l->intq_method == "rtn";
+    const auto& f = l->get<model::IntQFormat>();
+    bits.insert(f.t.bits);
+    sym.insert(f.sym);
+    gs.insert(f.t.group_size);
+    per_channel = per_channel && f.t.group_size == f.t.in;
+    act_order = act_order || f.t.perm.defined();
+    all_rtn = all_rtn && f.method == "rtn";
   }
   SLLM_CHECK(bits.size() == 1 && sym.size() == 1,
              "the {} Linears differ in bits or symmetry; a quantization_config holds one of each",

@@ -2,8 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include <fmt/ranges.h>
+
+#include <filesystem>
+
 #include "core/error.h"
-#include "io/safetensors.h"
 
 namespace sllm::load {
 namespace {
@@ -70,6 +73,58 @@ at::Tensor tensor_from_view(const io::TensorView& v) {
   return at::from_blob(const_cast<uint8_t*>(v.data), v.shape,
                        at::TensorOptions().dtype(scalar_of(v.dtype, v.name)))
       .clone();
+}
+
+at::Tensor tensor_from_bytes(const void* data, size_t nbytes, std::vector<int64_t> shape,
+                             at::ScalarType st) {
+  auto t = at::empty(shape, at::TensorOptions().dtype(st));
+  SLLM_CHECK(static_cast<size_t>(t.nbytes()) == nbytes,
+             "internal: {} bytes for a tensor of {} bytes", nbytes, t.nbytes());
+  if (nbytes > 0) std::memcpy(t.data_ptr(), data, nbytes);
+  return t;
+}
+
+std::string file_of(const io::SafetensorsSet& set, const std::string& name) {
+  for (const auto& f : set.files())
+    if (f.find(name) != nullptr) return f.path();
+  if (set.files().empty()) return "<no safetensors file>";
+  return std::filesystem::path(set.files().front().path()).parent_path().string();
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
+
+void ModuleTensors::fail(const std::string& tensor, const std::string& what) const {
+  SLLM_FAIL("{}: tensor '{}' {} ({} module '{}')", file_of(set, tensor), tensor, what, kind,
+            module);
+}
+
+const io::TensorView& ModuleTensors::need(const std::string& name) const {
+  const auto* v = set.find(name);
+  if (v == nullptr) fail(name, "is missing");
+  return *v;
+}
+
+const io::TensorView& ModuleTensors::need(const std::string& name, io::DType d,
+                                          const std::vector<std::vector<int64_t>>& shapes,
+                                          const std::string& why) const {
+  const auto& v = need(name);
+  if (v.dtype != d)
+    fail(name,
+         fmt::format("has dtype {}, expected {}", io::dtype_name(v.dtype), io::dtype_name(d)));
+  bool ok = false;
+  for (const auto& s : shapes) ok = ok || v.shape == s;
+  if (!ok) {
+    std::vector<std::string> want;
+    for (const auto& s : shapes) want.push_back(shape_str(s));
+    fail(name, fmt::format("has shape {}, expected {}{}", shape_str(v.shape),
+                           fmt::join(want, " or "), why.empty() ? "" : " (" + why + ")"));
+  }
+  if (v.nbytes != static_cast<size_t>(v.numel()) * io::dtype_size(d))
+    fail(name, fmt::format("holds {} bytes, expected {}", v.nbytes,
+                           v.numel() * static_cast<int64_t>(io::dtype_size(d))));
+  return v;
 }
 
 std::vector<std::pair<std::string, at::Tensor>> read_tensors(const std::string& path) {

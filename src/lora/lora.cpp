@@ -36,8 +36,7 @@ template <typename Fn>
 void for_each_linear(const model::LlamaModel& m, Fn fn) {
   for (size_t i = 0; i < m.layers().size(); ++i) {
     const auto& L = m.layers()[i];
-    for (const model::Linear* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      fn(static_cast<int64_t>(i), *l);
+    for (const auto& [name, l] : L.linears()) fn(static_cast<int64_t>(i), l);
   }
 }
 
@@ -276,12 +275,13 @@ std::shared_ptr<model::LlamaModel> load_peft(const model::LlamaModel& base, cons
 std::shared_ptr<model::LlamaModel> merge(const model::LlamaModel& m) {
   at::NoGradGuard no_grad;
   return std::make_shared<model::LlamaModel>(m.map_linears([&](int64_t, const model::Linear& l) {
-    if (l.lora.empty() && l.format == model::WeightFormat::dense) return l;
+    const auto* dense = l.get_if<model::DenseFormat>();
+    if (l.lora.empty() && dense) return l;
     std::vector<at::Tensor> w;
     for (int p = 0; p < static_cast<int>(l.parts.size()); ++p) w.push_back(l.dense_part(p).clone());
     for (const auto& a : l.lora)
       w[a.part] += (a.B.to(at::kFloat).matmul(a.A.to(at::kFloat)) * a.scale).to(w[a.part].device());
-    const auto dtype = l.format == model::WeightFormat::dense ? l.weight.scalar_type() : at::kFloat;
+    const auto dtype = dense ? dense->w.scalar_type() : at::kFloat;
     model::Linear out{at::cat(w, 0).to(dtype).contiguous(), l.bias};
     out.parts = l.parts;
     return out;

@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "ops/nf4.h"
 #include "quant/intq.h"
 #include "quant/nf4.h"
 
@@ -23,17 +22,7 @@ TrainingScope::~TrainingScope() { t_training = prev_; }
 bool TrainingScope::active() { return t_training; }
 
 at::Tensor Linear::base_forward(const at::Tensor& x) const {
-  switch (format) {
-    case WeightFormat::nf4:
-      return ops::nf4_linear(x, nf4, bias);
-    case WeightFormat::intq:
-      return ops::intq_linear(x, intq, bias);
-    case WeightFormat::int8:
-      return ops::int8_linear(x, int8, bias);
-    case WeightFormat::dense:
-      break;
-  }
-  return at::linear(x, weight, bias);
+  return std::visit([&](const auto& f) { return f.forward(x, bias); }, weight);
 }
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
@@ -58,45 +47,36 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
 }
 
 at::Device Linear::device() const {
-  switch (format) {
-    case WeightFormat::nf4:
-      return nf4.packed.device();
-    case WeightFormat::intq:
-      return intq.qweight.device();
-    case WeightFormat::int8:
-      return int8.q.device();
-    case WeightFormat::dense:
-      break;
-  }
-  return weight.device();
+  return std::visit([](const auto& f) { return f.device(); }, weight);
 }
 
 int64_t Linear::in_features() const {
-  switch (format) {
-    case WeightFormat::nf4:
-      return nf4.in;
-    case WeightFormat::intq:
-      return intq.in;
-    case WeightFormat::int8:
-      return int8.in;
-    case WeightFormat::dense:
-      break;
-  }
-  return weight.size(1);
+  return std::visit([](const auto& f) { return f.in(); }, weight);
 }
 
 int64_t Linear::out_features() const {
-  switch (format) {
-    case WeightFormat::nf4:
-      return nf4.out;
-    case WeightFormat::intq:
-      return intq.out;
-    case WeightFormat::int8:
-      return int8.out;
-    case WeightFormat::dense:
-      break;
+  return std::visit([](const auto& f) { return f.out(); }, weight);
+}
+
+std::string_view Linear::kind() const {
+  return std::visit([](const auto& f) { return f.kind; }, weight);
+}
+
+void Linear::wrong_format(std::string_view want) const {
+  SLLM_FAIL("expected a {} weight, but this Linear ({}) holds {}", want,
+            parts.empty() ? std::string("unnamed") : parts.front().name, format_name());
+}
+
+Linear Linear::to(at::Device device, std::optional<at::ScalarType> dtype) const {
+  Linear out = *this;
+  out.weight =
+      std::visit([&](const auto& f) -> LinearWeight { return f.to(device, dtype); }, weight);
+  if (bias.defined()) out.bias = bias.to(device, dtype.value_or(bias.scalar_type())).contiguous();
+  for (auto& a : out.lora) {
+    a.A = a.A.to(device);
+    a.B = a.B.to(device);
   }
-  return weight.size(0);
+  return out;
 }
 
 int64_t Linear::part_offset(int i) const {
@@ -114,42 +94,31 @@ int Linear::part_index(const std::string& name) const {
 at::Tensor Linear::dense_part(int i) const {
   SLLM_CHECK(i >= 0 && i < static_cast<int>(std::max<size_t>(parts.size(), 1)),
              "linear part {} out of range", i);
-  at::Tensor w = format == WeightFormat::nf4    ? ops::nf4_dequantize(nf4, at::kFloat)
-                 : format == WeightFormat::intq ? ops::intq_dequantize(intq, at::kFloat)
-                 : format == WeightFormat::int8 ? ops::int8_dequantize(int8, at::kFloat)
-                                                : weight;
+  auto w = std::visit([](const auto& f) { return f.dequantize(); }, weight);
   if (parts.size() <= 1) return w;
   return w.narrow(0, part_offset(i), parts[i].rows);
 }
 
 std::string Linear::format_name() const {
-  switch (format) {
-    case WeightFormat::dense:
-      return std::string("dense ") + std::string(weight.dtype().name());
-    case WeightFormat::nf4: {
-      const auto& q = nf4_parts.empty() ? nullptr : nf4_parts.front();
-      std::string s = q ? q->quant_type : std::string("nf4");
-      s += " (blocksize " + std::to_string(nf4.blocksize);
-      if (q && q->double_quant()) s += ", double quant";
-      return s + ")";
-    }
-    case WeightFormat::intq:
-      return fmt::format("{} int{} {} (group {}{})", intq_method, intq.bits,
-                         intq_sym ? "sym" : "asym", intq.group_size,
-                         intq.perm.defined() ? ", act-order" : "");
-    case WeightFormat::int8:
-      return fmt::format("llm.int8 (threshold {})", int8.threshold);
-  }
-  return "unknown";
+  return std::visit([](const auto& f) { return f.name(); }, weight);
 }
 
 int64_t Linear::weight_bytes() const {
-  int64_t b = format == WeightFormat::nf4    ? nf4.nbytes()
-              : format == WeightFormat::intq ? intq.nbytes()
-              : format == WeightFormat::int8 ? int8.nbytes()
-                                             : weight.nbytes();
+  int64_t b = std::visit([](const auto& f) { return f.nbytes(); }, weight);
   if (bias.defined()) b += bias.nbytes();
   return b;
+}
+
+quant::IntQWeight Linear::intq_part(int i) const {
+  const auto& f = get<IntQFormat>();
+  if (parts.size() <= 1) return f.slice(0, f.out());
+  return f.slice(part_offset(i), parts[i].rows);
+}
+
+quant::Int8Weight Linear::int8_part(int i) const {
+  const auto& f = get<Int8Format>();
+  if (parts.size() <= 1) return f.slice(0, f.out());
+  return f.slice(part_offset(i), parts[i].rows);
 }
 
 Linear make_nf4_linear(std::vector<LinearPart> parts, std::vector<quant::Nf4Weight> q,
@@ -169,77 +138,27 @@ Linear make_nf4_linear(std::vector<LinearPart> parts, std::vector<quant::Nf4Weig
     out += q[i].shape[0];
     bytes += static_cast<int64_t>(q[i].weight.size());
   }
-  Linear l;
-  l.format = WeightFormat::nf4;
-  l.bias = std::move(bias);
-  l.parts = std::move(parts);
-  l.nf4.out = out;
-  l.nf4.in = in;
-  l.nf4.blocksize = bs;
-  l.nf4.packed = at::empty({bytes}, at::kByte);
-  l.nf4.code = at::tensor(q[0].quant_map, at::kFloat);
+  Nf4Format f;
+  f.t.out = out;
+  f.t.in = in;
+  f.t.blocksize = bs;
+  f.t.packed = at::empty({bytes}, at::kByte);
+  f.t.code = at::tensor(q[0].quant_map, at::kFloat);
   std::vector<at::Tensor> absmax;
-  auto* dst = l.nf4.packed.data_ptr<uint8_t>();
+  auto* dst = f.t.packed.data_ptr<uint8_t>();
   for (auto& w : q) {
     std::memcpy(dst, w.weight.data(), w.weight.size());
     dst += w.weight.size();
     absmax.push_back(at::tensor(quant::dequantized_absmax(w), at::kFloat));
-    std::vector<uint8_t>().swap(w.weight);  // the bytes now live in nf4.packed
-    l.nf4_parts.push_back(std::make_shared<const quant::Nf4Weight>(std::move(w)));
+    std::vector<uint8_t>().swap(w.weight);  // the bytes now live in t.packed
+    f.states.push_back(std::make_shared<const quant::Nf4Weight>(std::move(w)));
   }
-  l.nf4.absmax = at::cat(absmax);
+  f.t.absmax = at::cat(absmax);
+  Linear l;
+  l.weight = std::move(f);
+  l.bias = std::move(bias);
+  l.parts = std::move(parts);
   return l;
-}
-
-quant::IntQWeight Linear::intq_part(int i) const {
-  SLLM_CHECK(format == WeightFormat::intq, "intq_part on a {} linear", format_name());
-  const int64_t rows = parts.size() <= 1 ? intq.out : parts[i].rows;
-  const int64_t off = parts.size() <= 1 ? 0 : part_offset(i);
-  quant::IntQWeight q;
-  q.bits = intq.bits;
-  q.group_size = intq.group_size;
-  q.out = rows;
-  q.in = intq.in;
-  q.sym = intq_sym;
-  auto packed = intq.qweight.narrow(0, off, rows).cpu().contiguous();
-  at::Tensor vals;  // [rows, storage columns] unpacked to [rows, in], still in storage order
-  if (intq.storage_bits() == 4) {
-    auto lo = packed.bitwise_and(0x0F), hi = packed.bitwise_right_shift(4);
-    vals = at::stack({lo, hi}, -1).reshape({rows, intq.in});
-  } else {
-    vals = packed;
-  }
-  if (intq.perm.defined()) {  // storage column j is input column perm[j]
-    auto inv = at::empty_like(vals);
-    inv.index_copy_(1, intq.perm.cpu(), vals);
-    vals = inv;
-    q.g_idx.resize(intq.in);
-    auto p = intq.perm.cpu().contiguous();
-    const auto* pp = p.data_ptr<int64_t>();
-    for (int64_t j = 0; j < intq.in; ++j)
-      q.g_idx[pp[j]] = static_cast<int32_t>(j / intq.group_size);
-  }
-  vals = vals.contiguous();
-  q.q.assign(vals.data_ptr<uint8_t>(), vals.data_ptr<uint8_t>() + vals.numel());
-  auto sc = intq.scales.narrow(0, off, rows).cpu().contiguous();
-  auto ze = intq.zeros.narrow(0, off, rows).cpu().contiguous();
-  q.scales.assign(sc.data_ptr<float>(), sc.data_ptr<float>() + sc.numel());
-  q.zeros.assign(ze.data_ptr<float>(), ze.data_ptr<float>() + ze.numel());
-  return q;
-}
-
-quant::Int8Weight Linear::int8_part(int i) const {
-  SLLM_CHECK(format == WeightFormat::int8, "int8_part on a {} linear", format_name());
-  const int64_t rows = parts.size() <= 1 ? int8.out : parts[i].rows;
-  const int64_t off = parts.size() <= 1 ? 0 : part_offset(i);
-  quant::Int8Weight q;
-  q.out = rows;
-  q.in = int8.in;
-  auto w = int8.q.narrow(0, off, rows).cpu().contiguous();
-  auto s = int8.scb.narrow(0, off, rows).cpu().contiguous();
-  q.q.assign(w.data_ptr<int8_t>(), w.data_ptr<int8_t>() + w.numel());
-  q.scb.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
-  return q;
 }
 
 Linear make_intq_linear(std::vector<LinearPart> parts, const std::vector<quant::IntQWeight>& q,
@@ -293,14 +212,13 @@ Linear make_intq_linear(std::vector<LinearPart> parts, const std::vector<quant::
     zeros.insert(zeros.end(), w.zeros.begin(), w.zeros.end());
   }
   Linear l;
-  l.format = WeightFormat::intq;
+  l.weight = IntQFormat{{ops::make_intq_tensors(vals.data(), scales.data(), zeros.data(),
+                                                perm.empty() ? nullptr : perm.data(), q0.bits,
+                                                q0.group_size, out, in)},
+                        std::move(method),
+                        q0.sym};
   l.bias = std::move(bias);
   l.parts = std::move(parts);
-  l.intq =
-      ops::make_intq_tensors(vals.data(), scales.data(), zeros.data(),
-                             perm.empty() ? nullptr : perm.data(), q0.bits, q0.group_size, out, in);
-  l.intq_method = std::move(method);
-  l.intq_sym = q0.sym;
   return l;
 }
 
@@ -321,10 +239,9 @@ Linear make_int8_linear(std::vector<LinearPart> parts, const std::vector<quant::
     scb.insert(scb.end(), w.scb.begin(), w.scb.end());
   }
   Linear l;
-  l.format = WeightFormat::int8;
+  l.weight = Int8Format{{ops::make_int8_tensors(vals.data(), scb.data(), out, q[0].in, threshold)}};
   l.bias = std::move(bias);
   l.parts = std::move(parts);
-  l.int8 = ops::make_int8_tensors(vals.data(), scb.data(), out, q[0].in, threshold);
   return l;
 }
 

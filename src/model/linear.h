@@ -1,28 +1,18 @@
-// A linear layer whose weight has a storage format (dense, or NF4/FP4 4-bit), optionally fused
+// A linear layer whose weight has a storage format (weight_format.h: dense, NF4/FP4, int-N,
+// LLM.int8), optionally fused
 // from several Hugging Face modules (q|k|v, gate|up) and optionally carrying LoRA adapters on
 // any of those modules. QLoRA is this same Linear with an NF4 weight and adapters.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
-#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "ops/intq.h"
-#include "ops/nf4.h"
-
-namespace sllm::quant {
-struct Nf4Weight;
-struct IntQWeight;
-struct Int8Weight;
-}  // namespace sllm::quant
+#include "model/weight_format.h"
 
 namespace sllm::model {
-
-// dense: a float weight. nf4: bitsandbytes NF4/FP4. intq: group-wise int4/int8 with scales and
-// zero points (GPTQ, AWQ, RTN). int8: LLM.int8() row-wise int8 with outlier decomposition.
-enum class WeightFormat { dense, nf4, intq, int8 };
 
 // One Hugging Face module inside a (possibly fused) Linear: e.g. "self_attn.k_proj", whose
 // output rows follow the q_proj rows in the fused qkv weight.
@@ -43,22 +33,37 @@ struct LoraAdapter {
 struct Linear {
   Linear() = default;
   // A dense weight (and bias); parts, formats and adapters are filled in by their builders.
-  explicit Linear(at::Tensor w, at::Tensor b = {}) : weight(std::move(w)), bias(std::move(b)) {}
+  explicit Linear(at::Tensor w, at::Tensor b = {})
+      : weight(DenseFormat{std::move(w)}), bias(std::move(b)) {}
 
-  at::Tensor weight;  // dense: [out, in]; undefined when the format is nf4
-  at::Tensor bias;    // [out] or undefined
-  WeightFormat format = WeightFormat::dense;
+  LinearWeight weight;            // the whole (fused) weight in its storage format
+  at::Tensor bias;                // [out] or undefined
   std::vector<LinearPart> parts;  // output-row order; sums to out_features()
-  ops::Nf4Tensors nf4;  // format nf4: the whole (fused) weight, blocks never straddle parts
-  // format nf4: the quantized parts exactly as bitsandbytes stores them (for saving).
-  std::vector<std::shared_ptr<const quant::Nf4Weight>> nf4_parts;
-  ops::IntQTensors intq;  // format intq: the whole (fused) weight
-  // format intq: the method that made it, which also picks the checkpoint layout it is saved in:
-  // "gptq" and "rtn" -> GPTQ v1 (qweight/qzeros/scales/g_idx), "awq" -> AWQ GEMM.
-  std::string intq_method;
-  bool intq_sym = false;
-  ops::Int8Tensors int8;  // format int8
   std::vector<LoraAdapter> lora;
+
+  template <typename F>
+  bool is() const {
+    return std::holds_alternative<F>(weight);
+  }
+  template <typename F>
+  const F* get_if() const {
+    return std::get_if<F>(&weight);
+  }
+  // The weight as format F; throws sllm::Error naming both formats when it is another one.
+  template <typename F>
+  const F& get() const {
+    if (const auto* f = std::get_if<F>(&weight)) return *f;
+    wrong_format(F::kind);
+  }
+  template <typename F>
+  F& get() {
+    if (auto* f = std::get_if<F>(&weight)) return *f;
+    wrong_format(F::kind);
+  }
+  // The dense weight [out, in] (an error for quantized formats).
+  const at::Tensor& dense_weight() const { return get<DenseFormat>().w; }
+  at::Tensor& dense_weight() { return get<DenseFormat>().w; }
+  std::string_view kind() const;  // the format's kind: "dense", "nf4", "intq", "int8"
 
   // Base matmul plus adapters. LoRA dropout is active only inside a TrainingScope.
   at::Tensor forward(const at::Tensor& x) const;
@@ -69,13 +74,20 @@ struct Linear {
   // Row offset of part i in the fused output.
   int64_t part_offset(int i) const;
   int part_index(const std::string& name) const;  // -1 if absent
-  // Dense weight of part i (dequantized for nf4), fp32 on the weight's device.
+  // Dense weight of part i: as stored for dense, dequantized to fp32 otherwise, on the weight's
+  // device.
   at::Tensor dense_part(int i) const;
   std::string format_name() const;  // "dense Float", "nf4 (blocksize 64, double quant)"
   int64_t weight_bytes() const;
   // Part i's quantized values as the quant layer holds them (formats intq / int8), for saving.
   quant::IntQWeight intq_part(int i) const;
   quant::Int8Weight int8_part(int i) const;
+  // A copy on device: dense weights and the bias converted to dtype when given (quantized
+  // weights keep their format), LoRA adapters moved only.
+  Linear to(at::Device device, std::optional<at::ScalarType> dtype = std::nullopt) const;
+
+ private:
+  [[noreturn]] void wrong_format(std::string_view want) const;
 };
 
 // Training mode (as nn.Module.train()): while one is alive on this thread, LoRA dropout is on.

@@ -228,38 +228,40 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::hf_state_dict() cons
     add_linear(p, L.down);
   }
   out.emplace_back("model.norm.weight", final_norm_);
-  if (!config_.tie_embeddings) out.emplace_back("lm_head.weight", lm_head_.weight);
+  if (!config_.tie_embeddings) out.emplace_back("lm_head.weight", lm_head_.dense_weight());
   return out;
 }
 
 uint64_t LlamaModel::weight_bytes() const {
   uint64_t total = embed_.nbytes() + final_norm_.nbytes();
   if (!config_.tie_embeddings) total += lm_head_.weight_bytes();
-  for (const auto& L : layers_)
-    total += L.attn_norm.nbytes() + L.ffn_norm.nbytes() + L.qkv.weight_bytes() +
-             L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes();
+  for (const auto& L : layers_) {
+    total += L.attn_norm.nbytes() + L.ffn_norm.nbytes();
+    for (const auto& [name, l] : L.linears()) total += l.weight_bytes();
+  }
   return total;
 }
 
 int64_t LlamaModel::num_parameters() const {
   int64_t n = embed_.numel() + final_norm_.numel();
-  if (!config_.tie_embeddings) n += lm_head_.weight.numel();
+  if (!config_.tie_embeddings) n += lm_head_.dense_weight().numel();
   auto lin = [](const Linear& l) {
     int64_t k = l.in_features() * l.out_features() + (l.bias.defined() ? l.bias.numel() : 0);
     for (const auto& a : l.lora) k += a.A.numel() + a.B.numel();
     return k;
   };
-  for (const auto& L : layers_)
-    n += L.attn_norm.numel() + L.ffn_norm.numel() + lin(L.qkv) + lin(L.o) + lin(L.gate_up) +
-         lin(L.down);
+  for (const auto& L : layers_) {
+    n += L.attn_norm.numel() + L.ffn_norm.numel();
+    for (const auto& [name, l] : L.linears()) n += lin(l);
+  }
   return n;
 }
 
 std::vector<at::Tensor> LlamaModel::lora_parameters() const {
   std::vector<at::Tensor> out;
   for (const auto& L : layers_)
-    for (const Linear* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      for (const auto& a : l->lora) {
+    for (const auto& [name, l] : L.linears())
+      for (const auto& a : l.lora) {
         out.push_back(a.A);
         out.push_back(a.B);
       }
@@ -271,57 +273,42 @@ std::vector<at::Tensor> LlamaModel::dense_parameters() const {
   for (const auto& L : layers_) {
     out.push_back(L.attn_norm);
     out.push_back(L.ffn_norm);
-    for (const Linear* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
-      SLLM_CHECK(l->format == WeightFormat::dense,
+    for (const auto& [name, l] : L.linears()) {
+      SLLM_CHECK(l.is<DenseFormat>(),
                  "full fine-tuning needs dense weights; this model has {} weights",
-                 l->format_name());
-      out.push_back(l->weight);
-      if (l->bias.defined()) out.push_back(l->bias);
+                 l.format_name());
+      out.push_back(l.dense_weight());
+      if (l.bias.defined()) out.push_back(l.bias);
     }
   }
   out.push_back(final_norm_);
-  if (!config_.tie_embeddings) out.push_back(lm_head_.weight);
+  if (!config_.tie_embeddings) out.push_back(lm_head_.dense_weight());
   return out;
 }
 
 LlamaModel LlamaModel::map_linears(const std::function<Linear(int64_t, const Linear&)>& fn) const {
   std::vector<DecoderLayer> layers;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const auto& L = layers_[i];
-    const auto li = static_cast<int64_t>(i);
-    layers.push_back(
-        {L.attn_norm, L.ffn_norm, fn(li, L.qkv), fn(li, L.o), fn(li, L.gate_up), fn(li, L.down)});
+    DecoderLayer L = layers_[i];
+    for (auto [name, l] : L.linears()) l = fn(static_cast<int64_t>(i), l);
+    layers.push_back(std::move(L));
   }
   return LlamaModel(config_, embed_, std::move(layers), final_norm_, lm_head_);
 }
 
 LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {
   auto cv = [&](const at::Tensor& t) { return t.defined() ? t.to(device, dtype).contiguous() : t; };
-  auto cl = [&](const Linear& l) {
-    Linear out = l;
-    out.bias = cv(l.bias);
-    if (l.format == WeightFormat::nf4) {
-      out.nf4 = l.nf4.to(device);
-    } else if (l.format == WeightFormat::intq) {
-      out.intq = l.intq.to(device);
-    } else if (l.format == WeightFormat::int8) {
-      out.int8 = l.int8.to(device);
-    } else {
-      out.weight = cv(l.weight);
-    }
-    for (auto& a : out.lora) {
-      a.A = a.A.to(device);
-      a.B = a.B.to(device);
-    }
-    return out;
-  };
   std::vector<DecoderLayer> layers;
-  for (const auto& L : layers_)
-    layers.push_back(
-        {cv(L.attn_norm), cv(L.ffn_norm), cl(L.qkv), cl(L.o), cl(L.gate_up), cl(L.down)});
+  for (const auto& src : layers_) {
+    DecoderLayer L = src;
+    L.attn_norm = cv(src.attn_norm);
+    L.ffn_norm = cv(src.ffn_norm);
+    for (auto [name, l] : L.linears()) l = l.to(device, dtype);
+    layers.push_back(std::move(L));
+  }
   auto embed = cv(embed_);
-  Linear head = cl(lm_head_);
-  if (config_.tie_embeddings) head.weight = embed;
+  Linear head = lm_head_.to(device, dtype);
+  if (config_.tie_embeddings) head.dense_weight() = embed;
   return LlamaModel(config_, embed, std::move(layers), cv(final_norm_), head);
 }
 

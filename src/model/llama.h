@@ -5,8 +5,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/linear.h"
@@ -18,12 +20,27 @@ class KvCache;
 
 namespace sllm::model {
 
+// A Linear of a decoder layer with its member name ("qkv", "o", "gate_up", "down").
+template <typename L>
+struct NamedLinear {
+  std::string_view name;
+  L& linear;
+};
+
 struct DecoderLayer {
   at::Tensor attn_norm, ffn_norm;  // [hidden]
   Linear qkv;                      // fused q | k | v  [(H + 2*KVH) * D, hidden]
   Linear o;                        // [hidden, H * D]
   Linear gate_up;                  // fused gate | up  [2 * intermediate, hidden]
   Linear down;                     // [hidden, intermediate]
+
+  // Every Linear of the layer in forward order (the LinearTap index): qkv, o, gate_up, down.
+  std::array<NamedLinear<Linear>, 4> linears() {
+    return {{{"qkv", qkv}, {"o", o}, {"gate_up", gate_up}, {"down", down}}};
+  }
+  std::array<NamedLinear<const Linear>, 4> linears() const {
+    return {{{"qkv", qkv}, {"o", o}, {"gate_up", gate_up}, {"down", down}}};
+  }
 };
 
 // One engine step, flattened: N new tokens of B sequences, padded views for attention.
@@ -73,7 +90,7 @@ class LlamaModel {
   // ids [B, T] -> embeddings [B, T, hidden].
   at::Tensor embed_tokens(const at::Tensor& ids) const;
   // Layer L (not necessarily one of this model's) on x [B, T, hidden]; tap, if given, sees the
-  // input of each Linear as it is computed: 0 qkv, 1 o, 2 gate_up, 3 down.
+  // input of each Linear as it is computed, by its index in DecoderLayer::linears().
   using LinearTap = std::function<void(int which, const at::Tensor& input)>;
   at::Tensor run_layer(const DecoderLayer& L, const at::Tensor& x,
                        const LinearTap* tap = nullptr) const;

@@ -134,15 +134,15 @@ model::DecoderLayer awq_layer(const model::LlamaModel& m, const model::DecoderLa
     auto xs = search(0);
     auto ref = m.attention_block(L, xs);
     auto s = search_scale(
-        L.qkv.weight, in[0],
+        L.qkv.dense_weight(), in[0],
         [&](const at::Tensor& wq) {
           auto T = L;
-          T.qkv.weight = wq;
+          T.qkv.dense_weight() = wq;
           return m.attention_block(T, xs);
         },
         ref, o);
     L.attn_norm = L.attn_norm / s;
-    L.qkv.weight = L.qkv.weight * s;
+    L.qkv.dense_weight() = L.qkv.dense_weight() * s;
     in[0] = in[0] / s;
   }
   // 2. v -> o, only when v's rows are o's inputs one for one (no grouped-query attention).
@@ -150,12 +150,13 @@ model::DecoderLayer awq_layer(const model::LlamaModel& m, const model::DecoderLa
   if (kd == L.o.in_features()) {
     auto xs = search(1);
     auto s = search_scale(
-        L.o.weight, in[1], [&](const at::Tensor& wq) { return at::linear(xs, wq, L.o.bias); },
-        at::linear(xs, L.o.weight, L.o.bias), o);
-    auto v = L.qkv.weight.narrow(0, qd + kd, kd);
+        L.o.dense_weight(), in[1],
+        [&](const at::Tensor& wq) { return at::linear(xs, wq, L.o.bias); },
+        at::linear(xs, L.o.dense_weight(), L.o.bias), o);
+    auto v = L.qkv.dense_weight().narrow(0, qd + kd, kd);
     v.div_(s.unsqueeze(1));
     if (L.qkv.bias.defined()) L.qkv.bias.narrow(0, qd + kd, kd).div_(s);
-    L.o.weight = L.o.weight * s;
+    L.o.dense_weight() = L.o.dense_weight() * s;
     in[1] = in[1] / s;
   }
   // 3. post_attention_layernorm -> gate, up (judged on the MLP output).
@@ -163,35 +164,37 @@ model::DecoderLayer awq_layer(const model::LlamaModel& m, const model::DecoderLa
     auto xs = search(2);
     auto ref = m.mlp_block(L, xs);
     auto s = search_scale(
-        L.gate_up.weight, in[2],
+        L.gate_up.dense_weight(), in[2],
         [&](const at::Tensor& wq) {
           auto T = L;
-          T.gate_up.weight = wq;
+          T.gate_up.dense_weight() = wq;
           return m.mlp_block(T, xs);
         },
         ref, o);
     L.ffn_norm = L.ffn_norm / s;
-    L.gate_up.weight = L.gate_up.weight * s;
+    L.gate_up.dense_weight() = L.gate_up.dense_weight() * s;
     in[2] = in[2] / s;
   }
   // 4. up -> down.
   {
     auto xs = search(3);
     auto s = search_scale(
-        L.down.weight, in[3], [&](const at::Tensor& wq) { return at::linear(xs, wq); },
-        at::linear(xs, L.down.weight), o);
+        L.down.dense_weight(), in[3], [&](const at::Tensor& wq) { return at::linear(xs, wq); },
+        at::linear(xs, L.down.dense_weight()), o);
     const int64_t I = c.intermediate_size;
-    L.gate_up.weight.narrow(0, I, I).div_(s.unsqueeze(1));
-    L.down.weight = L.down.weight * s;
+    L.gate_up.dense_weight().narrow(0, I, I).div_(s.unsqueeze(1));
+    L.down.dense_weight() = L.down.dense_weight() * s;
     in[3] = in[3] / s;
   }
   // Clipping for every Linear but q and k (their errors are amplified by the softmax).
   {
-    auto v = L.qkv.weight.narrow(0, qd + kd, kd);
+    auto v = L.qkv.dense_weight().narrow(0, qd + kd, kd);
     v.copy_(clip_weight(v, token_sample(in[0], o.clip_tokens), o));
-    L.o.weight = clip_weight(L.o.weight, token_sample(in[1], o.clip_tokens), o);
-    L.gate_up.weight = clip_weight(L.gate_up.weight, token_sample(in[2], o.clip_tokens), o);
-    L.down.weight = clip_weight(L.down.weight, token_sample(in[3], o.clip_tokens), o);
+    L.o.dense_weight() = clip_weight(L.o.dense_weight(), token_sample(in[1], o.clip_tokens), o);
+    L.gate_up.dense_weight() =
+        clip_weight(L.gate_up.dense_weight(), token_sample(in[2], o.clip_tokens), o);
+    L.down.dense_weight() =
+        clip_weight(L.down.dense_weight(), token_sample(in[3], o.clip_tokens), o);
   }
   auto quantize = [&](const model::Linear& l) {
     std::vector<quant::IntQWeight> parts;
@@ -199,8 +202,8 @@ model::DecoderLayer awq_layer(const model::LlamaModel& m, const model::DecoderLa
       parts.push_back(awq_quantize(l.dense_part(p), o.bits, o.group_size));
     return model::make_intq_linear(l.parts, parts, l.bias, "awq");
   };
-  return {L.attn_norm,   L.ffn_norm,          quantize(L.qkv),
-          quantize(L.o), quantize(L.gate_up), quantize(L.down)};
+  for (auto [name, l] : L.linears()) l = quantize(l);
+  return L;
 }
 
 }  // namespace sllm::quantize

@@ -17,12 +17,11 @@ model::DecoderLayer dense_copy(const model::DecoderLayer& L) {
       w.push_back(l.dense_part(p).to(at::kFloat));
     return with_weight(l, at::cat(w, 0).contiguous());
   };
-  return {L.attn_norm.to(at::kFloat).clone(),
-          L.ffn_norm.to(at::kFloat).clone(),
-          dense(L.qkv),
-          dense(L.o),
-          dense(L.gate_up),
-          dense(L.down)};
+  model::DecoderLayer out = L;
+  out.attn_norm = L.attn_norm.to(at::kFloat).clone();
+  out.ffn_norm = L.ffn_norm.to(at::kFloat).clone();
+  for (auto [name, l] : out.linears()) l = dense(l);
+  return out;
 }
 
 }  // namespace sllm::quantize

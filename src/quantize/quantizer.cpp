@@ -14,18 +14,7 @@ namespace {
 
 constexpr std::array<const char*, 4> kStageNames = {"q,k,v", "o", "gate,up", "down"};
 
-model::Linear& linear_of(model::DecoderLayer& L, int which) {
-  switch (which) {
-    case 0:
-      return L.qkv;
-    case 1:
-      return L.o;
-    case 2:
-      return L.gate_up;
-    default:
-      return L.down;
-  }
-}
+model::Linear& linear_of(model::DecoderLayer& L, int which) { return L.linears()[which].linear; }
 
 // Row block [offset, offset + rows) of a quantized weight (the parts of a fused Linear).
 quant::IntQWeight rows_of(const quant::IntQWeight& q, int64_t offset, int64_t rows) {
@@ -93,7 +82,7 @@ model::DecoderLayer gptq_layer(const model::LlamaModel& m, const model::DecoderL
       m.run_layer(L, x, &tap);
     }
     auto& lin = linear_of(L, s);
-    auto q = gptq_quantize(lin.weight, h[s].matrix(), o.gptq);
+    auto q = gptq_quantize(lin.dense_weight(), h[s].matrix(), o.gptq);
     linear_of(out, s) = intq_linear_from(lin, q, "gptq");
     lin = with_weight(lin, dequantized(q));
     bar.update(done + s + 1,
@@ -126,11 +115,11 @@ void check_options(const model::LlamaModel& m, const QuantizeOptions& o) {
   const int64_t gs = o.awq.group_size;
   SLLM_CHECK(gs > 0, "awq needs a group size (e.g. 64 or 128), got {}", gs);
   for (const auto& L : m.layers())
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      SLLM_CHECK(l->in_features() % gs == 0,
+    for (const auto& [name, l] : L.linears())
+      SLLM_CHECK(l.in_features() % gs == 0,
                  "--group-size {} does not divide the input width {} of {}; the AWQ GEMM "
                  "layout needs whole groups: use a divisor of it (e.g. 32 or 64)",
-                 gs, l->in_features(), l->parts.front().name);
+                 gs, l.in_features(), l.parts.front().name);
 }
 
 std::shared_ptr<const model::LlamaModel> quantize_model(const model::LlamaModel& m,
@@ -138,21 +127,17 @@ std::shared_ptr<const model::LlamaModel> quantize_model(const model::LlamaModel&
                                                         const at::Tensor& calib) {
   check_options(m, o);
   for (const auto& L : m.layers())
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      SLLM_CHECK(l->format == model::WeightFormat::dense,
+    for (const auto& [name, l] : L.linears())
+      SLLM_CHECK(l.is<model::DenseFormat>(),
                  "the model is already quantized ({}); quantize the original dense model",
-                 l->format_name());
+                 l.format_name());
   const int64_t layers = m.config().num_layers;
   if (!needs_calibration(o.method)) {
     ProgressBar bar(o.method, layers);
     auto r =
         std::make_shared<model::LlamaModel>(m.map_linears([&](int64_t li, const model::Linear& l) {
           auto q = quantize_plain(l, o);
-          if (l.device().is_cuda()) {  // the kernels run where the model is
-            if (q.format == model::WeightFormat::intq) q.intq = q.intq.to(l.device());
-            if (q.format == model::WeightFormat::int8) q.int8 = q.int8.to(l.device());
-            if (q.bias.defined()) q.bias = q.bias.to(l.device());
-          }
+          if (l.device().is_cuda()) q = q.to(l.device());  // the kernels run where the model is
           if (&l == &m.layers()[li].down) bar.update(li + 1);
           return q;
         }));

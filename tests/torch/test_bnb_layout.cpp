@@ -59,7 +59,7 @@ load::LoadedModel loaded(std::shared_ptr<const model::LlamaModel> m) {
 std::vector<const model::Linear*> linears(const model::LlamaModel& m) {
   std::vector<const model::Linear*> out;
   for (const auto& L : m.layers())
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) out.push_back(l);
+    for (const auto& [name, l] : L.linears()) out.push_back(&l);
   return out;
 }
 
@@ -69,7 +69,7 @@ void expect_same_weights(const model::LlamaModel& a, const model::LlamaModel& b)
   ASSERT_EQ(la.size(), lb.size());
   for (size_t i = 0; i < la.size(); ++i) {
     const auto &x = *la[i], &y = *lb[i];
-    ASSERT_EQ(x.format, y.format) << i;
+    ASSERT_EQ(x.kind(), y.kind()) << i;
     ASSERT_EQ(x.parts.size(), y.parts.size());
     for (size_t p = 0; p < x.parts.size(); ++p) {
       EXPECT_EQ(x.parts[p].name, y.parts[p].name);
@@ -79,19 +79,20 @@ void expect_same_weights(const model::LlamaModel& a, const model::LlamaModel& b)
     if (x.bias.defined()) {
       EXPECT_TRUE(at::equal(x.bias, y.bias));
     }
-    if (x.format == model::WeightFormat::dense) {
-      EXPECT_TRUE(at::equal(x.weight, y.weight)) << i;
+    if (x.is<model::DenseFormat>()) {
+      EXPECT_TRUE(at::equal(x.dense_weight(), y.dense_weight())) << i;
       continue;
     }
-    EXPECT_TRUE(at::equal(x.nf4.packed, y.nf4.packed)) << i;
-    EXPECT_TRUE(at::equal(x.nf4.absmax, y.nf4.absmax)) << i;
-    EXPECT_TRUE(at::equal(x.nf4.code, y.nf4.code)) << i;
-    EXPECT_EQ(x.nf4.out, y.nf4.out);
-    EXPECT_EQ(x.nf4.in, y.nf4.in);
-    EXPECT_EQ(x.nf4.blocksize, y.nf4.blocksize);
-    ASSERT_EQ(x.nf4_parts.size(), y.nf4_parts.size());
-    for (size_t p = 0; p < x.nf4_parts.size(); ++p) {
-      const auto &qa = *x.nf4_parts[p], &qb = *y.nf4_parts[p];
+    const auto &fx = x.get<model::Nf4Format>(), &fy = y.get<model::Nf4Format>();
+    EXPECT_TRUE(at::equal(fx.t.packed, fy.t.packed)) << i;
+    EXPECT_TRUE(at::equal(fx.t.absmax, fy.t.absmax)) << i;
+    EXPECT_TRUE(at::equal(fx.t.code, fy.t.code)) << i;
+    EXPECT_EQ(fx.t.out, fy.t.out);
+    EXPECT_EQ(fx.t.in, fy.t.in);
+    EXPECT_EQ(fx.t.blocksize, fy.t.blocksize);
+    ASSERT_EQ(fx.states.size(), fy.states.size());
+    for (size_t p = 0; p < fx.states.size(); ++p) {
+      const auto &qa = *fx.states[p], &qb = *fy.states[p];
       EXPECT_EQ(qa.absmax_q, qb.absmax_q);
       EXPECT_EQ(qa.absmax, qb.absmax);
       EXPECT_EQ(qa.quant_map, qb.quant_map);
@@ -172,7 +173,9 @@ TEST(BnbLayout, Nf4DoubleQuantRoundTripIsBitExact) {
   auto s = save_nf4("nf4dq");
   // The tensors as transformers saves them (names, dtypes, shapes).
   auto f = io::SafetensorsFile::open((fs::path(s.dir) / "model.safetensors").string());
-  const auto& kproj = *s.model->layers()[1].qkv.nf4_parts[1];  // [32, 64]: 2048 values, 32 blocks
+  const auto& kproj =
+      *s.model->layers()[1].qkv.get<model::Nf4Format>().states[1];  // [32, 64]: 2048 values, 32
+                                                                    // blocks
   auto expect = [&](const std::string& name, io::DType d, std::vector<int64_t> shape) {
     const auto* v = f.find(name);
     ASSERT_NE(v, nullptr) << name;
@@ -270,8 +273,8 @@ TEST(BnbLayout, DenseModulesStayDenseAndAreListedAsSkipped) {
       qc["llm_int8_skip_modules"],
       nlohmann::json({"model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj", "lm_head"}));
   auto back = load::load_model(dir);
-  EXPECT_EQ(back.model->layers()[0].down.format, model::WeightFormat::dense);
-  EXPECT_EQ(back.model->layers()[0].o.format, model::WeightFormat::nf4);
+  EXPECT_TRUE(back.model->layers()[0].down.is<model::DenseFormat>());
+  EXPECT_TRUE(back.model->layers()[0].o.is<model::Nf4Format>());
   expect_same_weights(*m, *back.model);
   expect_same_logits(*m, *back.model);
   fs::remove_all(dir);
@@ -285,7 +288,7 @@ TEST(BnbLayout, DenseModelSavesWithoutQuantizationConfig) {
   auto f = io::SafetensorsFile::open((fs::path(dir) / "model.safetensors").string());
   EXPECT_EQ(f.find(kQ)->dtype, io::DType::bf16);
   auto back = load::load_model(dir);
-  EXPECT_EQ(back.model->layers()[1].qkv.format, model::WeightFormat::dense);
+  EXPECT_TRUE(back.model->layers()[1].qkv.is<model::DenseFormat>());
   fs::remove_all(dir);
 }
 

@@ -109,7 +109,7 @@ load::LoadedModel loaded(std::shared_ptr<const model::LlamaModel> m) {
 std::vector<const model::Linear*> linears(const model::LlamaModel& m) {
   std::vector<const model::Linear*> out;
   for (const auto& L : m.layers())
-    for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) out.push_back(l);
+    for (const auto& [name, l] : L.linears()) out.push_back(&l);
   return out;
 }
 
@@ -120,27 +120,27 @@ void expect_same_weights(const model::LlamaModel& a, const model::LlamaModel& b)
   for (size_t i = 0; i < la.size(); ++i) {
     const auto &x = *la[i], &y = *lb[i];
     SCOPED_TRACE(x.parts[0].name + " #" + std::to_string(i));
-    ASSERT_EQ(x.format, y.format);
+    ASSERT_EQ(x.kind(), y.kind());
     ASSERT_EQ(x.parts.size(), y.parts.size());
     EXPECT_EQ(x.bias.defined(), y.bias.defined());
     if (x.bias.defined()) {
       EXPECT_TRUE(at::equal(x.bias, y.bias));
     }
-    if (x.format == model::WeightFormat::dense) {
-      EXPECT_TRUE(at::equal(x.weight, y.weight));
+    if (x.is<model::DenseFormat>()) {
+      EXPECT_TRUE(at::equal(x.dense_weight(), y.dense_weight()));
       continue;
     }
     for (int p = 0; p < static_cast<int>(x.parts.size()); ++p) {
       EXPECT_EQ(x.parts[p].name, y.parts[p].name);
       EXPECT_EQ(x.parts[p].rows, y.parts[p].rows);
-      if (x.format == model::WeightFormat::int8) {
+      if (x.is<model::Int8Format>()) {
         auto qa = x.int8_part(p), qb = y.int8_part(p);
         EXPECT_EQ(qa.q, qb.q);
         EXPECT_EQ(qa.scb, qb.scb);
-        EXPECT_EQ(x.int8.threshold, y.int8.threshold);
+        EXPECT_EQ(x.get<model::Int8Format>().t.threshold, y.get<model::Int8Format>().t.threshold);
         continue;
       }
-      ASSERT_EQ(x.format, model::WeightFormat::intq);
+      ASSERT_TRUE(x.is<model::IntQFormat>());
       auto qa = x.intq_part(p), qb = y.intq_part(p);
       EXPECT_EQ(qa.bits, qb.bits);
       EXPECT_EQ(qa.group_size, qb.group_size);
@@ -151,7 +151,7 @@ void expect_same_weights(const model::LlamaModel& a, const model::LlamaModel& b)
       EXPECT_EQ(qa.scales, qb.scales);
       EXPECT_EQ(qa.zeros, qb.zeros);
       EXPECT_EQ(qa.g_idx, qb.g_idx);
-      EXPECT_EQ(x.intq_method, y.intq_method);
+      EXPECT_EQ(x.get<model::IntQFormat>().method, y.get<model::IntQFormat>().method);
     }
   }
 }
@@ -293,7 +293,7 @@ TEST(IntqLayout, GptqRoundTripWithBiasIsBitExact) {
   auto dense = load::load_model(dense_dir);
   auto ld = linears(*dense.model), lq = linears(*m);
   for (size_t i = 0; i < ld.size(); ++i) {
-    EXPECT_EQ(ld[i]->format, model::WeightFormat::dense);
+    EXPECT_TRUE(ld[i]->is<model::DenseFormat>());
     for (int p = 0; p < static_cast<int>(lq[i]->parts.size()); ++p)
       EXPECT_TRUE(at::equal(ld[i]->dense_part(p), lq[i]->dense_part(p))) << i << " " << p;
   }
@@ -307,7 +307,7 @@ TEST(IntqLayout, GptqActOrderKeepsThePermutedGIdx) {
   s.act_order = true;
   s.sym = true;
   auto m = quantized(*base, s, 5);
-  ASSERT_TRUE(m->layers()[0].qkv.intq.perm.defined());
+  ASSERT_TRUE(m->layers()[0].qkv.get<model::IntQFormat>().t.perm.defined());
   const auto dir = temp_dir("actorder");
   auto back = round_trip(m, dir);
   auto f = io::SafetensorsFile::open(file(dir));
@@ -594,7 +594,7 @@ TEST(IntqLayout, BrokenInt8IsAClearError) {
   c.erase("quantization_config");
   io::write_file_atomic(cfg_path, c.dump(2));
   auto back = load::load_model(dir);
-  EXPECT_EQ(back.model->layers()[0].qkv.int8.threshold, 6.0);
+  EXPECT_EQ(back.model->layers()[0].qkv.get<model::Int8Format>().t.threshold, 6.0);
   expect_same_weights(*m, *back.model);
   fs::remove_all(dir);
 }

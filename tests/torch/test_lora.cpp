@@ -144,7 +144,7 @@ TEST(Lora, AdapterForAnotherModelIsRejected) {
 TEST(Lora, Nf4BaseMatchesDequantizedDenseAndTrainsOnlyAdapters) {
   auto base = fixtures::tiny_model(fixtures::tiny_config());
   auto q = to_nf4(*base);
-  EXPECT_EQ(q->layers()[0].qkv.format, model::WeightFormat::nf4);
+  EXPECT_TRUE(q->layers()[0].qkv.is<model::Nf4Format>());
   auto deq =
       std::make_shared<model::LlamaModel>(q->map_linears([](int64_t, const model::Linear& l) {
         std::vector<at::Tensor> w;

@@ -2,9 +2,12 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include "core/error.h"
 #include "engine/engine.h"
 #include "kv/kv_cache.h"
+#include "quant/intq.h"
 #include "tiny_model.h"
 
 using namespace sllm;
@@ -280,6 +283,43 @@ TEST(ModelEngine, Bf16CloseToFp32) {
   auto a = m->forward_full(ids), b = mb.forward_full(ids);
   EXPECT_LT((a - b).abs().max().item<float>(), 0.15f);
   EXPECT_EQ(b.scalar_type(), at::kFloat);
+}
+
+// DecoderLayer::linears() lists the layer's Linears in forward order, writable; a Linear's
+// format accessors and to() follow its weight's format.
+TEST(ModelEngine, LayerLinearsAndWeightFormats) {
+  auto m = fixtures::tiny_model(fixtures::tiny_config(2, /*bias=*/true));
+  model::DecoderLayer L = m->layers()[0];
+  std::vector<std::string> names;
+  std::vector<const model::Linear*> ptrs;
+  for (const auto& [name, l] : std::as_const(L).linears()) {
+    names.emplace_back(name);
+    ptrs.push_back(&l);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"qkv", "o", "gate_up", "down"}));
+  EXPECT_EQ(ptrs, (std::vector<const model::Linear*>{&L.qkv, &L.o, &L.gate_up, &L.down}));
+  for (auto [name, l] : L.linears()) l.bias = at::ones({l.out_features()});
+  EXPECT_TRUE(L.down.bias.defined());
+
+  const auto& qkv = m->layers()[0].qkv;
+  EXPECT_TRUE(qkv.is<model::DenseFormat>());
+  EXPECT_EQ(qkv.kind(), "dense");
+  EXPECT_EQ(qkv.get_if<model::IntQFormat>(), nullptr);
+  try {
+    (void)qkv.get<model::IntQFormat>();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("intq"), std::string::npos) << what;
+    EXPECT_NE(what.find(qkv.format_name()), std::string::npos) << what;
+    EXPECT_NE(what.find("self_attn.q_proj"), std::string::npos) << what;
+  }
+  EXPECT_THROW((void)qkv.intq_part(0), Error);
+  auto half = qkv.to(at::kCPU, at::kHalf);
+  EXPECT_EQ(half.dense_weight().scalar_type(), at::kHalf);
+  EXPECT_EQ(half.bias.scalar_type(), at::kHalf);
+  EXPECT_EQ(qkv.dense_weight().scalar_type(), at::kFloat);  // the source is untouched
+  EXPECT_TRUE(at::equal(half.dense_weight(), qkv.dense_weight().to(at::kHalf)));
 }
 
 }  // namespace

@@ -133,9 +133,9 @@ TEST(QuantizeModel, EveryMethodRunsAndStaysClose) {
     o.awq.clip_tokens = 64;
     auto q = quantize_model(*m, o, needs_calibration(method) ? calib : at::Tensor());
     for (const auto& L : q->layers())
-      for (const auto* l : {&L.qkv, &L.o, &L.gate_up, &L.down})
-        EXPECT_EQ(l->format,
-                  o.method == "int8" ? model::WeightFormat::int8 : model::WeightFormat::intq);
+      for (const auto& [name, l] : L.linears())
+        EXPECT_EQ(l.kind(), o.method == "int8" ? model::Int8Format::kind : model::IntQFormat::kind)
+            << name;
     const double err = logits_error(*m, *q, ids);
     EXPECT_LT(err, (o.method == "int8" ? 1e-3 : 0.05) * scale) << method;
     // A quantized model is not quantized again.
