@@ -22,6 +22,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import provenance  # noqa: E402
+
 PROMPT = ("The history of bread goes back thousands of years. Early farmers learned to grind "
           "grain between stones, mix the flour with water and bake the dough on hot rocks. Over time")
 
@@ -119,7 +122,8 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
-    res = {"threads": args.threads, "max_new_tokens": args.max_new_tokens, "rows": []}
+    res = {**provenance.collect(args.sllm), "model": args.model, "threads": args.threads,
+           "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "rows": []}
     def row(engine, dtype, p, d):
         res["rows"].append({"engine": engine, "dtype": dtype, "prefill_tok_s": p, "decode_tok_s": d})
         print(f"{engine:<28} {dtype:<5} prefill {p:8.1f} tok/s   decode {d:7.2f} tok/s", flush=True)

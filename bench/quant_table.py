@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import provenance  # noqa: E402
 from decode_bench import run_sllm  # noqa: E402  (same decode protocol as the decode bench)
 
 METHODS = {  # name -> quantize flags (gptq: act-order on, its default)
@@ -119,7 +120,8 @@ def main():
             shutil.rmtree(out, ignore_errors=True)
     table = markdown(rows, base_ppl)
     print(table)
-    meta = {"model": args.model, "calib": args.calib, "ppl_text": args.ppl, "ctx": args.ctx,
+    meta = {**provenance.collect(args.sllm), "model": args.model, "calib": args.calib,
+            "ppl_text": args.ppl, "ctx": args.ctx,
             "threads": args.threads, "max_new_tokens": args.max_new_tokens, "rows": rows}
     if args.json:
         with open(args.json, "w") as f:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -56,6 +55,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05,
@@ -94,52 +96,6 @@ def tail(path: str, n: int = 2000) -> str:
         return Path(path).read_text(encoding="utf-8", errors="replace")[-n:]
     except OSError:
         return ""
-
-
-def machine_info() -> dict:
-    info = {"platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version()}
-    try:
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["mem_total_gb"] = round(int(line.split()[1]) / 1024 ** 2, 1)
-                break
-        info["loadavg_at_start"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        pass
-    return info
-
-
-def versions(sllm: str | None) -> dict:
-    v = {}
-    for mod in ("torch", "transformers", "peft", "tokenizers"):
-        try:
-            v[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - informational only
-            v[mod] = None
-    if sllm and Path(sllm).is_file():
-        try:
-            r = subprocess.run([sllm, "--version"], capture_output=True, text=True, timeout=30)
-            v["sllm"] = (r.stdout.strip() or r.stderr.strip()) or None
-        except Exception:  # noqa: BLE001
-            v["sllm"] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=REPO, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=REPO, timeout=30).stdout.strip()
-        v["git"] = commit + ("-dirty" if dirty else "")
-    except Exception:  # noqa: BLE001
-        pass
-    return v
 
 
 def converted_dir(sllm: str | None, gguf: Path, cache_root: Path, work: Path) -> Path:
@@ -441,8 +397,7 @@ def main(argv=None) -> int:
 
         res = {
             "benchmark": "LoRA fine-tuning speed, CPU, fp32: sllm vs transformers + PEFT",
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "machine": machine_info(), "versions": versions(sllm),
+            **provenance.collect(sllm),  # command, date, git, machine, versions
             "settings": {
                 "model": str(Path(args.model)), "data": str(data_src), "examples": n_ex,
                 "optimizer_steps": args.steps + 1, "timed_steps_hf": args.steps,

@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
 """sllm's 4-bit checkpoints vs real bitsandbytes + transformers, file for file.
 
-    PYTHONPATH=/tmp/bnb check_bnb_layout.py --sllm build/sllm [--out-dir DIR] [--threads N]
+    check_bnb_layout.py --sllm build/sllm [--out-dir DIR] [--threads N]
 
-bitsandbytes is not a project dependency. Install it beside the venv (it runs on the CPU):
-    .venv/bin/pip install --no-deps --target /tmp/bnb bitsandbytes==0.50.2
-Without it the script prints "SKIP: bitsandbytes ..." and exits 0 (CTest reports the test as
-skipped).
+bitsandbytes 0.50.2 (requirements.txt; its CPU backend runs here) is the reference: without it,
+or with another version, the script fails (exit 1) and says how to install it.
 
 For each variant, a tiny model from make_tiny_hf.py is quantized twice:
   bnb   transformers: from_pretrained(TINY, quantization_config=BitsAndBytesConfig(
@@ -34,20 +32,18 @@ Prints a table and exits 1 if any check fails (2 on bad usage), as check_parity.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import shutil
 import struct
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+
+import check_parity as cp  # noqa: E402
 
 PPL_TEXT = REPO / "tests" / "data" / "ppl_en.txt"
 CTX = 64
@@ -56,6 +52,7 @@ HF_PPL_REL_TOL = 1e-5    # bnb-dequantized weights in transformers (fp32) vs sll
 # transformers on two directories holding the same tensor bytes: 0, or ~5e-7 where sllm's
 # config.json spells the RoPE scaling in the older keys (rope_theta + rope_scaling)
 LOGITS_ABS_TOL = 1e-5
+BNB_VERSION = "0.50.2"  # the reference the layouts were checked against (requirements.txt)
 QUANT_SUFFIXES = (".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map")
 
 VARIANTS = [
@@ -332,7 +329,9 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str):
     rep.add(S, "transformers loads sllm's dir cleanly", not problems and n4 == n_lin,
             f"{n4}/{n_lin} Linear4bit" + (f"; {'; '.join(problems)}" if problems else ""))
     if bdir is not None:
-        bm, bproblems, _ = load_bnb_dir(bdir)
+        bm, bproblems, bn4 = load_bnb_dir(bdir)
+        rep.add(S, "transformers loads bnb's dir cleanly", not bproblems and bn4 == n_lin,
+                f"{bn4}/{n_lin} Linear4bit" + (f"; {'; '.join(bproblems)}" if bproblems else ""))
         d = cp.attempt(rep, f"{S}: logits", logits_diff, sm, bm, sm.config.vocab_size)
         rep.add(S, "transformers logits: sllm dir = bnb dir", d is not None and d <= LOGITS_ABS_TOL,
                 f"max |diff| {d:.1e}" if d is not None else "failed", f"abs {LOGITS_ABS_TOL:g}")
@@ -372,59 +371,37 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="sllm 4-bit checkpoints vs bitsandbytes/transformers")
-    ap.add_argument("--sllm", required=True, help="path to the sllm binary")
-    ap.add_argument("--out-dir", default=None,
-                    help="keep the work files here; default: a temporary directory, removed")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads for torch here and for each sllm process (0: their default)")
+    ap = cp.common_parser("sllm 4-bit checkpoints vs bitsandbytes/transformers")
     a = ap.parse_args(argv)
     try:
         import bitsandbytes  # noqa: F401
     except Exception as e:  # noqa: BLE001 - ImportError, or a broken install
-        print(f"SKIP: bitsandbytes cannot be imported ({type(e).__name__}: {e}). Install it with "
-              "`.venv/bin/pip install --no-deps --target /tmp/bnb bitsandbytes==0.50.2` and run "
-              "with PYTHONPATH=/tmp/bnb")
-        return 0
-    binary = Path(a.sllm)
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        print(f"error: sllm binary {a.sllm} not found or not executable (build it first)")
+        print(f"FAIL: bitsandbytes, the reference of this test, cannot be imported "
+              f"({type(e).__name__}: {e}). Install the pinned requirements: "
+              "`.venv/bin/pip install -r requirements.txt` (or run scripts/setup.sh)")
+        return 1
+    binary = cp.executable(a.sllm)
+    if binary is None:
         return 2
 
-    import check_parity as cp
     import hf_reference as hf
     import torch
     import transformers
 
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    hf._quiet_transformers()
+    cp.torch_setup(a.threads)
     rep = cp.Report()
-    tmp = None
-    if a.out_dir:
-        work = Path(a.out_dir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="sllm_bnb_")
-        work = Path(tmp.name)
-    sllm = cp.Sllm(str(binary.resolve()), work, a.threads)
-    rep.note(f"bitsandbytes {bitsandbytes.__version__}, transformers {transformers.__version__}, "
-             f"torch {torch.__version__}; work files in {work}")
-    if bitsandbytes.__version__ != "0.50.2":
-        rep.note(f"note: the layout was checked against bitsandbytes 0.50.2; this is "
-                 f"{bitsandbytes.__version__}")
-    text = PPL_TEXT.read_text(encoding="utf-8")
-    t0 = time.time()
-    try:
+
+    def body(work: Path):
+        sllm = cp.Sllm(str(binary), work, a.threads)
+        rep.note(f"bitsandbytes {bitsandbytes.__version__}, transformers "
+                 f"{transformers.__version__}, torch {torch.__version__}; work files in {work}")
+        rep.add("setup", f"bitsandbytes is {BNB_VERSION} (requirements.txt)",
+                bitsandbytes.__version__ == BNB_VERSION, bitsandbytes.__version__)
+        text = PPL_TEXT.read_text(encoding="utf-8")
         for spec in [*VARIANTS, BS128]:
             cp.attempt(rep, spec["name"], run_variant, rep, cp, hf, sllm, work, spec, text)
-    finally:
-        rep.print_table()
-        print(f"total {time.time() - t0:.1f} s; work files in {work}" + (" (removed)" if tmp else ""))
-        if tmp is not None:
-            tmp.cleanup()
-    return 1 if rep.failed or not rep.rows else 0
 
+    return cp.run_in_work_dir(rep, a.out_dir, "sllm_bnb_", body)
 
 if __name__ == "__main__":
     sys.exit(main())

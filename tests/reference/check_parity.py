@@ -73,8 +73,9 @@ class Report:
         self.notes: list[str] = []
         self.timings: list[tuple[str, float]] = []
 
-    def add(self, suite: str, check: str, ok: bool | None, measured: str = "", tol: str = ""):
-        status = "PASS" if ok else ("SKIP" if ok is None else "FAIL")
+    def add(self, suite: str, check: str, ok: bool, measured: str = "", tol: str = ""):
+        # No SKIP: a check that could not run (ok None) fails, so a broken step cannot pass.
+        status = "PASS" if ok else "FAIL"
         self.rows.append((suite, check, status, measured, tol))
         print(f"[{status}] {suite}: {check}  {measured}", flush=True)
 
@@ -314,15 +315,18 @@ def tokenizer_separator(hf, tok) -> tuple[tuple[str, int] | None, list[str]]:
 
 
 def attempt(rep: Report, label: str, fn, *args, **kw):
-    """fn(*args) or None, with the error reported (one failing step must not hide the rest)."""
+    """fn(*args) or None. An exception is a FAIL row of its own (the run exits 1), and the other
+    steps still run: one failing step must not hide the rest."""
     t0 = time.time()
     try:
         return fn(*args, **kw)
     except SllmError as e:
         rep.note(f"  error in {label}: {e}")
+        rep.add("error", label, False, short(str(e), 200))
     except Exception as e:  # noqa: BLE001 - report and go on
         rep.note(f"  error in {label}: {type(e).__name__}: {e}\n"
                  + "".join(traceback.format_exc(limit=4)).rstrip())
+        rep.add("error", label, False, short(f"{type(e).__name__}: {e}", 200))
     finally:
         rep.timed(label, t0)
     return None
@@ -458,6 +462,57 @@ def suite_tiny(rep: Report, sllm: Sllm, work: Path):
             check_ids(rep, S, "tokenize", s_ids, h_ids, cases, "hf")
 
 
+def common_parser(description: str) -> argparse.ArgumentParser:
+    """--sllm, --out-dir and --threads, as every script here takes them."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--sllm", required=True, help="path to the sllm binary")
+    ap.add_argument("--out-dir", default=None,
+                    help="keep the work files here; default: a temporary directory, removed")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads for torch here and for each sllm process (0: their default)")
+    return ap
+
+
+def executable(path: str, what: str = "sllm binary") -> Path | None:
+    """The resolved path, or None after saying what is missing."""
+    p = Path(path)
+    if p.is_file() and os.access(p, os.X_OK):
+        return p.resolve()
+    print(f"error: {what} {path} not found or not executable (build it first)")
+    return None
+
+
+def torch_setup(threads: int):
+    """Torch's thread count (threads > 0) and quiet transformers, before any model loads."""
+    import torch
+
+    import hf_reference as hf
+    if threads > 0:
+        torch.set_num_threads(threads)
+    hf._quiet_transformers()
+
+
+def run_in_work_dir(rep: Report, out_dir: str | None, prefix: str, body) -> int:
+    """body(work) in out_dir (kept) or in a temporary directory (removed), then the table.
+    Returns the exit code: 1 when a check failed or none ran, else 0."""
+    tmp = None
+    if out_dir:
+        work = Path(out_dir).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        work = Path(tmp.name)
+    t0 = time.time()
+    try:
+        body(work)
+    finally:
+        rep.print_table()
+        print(f"total {time.time() - t0:.1f} s; work files in {work}" + (" (removed)" if tmp else ""))
+        if tmp is not None:
+            tmp.cleanup()
+    return 1 if rep.failed or not rep.rows else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="sllm vs Hugging Face parity checks")
     ap.add_argument("--sllm", required=True, help="path to the sllm binary")
@@ -477,19 +532,12 @@ def main(argv=None) -> int:
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         print(f"error: sllm binary {a.sllm} not found or not executable (build it first)")
         return 2
-    tmp = None
-    if a.out_dir:
-        work = Path(a.out_dir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="sllm_parity_")
-        work = Path(tmp.name)
     if a.threads > 0:
         import torch
         torch.set_num_threads(a.threads)
-    sllm = Sllm(str(binary.resolve()), work, a.threads)
-    t0 = time.time()
-    try:
+
+    def body(work: Path):
+        sllm = Sllm(str(binary.resolve()), work, a.threads)
         if a.suite in ("default", "all"):
             gguf = Path(a.model)
             if not gguf.is_absolute():
@@ -497,12 +545,8 @@ def main(argv=None) -> int:
             suite_default(rep, sllm, work, gguf)
         if a.suite in ("tiny", "all"):
             suite_tiny(rep, sllm, work)
-    finally:
-        rep.print_table()
-        print(f"total {time.time() - t0:.1f} s; work files in {work}" + (" (removed)" if tmp else ""))
-        if tmp is not None:
-            tmp.cleanup()
-    return 1 if rep.failed or not rep.rows else 0
+
+    return run_in_work_dir(rep, a.out_dir, "sllm_parity_", body)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """LoRA adapters round trip between sllm and Hugging Face PEFT, on a tiny random llama model.
 
-    check_peft.py --sllm build/sllm [--out-dir DIR] [--threads N] [--steps 2]
+    check_peft.py --sllm build/sllm [--sllm-logits build/tests/reference/sllm_logits]
+                  [--out-dir DIR] [--threads N] [--steps 2]
 
 1. PEFT -> sllm. PEFT (fp32, CPU) makes LoRA adapters over a tiny model from make_tiny_hf.py
    (llama, tied embeddings, 2 KV heads) with non-zero B (init_lora_weights=False) and saves
@@ -20,6 +21,18 @@
    some lora_B is non-zero (training moved it), PEFT's perplexity matches `sllm eval
    --adapter` (1e-5 relative), and the "trainable params: N || all params: M || trainable%: P"
    line sllm printed matches PEFT's print_trainable_parameters for the same LoRA config.
+3. Logits. sllm's logits with an adapter applied (the `sllm_logits` test binary: the model and
+   adapter loaded as `sllm eval --adapter` loads them, full-sequence forward on four token
+   sequences) against PEFT's on the same base and adapter, fp32: max |diff| <= 1e-4 for both
+   PEFT adapters of 1. and the `sllm sft` adapter of 2.; each adapter must move PEFT's logits by
+   more than 10x that tolerance from the base model's.
+4. QLoRA. `sllm quantize --method nf4 --double-quant true` of the tiny model is the base. The
+   reference is transformers + PEFT over that checkpoint's weights dequantized by bitsandbytes
+   (check_bnb_layout.reference_dense_model: bitsandbytes' dequantize_blockwise for the nested
+   absmax and its generic 4-bit dequantization, code[q] * absmax per block). Checked the same
+   way, max |logits diff| <= 1e-4: the NF4 base alone, a PEFT-made adapter with non-zero B
+   (r 4, all 7 projections) applied by sllm, and an adapter trained by `sllm qlora-train`
+   (--steps steps) loaded into PEFT.
 
 Prints a table and exits 1 if any check fails (2 on bad usage), as check_parity.py does.
 """
@@ -33,8 +46,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +53,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import check_parity as cp  # noqa: E402  (Report, attempt, check_ppl, Sllm, parse_json_output)
+import logits_io  # noqa: E402
 
 PPL_TEXT = REPO / "tests" / "data" / "ppl_en.txt"
 CTX = 64
@@ -60,6 +72,11 @@ SFT_LORA = {"r": 4, "alpha": 8, "target_modules": ["all-linear"]}
 TRAINABLE_RE = re.compile(r"trainable params:\s*([\d,]+)\s*\|\|\s*all params:\s*([\d,]+)\s*\|\|"
                           r"\s*trainable%:\s*([0-9.eE+-]+)")
 LOGIT_SEQS = 4
+# sllm's logits with an adapter vs PEFT's (fp32, unmerged on both sides; the NF4 base is
+# dequantized to the same fp32 weights on both sides, so only summation order differs)
+ADAPTER_LOGITS_ABS_TOL = 1e-4
+QLORA_ADAPTER = {"name": "qlora-all7", "r": 4, "alpha": 8, "targets": ALL7, "rslora": False,
+                 "seed": 33}
 
 
 # ----------------------------------------------------------------------------- sllm driver
@@ -97,26 +114,26 @@ class Sllm(cp.Sllm):
                  timeout=300)
         return out
 
-    def sft(self, config: Path) -> str:
+    def sft(self, config: Path, command: str = "sft") -> str:
         env = dict(os.environ)
         if self.threads > 0:  # the config's "threads" sets it too; OpenMP reads this at start
             env["OMP_NUM_THREADS"] = str(self.threads)
         # info level: the "trainable params" line is an info log line
-        out, err = self.run_all(["sft", "--config", str(config), "--log-level", "info"],
+        out, err = self.run_all([command, "--config", str(config), "--log-level", "info"],
                                 timeout=400, env=env)
         return out + "\n" + err
 
 
 # ----------------------------------------------------------------------------- PEFT side
 
-def make_peft_adapter(base_dir: Path, spec: dict, out: Path):
-    """A PEFT LoRA adapter with random A and B over the tiny model, saved to `out`.
-    Returns the PeftModel (eval mode, fp32)."""
+def make_peft_adapter(base_dir: Path, spec: dict, out: Path, base=None):
+    """A PEFT LoRA adapter with random A and B over the tiny model (or over `base`, a model of
+    the same architecture), saved to `out`. Returns the PeftModel (eval mode, fp32)."""
     import hf_reference as hf
     import torch
     from peft import LoraConfig, get_peft_model
 
-    base = hf.load_model(str(base_dir))
+    base = base if base is not None else hf.load_model(str(base_dir))
     cfg = LoraConfig(r=spec["r"], lora_alpha=spec["alpha"], lora_dropout=0.0,
                      target_modules=list(spec["targets"]), use_rslora=spec["rslora"],
                      init_lora_weights=False, bias="none", task_type="CAUSAL_LM")
@@ -131,14 +148,15 @@ def make_peft_adapter(base_dir: Path, spec: dict, out: Path):
     return pm
 
 
-def load_peft_adapter(base_dir: Path, adapter_dir: Path):
-    """PeftModel.from_pretrained over a fresh copy of the tiny model, plus a check of the
-    adapter file's tensor names against the ones PEFT expects: (model, missing, unexpected)."""
+def load_peft_adapter(base_dir: Path, adapter_dir: Path, base=None):
+    """PeftModel.from_pretrained over a fresh copy of the tiny model (or over `base`), plus a
+    check of the adapter file's tensor names against the ones PEFT expects:
+    (model, missing, unexpected)."""
     import hf_reference as hf
     from peft import PeftModel, get_peft_model_state_dict
     from safetensors import safe_open
 
-    base = hf.load_model(str(base_dir))
+    base = base if base is not None else hf.load_model(str(base_dir))
     pm = PeftModel.from_pretrained(base, str(adapter_dir))
     pm.eval()
     expected = set(get_peft_model_state_dict(pm).keys())
@@ -223,7 +241,7 @@ def write_sft_data(path: Path, n: int = 24) -> None:
 
 
 def write_sft_config(path: Path, tiny: Path, data: Path, out_dir: Path, name: str, steps: int,
-                     threads: int):
+                     threads: int, quant: dict | None = None):
     cfg = {
         "model": str(tiny),
         "threads": threads,
@@ -238,6 +256,8 @@ def write_sft_config(path: Path, tiny: Path, data: Path, out_dir: Path, name: st
         "train": {"max_steps": steps, "batch_size": 2, "grad_accum": 1, "lr": 0.05,
                   "warmup_ratio": 0.0, "log_every": 1},
     }
+    if quant is not None:
+        cfg["quant"] = quant
     path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
@@ -255,7 +275,45 @@ def non_trivial(rep: cp.Report, suite: str, ppl: dict | None, base: dict | None)
             f"rel > {10 * PPL_REL_TOL:g}")
 
 
-def peft_to_sllm(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, tok, text: str):
+def check_adapter_logits(rep: cp.Report, S: str, logits: logits_io.SllmLogits, model: str,
+                         adapter: str, pm, seqs: list[list[int]], base_ref: list | None):
+    """sllm's logits of model + adapter vs the PeftModel pm's; base_ref: the reference logits
+    of the base alone, to show the adapter matters."""
+    vocab = pm.get_base_model().config.vocab_size
+    ref = cp.attempt(rep, f"{S}: peft logits", logits_io.hf_logits, pm, seqs)
+    got = cp.attempt(rep, f"{S}: sllm_logits", logits, model, adapter, seqs, vocab)
+    if ref is None or got is None:
+        rep.add(S, "sllm logits (adapter applied) = PEFT logits", False,
+                "no result (see the error above)", f"abs {ADAPTER_LOGITS_ABS_TOL:g}")
+        return
+    d = logits_io.max_diff(got, ref)
+    rep.add(S, "sllm logits (adapter applied) = PEFT logits", d <= ADAPTER_LOGITS_ABS_TOL,
+            f"max |diff| {d:.2e} over {len(seqs)} sequences", f"abs {ADAPTER_LOGITS_ABS_TOL:g}")
+    if base_ref is None:
+        rep.add(S, "adapter moves the logits (non-trivial test)", False, "no base logits")
+        return
+    moved = logits_io.max_diff(ref, base_ref)
+    rep.add(S, "adapter moves the logits (non-trivial test)", moved > 10 * ADAPTER_LOGITS_ABS_TOL,
+            f"max |peft - base| {moved:.2e}", f"> {10 * ADAPTER_LOGITS_ABS_TOL:g}")
+
+
+def check_base_logits(rep: cp.Report, S: str, logits: logits_io.SllmLogits, model: str, ref_model,
+                      seqs: list[list[int]]) -> list | None:
+    """sllm's logits of the base alone vs ref_model's (the reference the adapters build on);
+    returns the reference logits."""
+    ref = cp.attempt(rep, f"{S}: hf logits base", logits_io.hf_logits, ref_model, seqs)
+    got = cp.attempt(rep, f"{S}: sllm_logits base", logits, model, None, seqs,
+                     ref_model.config.vocab_size)
+    ok = ref is not None and got is not None
+    d = logits_io.max_diff(got, ref) if ok else float("nan")
+    rep.add(S, "base alone: sllm logits = reference logits", ok and d <= ADAPTER_LOGITS_ABS_TOL,
+            f"max |diff| {d:.2e}" if ok else "no result (see the error above)",
+            f"abs {ADAPTER_LOGITS_ABS_TOL:g}")
+    return ref
+
+
+def peft_to_sllm(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, tok, text: str,
+                 logits: logits_io.SllmLogits, seqs: list[list[int]], base_logits: list | None):
     """Returns the base model's HF perplexity (or None)."""
     import hf_reference as hf
 
@@ -271,6 +329,7 @@ def peft_to_sllm(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, tok, text: 
         if pm is None:
             rep.add(S, "PEFT adapter created", False, "see the error above")
             continue
+        check_adapter_logits(rep, S, logits, str(tiny), str(adir), pm, seqs, base_logits)
         p_ppl = cp.attempt(rep, f"peft ppl {spec['name']}", hf.perplexity, pm, tok, text, CTX)
         non_trivial(rep, S, p_ppl, base_ppl)
         s_ppl = cp.attempt(rep, f"sllm eval --adapter {spec['name']}", sllm.eval_ppl_adapter,
@@ -301,7 +360,8 @@ def peft_to_sllm(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, tok, text: 
 
 
 def sllm_to_peft(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, tok, text: str, steps: int,
-                 base_ppl: dict | None):
+                 base_ppl: dict | None, logits: logits_io.SllmLogits, seqs: list[list[int]],
+                 base_logits: list | None):
     import hf_reference as hf
 
     S = "sllm->peft/sft"
@@ -351,6 +411,7 @@ def sllm_to_peft(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, tok, text: 
                      if s)
     rep.add(S, "adapter tensors = the ones PEFT expects", not missing and not unexpected,
             note or "all present, none extra")
+    check_adapter_logits(rep, S, logits, str(tiny), str(adir), pm, seqs, base_logits)
     p_ppl = cp.attempt(rep, "peft ppl sllm adapter", hf.perplexity, pm, tok, text, CTX)
     non_trivial(rep, S, p_ppl, base_ppl)
     s_ppl = cp.attempt(rep, "sllm eval --adapter sft", sllm.eval_ppl_adapter, str(tiny), str(adir),
@@ -359,9 +420,72 @@ def sllm_to_peft(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, tok, text: 
                  PPL_REL_TOL, "peft")
 
 
+def qlora(rep: cp.Report, sllm: Sllm, work: Path, tiny: Path, steps: int,
+          logits: logits_io.SllmLogits, seqs: list[list[int]]):
+    """Adapters over an NF4 base, both ways; the reference runs bitsandbytes' dequantization of
+    sllm's NF4 checkpoint densely in transformers + PEFT."""
+    import copy
+
+    from check_bnb_layout import reference_dense_model
+
+    S = "qlora"
+    qdir = work / "nf4"
+    if qdir.exists():
+        shutil.rmtree(qdir)
+    made = cp.attempt(rep, "sllm quantize nf4", sllm.run,
+                      ["quantize", *sllm.model_args(str(tiny)), "--method", "nf4",
+                       "--double-quant", "true", "--blocksize", "64", "--out", str(qdir)], 300)
+    ref = cp.attempt(rep, "bitsandbytes dequantization of the NF4 base", reference_dense_model,
+                     qdir, tiny) if made is not None else None
+    if ref is None:
+        rep.add(S, "NF4 base and its bitsandbytes dequantization", False, "see the error above")
+        return
+    dense, disagree = ref
+    dense.eval()
+    if disagree:
+        rep.note(f"  {S}: bitsandbytes' CPU dequantize_4bit differs from its generic "
+                 f"dequantization on {disagree} modules (AVX-512 per-row absmax with "
+                 "in_features % blocksize != 0); the generic one is the reference")
+    base_ref = check_base_logits(rep, S + "/nf4-base", logits, str(qdir), dense, seqs)
+
+    S = "peft->sllm/" + QLORA_ADAPTER["name"]
+    adir = work / "peft_qlora"
+    pm = cp.attempt(rep, "peft make qlora adapter", make_peft_adapter, tiny, QLORA_ADAPTER, adir,
+                    copy.deepcopy(dense))
+    if pm is None:
+        rep.add(S, "PEFT adapter over the NF4 base", False, "see the error above")
+    else:
+        check_adapter_logits(rep, S, logits, str(qdir), str(adir), pm, seqs, base_ref)
+        del pm
+
+    S = "sllm->peft/qlora-train"
+    data, cfg, runs, name = work / "sft_data.jsonl", work / "qlora_config.json", work / "runs", "qlora"
+    write_sft_data(data)
+    write_sft_config(cfg, tiny, data, runs, name, steps, sllm.threads,
+                     {"type": "nf4", "double_quant": True, "blocksize": 64})
+    if (runs / name).exists():
+        shutil.rmtree(runs / name)
+    out = cp.attempt(rep, "sllm qlora-train", sllm.sft, cfg, "qlora-train")
+    tdir = runs / name / "adapter"
+    res = cp.attempt(rep, "peft load qlora-train adapter", load_peft_adapter, tiny, tdir,
+                     copy.deepcopy(dense)) if out is not None else None
+    if res is None:
+        rep.add(S, "PeftModel.from_pretrained loads it over the NF4 base", False,
+                "see the error above")
+        return
+    pm, missing, unexpected = res
+    rep.add(S, "adapter tensors = the ones PEFT expects", not missing and not unexpected,
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected
+            else "all present, none extra")
+    check_adapter_logits(rep, S, logits, str(qdir), str(tdir), pm, seqs, base_ref)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="LoRA adapter round trip: sllm <-> Hugging Face PEFT")
     ap.add_argument("--sllm", required=True, help="path to the sllm binary")
+    ap.add_argument("--sllm-logits", default=None,
+                    help="path to the sllm_logits test binary (default: tests/reference/"
+                         "sllm_logits next to the sllm binary)")
     ap.add_argument("--out-dir", default=None,
                     help="keep the work files here (tiny model, adapters, merged model, sft run); "
                          "default: a temporary directory, removed at the end")
@@ -373,6 +497,11 @@ def main(argv=None) -> int:
     binary = Path(a.sllm)
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         print(f"error: sllm binary {a.sllm} not found or not executable (build it first)")
+        return 2
+    logits_bin = Path(a.sllm_logits) if a.sllm_logits else \
+        binary.parent / "tests" / "reference" / "sllm_logits"
+    if not (logits_bin.is_file() and os.access(logits_bin, os.X_OK)):
+        print(f"error: {logits_bin} not found or not executable (build the sllm_logits target)")
         return 2
     if a.steps < 1:
         print("error: --steps must be >= 1")
@@ -387,19 +516,13 @@ def main(argv=None) -> int:
         return 1
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    tmp = None
-    if a.out_dir:
-        work = Path(a.out_dir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="sllm_peft_")
-        work = Path(tmp.name)
-    sllm = Sllm(str(binary.resolve()), work, a.threads)
-    t0 = time.time()
-    try:
+
+    def body(work: Path):
         import hf_reference as hf
         import make_tiny_hf
 
+        sllm = Sllm(str(binary.resolve()), work, a.threads)
+        logits = logits_io.SllmLogits(str(logits_bin.resolve()), work, a.threads)
         hf._quiet_transformers()  # no "Writing model shards" bars from save_pretrained
         rep.note(f"peft {peft.__version__}, torch {torch.__version__}; work files in {work}")
         tiny = work / "tiny"
@@ -410,17 +533,18 @@ def main(argv=None) -> int:
         tok = cp.attempt(rep, "hf load tokenizer", hf.load_tokenizer, str(tiny)) if built else None
         if built is None or tok is None:
             rep.add("setup", "tiny model", False, "make_tiny_hf.build failed (see above)")
-        else:
-            text = PPL_TEXT.read_text(encoding="utf-8")
-            base_ppl = peft_to_sllm(rep, sllm, work, tiny, tok, text)
-            sllm_to_peft(rep, sllm, work, tiny, tok, text, a.steps, base_ppl)
-    finally:
-        rep.print_table()
-        print(f"total {time.time() - t0:.1f} s; work files in {work}" + (" (removed)" if tmp else ""))
-        if tmp is not None:
-            tmp.cleanup()
-    return 1 if rep.failed or not rep.rows else 0
+            return
+        text = PPL_TEXT.read_text(encoding="utf-8")
+        seqs = logit_sequences(tok)
+        m = hf.load_model(str(tiny))
+        base_logits = check_base_logits(rep, "base", logits, str(tiny), m, seqs)
+        del m
+        base_ppl = peft_to_sllm(rep, sllm, work, tiny, tok, text, logits, seqs, base_logits)
+        sllm_to_peft(rep, sllm, work, tiny, tok, text, a.steps, base_ppl, logits, seqs,
+                     base_logits)
+        qlora(rep, sllm, work, tiny, a.steps, logits, seqs)
 
+    return cp.run_in_work_dir(rep, a.out_dir, "sllm_peft_", body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """sllm's GPTQ v1, AWQ GEMM and bitsandbytes int8 checkpoints, read back independently.
 
-    [PYTHONPATH=/tmp/bnb] check_quant_layout.py --sllm build/sllm [--out-dir DIR] [--threads N]
+    check_quant_layout.py --sllm build/sllm [--out-dir DIR] [--threads N] [--only NAME]
 
 For each variant, a tiny model from make_tiny_hf.py is quantized with
 `sllm quantize --method rtn|gptq|awq|int8 ...` and the directory is checked against the
@@ -18,31 +18,30 @@ here from those layouts, not from sllm's code:
     `sllm eval --ppl` on the quantized directory (sllm's own integer kernels);
   - `sllm convert` of the directory writes the same tensors and config back (layout round trip);
   - quantization moved perplexity (the check is not vacuous).
-int8 variants, when bitsandbytes can be imported (.venv/bin/pip install --no-deps --target
-/tmp/bnb bitsandbytes==0.50.2, then PYTHONPATH=/tmp/bnb), also compare with transformers:
-from_pretrained(TINY, BitsAndBytesConfig(load_in_8bit=True), device_map="cpu") +
+int8 variants also compare with transformers + bitsandbytes 0.50.2 (requirements.txt; its CPU
+backend): from_pretrained(TINY, BitsAndBytesConfig(load_in_8bit=True), device_map="cpu") +
 save_pretrained gives the same tensors and quantization_config as sllm's directory, sllm reads
 that directory back byte for byte, and transformers loads sllm's directory (every decoder Linear
-a Linear8bitLt) with the logits of its own. Without bitsandbytes those checks are skipped.
+a Linear8bitLt) with the logits of its own. A missing bitsandbytes, or an `sllm convert` without
+--dequantize, fails the checks that need it (nothing is skipped).
 
 Prints a table and exits 1 if any check fails (2 on bad usage), as check_parity.py does.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from check_bnb_layout import copy_tokenizer, logits_diff, read_safetensors  # noqa: E402
+import check_parity as cp  # noqa: E402
+
+from check_bnb_layout import (BNB_VERSION, copy_tokenizer, logits_diff,  # noqa: E402
+                              read_safetensors)
 
 PPL_TEXT = REPO / "tests" / "data" / "ppl_en.txt"
 CALIB = REPO / "tests" / "data" / "calib_en.txt"
@@ -284,15 +283,7 @@ def dense_model_from(qdir: Path, tiny: Path, weights: dict):
     return model
 
 
-def sllm_supports_dequantize(sllm) -> bool:
-    try:
-        return "--dequantize" in sllm.run(["convert", "--help"], 60)
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: bool,
-                can_dequantize: bool):
+def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: bool):
     import make_tiny_hf
 
     S = spec["name"]
@@ -319,6 +310,7 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
     layout = spec["layout"]
     st = cp.attempt(rep, f"{S}: structure", check_structure, rep, S, layout, qdir, tiny)
     if st is None:
+        rep.add(S, "structure checked", False, "check_structure raised (see the error above)")
         return
     T, qc, weights, nontrivial = st
     args = spec["args"]
@@ -327,17 +319,14 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
                 f"{nontrivial}/{len(weights)} modules")
 
     # sllm's own dequantization, as a dense directory.
-    ddir = None
-    if can_dequantize:
-        ddir = vdir / "sllm_dequantized"
-        ok = cp.attempt(rep, f"{S}: sllm convert --dequantize", sllm.run,
-                        ["convert", *sllm.model_args(str(qdir)), "--out", str(ddir), "--dtype",
-                         "fp32", "--dequantize"], 300)
-        if ok is None:
-            ddir = None
-    if ddir is None:
-        rep.add(S, "unpacked weights = sllm's dequantized (bit for bit)", None,
-                "sllm convert has no --dequantize" if not can_dequantize else "convert failed")
+    ddir = vdir / "sllm_dequantized"
+    ok = cp.attempt(rep, f"{S}: sllm convert --dequantize", sllm.run,
+                    ["convert", *sllm.model_args(str(qdir)), "--out", str(ddir), "--dtype",
+                     "fp32", "--dequantize"], 300)
+    if ok is None:
+        ddir = None
+        rep.add(S, "unpacked weights = sllm's dequantized", False,
+                "sllm convert --dequantize failed (see the error above)")
     else:
         import numpy as np
         _, D = read_safetensors(ddir / "model.safetensors")
@@ -356,7 +345,10 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
     # transformers on the unpacked weights.
     ref = cp.attempt(rep, f"{S}: dense model from unpacked weights", dense_model_from, qdir, tiny,
                      weights)
-    if ref is not None and ddir is not None:
+    if ref is None or ddir is None:
+        rep.add(S, "transformers logits: unpacked = sllm's dequantized dir", False,
+                "no reference model or no dequantized dir (see the errors above)")
+    else:
         sm = hf.load_model(str(ddir))
         d = cp.attempt(rep, f"{S}: logits", logits_diff, ref, sm, sm.config.vocab_size)
         rep.add(S, "transformers logits: unpacked = sllm's dequantized dir",
@@ -391,7 +383,8 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
         if have_bnb:
             compare_with_bnb(rep, cp, hf, sllm, S, vdir, tiny, qdir, T, qc)
         else:
-            rep.add(S, "transformers + bitsandbytes int8", None, "bitsandbytes not importable")
+            rep.add(S, "transformers + bitsandbytes int8", False,
+                    "bitsandbytes not importable: .venv/bin/pip install -r requirements.txt")
 
 
 # ----------------------------------------------------------------------------- bnb int8
@@ -463,7 +456,9 @@ def compare_with_bnb(rep, cp, hf, sllm, S, vdir, tiny, qdir, T, qc):
     sm, problems, n8 = loaded
     rep.add(S, "transformers loads sllm's dir cleanly", not problems and n8 == n_lin,
             f"{n8}/{n_lin} Linear8bitLt" + (f"; {'; '.join(problems)}" if problems else ""))
-    bm, _, _ = load_int8_dir(bdir)
+    bm, bproblems, bn8 = load_int8_dir(bdir)
+    rep.add(S, "transformers loads bnb's dir cleanly", not bproblems and bn8 == n_lin,
+            f"{bn8}/{n_lin} Linear8bitLt" + (f"; {'; '.join(bproblems)}" if bproblems else ""))
     d = cp.attempt(rep, f"{S}: logits", logits_diff, sm, bm, sm.config.vocab_size)
     rep.add(S, "transformers logits: sllm dir = bnb dir", d is not None and d == 0.0,
             f"max |diff| {d:.1e}" if d is not None else "failed", "exact")
@@ -476,20 +471,13 @@ def compare_with_bnb(rep, cp, hf, sllm, S, vdir, tiny, qdir, T, qc):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="sllm GPTQ/AWQ/int8 checkpoints vs the layouts")
-    ap.add_argument("--sllm", required=True, help="path to the sllm binary")
-    ap.add_argument("--out-dir", default=None,
-                    help="keep the work files here; default: a temporary directory, removed")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads for torch here and for each sllm process (0: their default)")
+    ap = cp.common_parser("sllm GPTQ/AWQ/int8 checkpoints vs the layouts")
     ap.add_argument("--only", default=None, help="run the variants whose name contains this")
     a = ap.parse_args(argv)
-    binary = Path(a.sllm)
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        print(f"error: sllm binary {a.sllm} not found or not executable (build it first)")
+    binary = cp.executable(a.sllm)
+    if binary is None:
         return 2
 
-    import check_parity as cp
     import hf_reference as hf
     import torch
     import transformers
@@ -499,39 +487,23 @@ def main(argv=None) -> int:
         have_bnb, bnb_version = True, bitsandbytes.__version__
     except Exception as e:  # noqa: BLE001 - ImportError, or a broken install
         have_bnb, bnb_version = False, f"not importable ({type(e).__name__})"
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    hf._quiet_transformers()
+    cp.torch_setup(a.threads)
     rep = cp.Report()
-    tmp = None
-    if a.out_dir:
-        work = Path(a.out_dir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="sllm_quant_")
-        work = Path(tmp.name)
-    sllm = cp.Sllm(str(binary.resolve()), work, a.threads)
-    can_dequantize = sllm_supports_dequantize(sllm)
-    rep.note(f"transformers {transformers.__version__}, torch {torch.__version__}, bitsandbytes "
-             f"{bnb_version}; work files in {work}")
-    if not can_dequantize:
-        rep.note("note: `sllm convert` has no --dequantize: the bit-for-bit and logits checks "
-                 "against sllm's dequantized weights are skipped")
-    text = PPL_TEXT.read_text(encoding="utf-8")
-    t0 = time.time()
-    try:
+
+    def body(work: Path):
+        sllm = cp.Sllm(str(binary), work, a.threads)
+        rep.note(f"transformers {transformers.__version__}, torch {torch.__version__}, "
+                 f"bitsandbytes {bnb_version}; work files in {work}")
+        rep.add("setup", f"bitsandbytes is {BNB_VERSION} (requirements.txt)",
+                bnb_version == BNB_VERSION, bnb_version)
+        text = PPL_TEXT.read_text(encoding="utf-8")
         for spec in VARIANTS:
             if a.only and a.only not in spec["name"]:
                 continue
             cp.attempt(rep, spec["name"], run_variant, rep, cp, hf, sllm, work, spec, text,
-                       have_bnb, can_dequantize)
-    finally:
-        rep.print_table()
-        print(f"total {time.time() - t0:.1f} s; work files in {work}" + (" (removed)" if tmp else ""))
-        if tmp is not None:
-            tmp.cleanup()
-    return 1 if rep.failed or not rep.rows else 0
+                       have_bnb)
 
+    return cp.run_in_work_dir(rep, a.out_dir, "sllm_quant_", body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,11 +3,9 @@
 
 This script calls `bitsandbytes.functional.quantize_4bit` / `dequantize_4bit` (CPU backend,
 bitsandbytes 0.50.2 was used for the fixtures committed in tests/unit/test_nf4.cpp). It is
-NOT a re-implementation. bitsandbytes is deliberately not part of requirements.txt; install
-it out of the way and put it on PYTHONPATH next to the project venv's torch:
+NOT a re-implementation. bitsandbytes 0.50.2 is pinned in requirements.txt:
 
-    .venv/bin/pip install --no-deps --target /tmp/bnb bitsandbytes==0.50.2
-    PYTHONPATH=/tmp/bnb .venv/bin/python tests/reference/nf4_reference.py \
+    .venv/bin/python tests/reference/nf4_reference.py \
         --input formula --n 301 --blocksize 64 --quant-type nf4 --double-quant --out /tmp/nf4.json
 
 Inputs:
