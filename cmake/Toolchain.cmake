@@ -8,6 +8,11 @@ endif()
 
 add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-Wall> $<$<COMPILE_LANGUAGE:CXX>:-Wextra>
                     $<$<COMPILE_LANGUAGE:CXX>:-Wno-unused-parameter>)
+# Position-independent code everywhere: the static libraries also go into libsllm.so, and the
+# executables reuse their precompiled header, which needs the same flags. No semantic
+# interposition keeps GCC inlining and direct calls as in non-PIC code.
+add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fPIC>
+                    $<$<COMPILE_LANGUAGE:CXX>:-fno-semantic-interposition>)
 if(CMAKE_BUILD_TYPE STREQUAL "Release")
   add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-O2>)
 endif()

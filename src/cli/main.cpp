@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "sllm/model.h"
 
 namespace {
 
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
   CLI::App app{"sllm: small language models on your own machine"};
   app.require_subcommand(1);
   app.fallthrough();  // --log-level works before or after the subcommand
-  app.set_version_flag("--version", "sllm 0.1.0");
+  app.set_version_flag("--version", "sllm " + sllm::version());
   std::string log_level;
   app.add_option("--log-level", log_level,
                  "trace, debug, info, warn, error, off (env SLLM_LOG_LEVEL)");

@@ -41,7 +41,9 @@ TEST_F(Api, MissingModelIsAnErrorNamingThePath) {
   } catch (const sllm::Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/model.gguf"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(sllm::Model::load(kModel, {.dtype = "fp8"}), sllm::Error);
+  sllm::LoadOptions fp8;
+  fp8.dtype = "fp8";
+  EXPECT_THROW(sllm::Model::load(kModel, fp8), sllm::Error);
 }
 
 TEST_F(Api, InfoAndTokenizer) {
@@ -62,7 +64,9 @@ TEST_F(Api, BatchedRequestsAnswerAsAlone) {
   sllm::Session alone(model());
   const auto a = alone.generate(greedy("Name three colors.", 12));
   const auto b = alone.generate(greedy("What is 2+2?", 12));
-  sllm::Session together(model(), {.max_seqs = 4});
+  sllm::SessionOptions four;
+  four.max_seqs = 4;
+  sllm::Session together(model(), four);
   const auto both =
       together.generate({greedy("Name three colors.", 12), greedy("What is 2+2?", 12)});
   ASSERT_EQ(both.size(), 2u);
@@ -112,12 +116,57 @@ TEST_F(Api, TaskEvaluation) {
       << "\n"
       << R"({"prompt": "Say yes.", "completion": "yes", "task": "echo"})"
       << "\n";
-  const auto r = sllm::evaluate_task(model(), path.string(), {.max_new_tokens = 8});
+  sllm::TaskEvalOptions opts;
+  opts.max_new_tokens = 8;
+  const auto r = sllm::evaluate_task(model(), path.string(), opts);
   std::filesystem::remove(path);
   EXPECT_EQ(r.n, 2);
   ASSERT_EQ(r.items.size(), 2u);
   EXPECT_EQ(r.per_task.at("echo").second, 1);
   EXPECT_FALSE(r.items[0].got.empty());
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(Api, TrainAndQuantizeJobs) {
+  namespace fs = std::filesystem;
+  const fs::path tmp = fs::temp_directory_path() / "sllm_api_jobs";
+  fs::remove_all(tmp);
+  sllm::TrainOptions t;
+  t.model = kModel;
+  t.train_data = std::string(SLLM_SOURCE_DIR) + "/tests/data/train_tiny.jsonl";
+  t.output_dir = tmp.string();
+  t.run_name = "qlora";
+  t.max_steps = 2;
+  t.overrides = {"train.batch_size=2", "train.grad_accum=1", "data.max_seq_length=64", "lora.r=4",
+                 "train.log_every=1"};
+  const auto run = sllm::train(t);
+  EXPECT_EQ(run, (tmp / "qlora").string());
+  ASSERT_TRUE(fs::exists(tmp / "qlora" / "adapter" / "adapter_config.json"));
+  sllm::LoadOptions with_adapter;
+  with_adapter.adapters = {run + "/adapter"};
+  const auto tuned = sllm::Model::load(kModel, with_adapter);
+  EXPECT_EQ(sllm::Session(tuned).generate(greedy("Hi", 3)).tokens.size(), 3u);
+
+  sllm::QuantizeOptions q;
+  q.method = "rtn";
+  q.model = kModel;
+  q.out = (tmp / "rtn").string();
+  sllm::quantize(q);
+  const auto rtn = sllm::Model::load(q.out);
+  EXPECT_EQ(rtn.info().file_format, "hf");
+  const auto p = sllm::perplexity(rtn, "The quick brown fox jumps over the lazy dog.", 64);
+  EXPECT_GT(p.perplexity, 1.0);
+  EXPECT_LT(p.perplexity, 1e3);
+  EXPECT_THROW(sllm::quantize(q), sllm::Error);  // the output directory exists
+  q.method = "bogus";
+  q.out = (tmp / "bogus").string();
+  EXPECT_THROW(sllm::quantize(q), sllm::Error);
+  t.overrides.push_back("train.no_such_key=1");
+  EXPECT_THROW(sllm::train(t), sllm::Error);
+  fs::remove_all(tmp);
 }
 
 }  // namespace

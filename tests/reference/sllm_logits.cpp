@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    auto cfg = sllm::apps::model_defaults();
+    auto cfg = sllm::options::defaults(sllm::apps::model_group().table());
     cfg["model"] = argv[1];
     if (std::string(argv[2]) != "-") cfg["adapter"] = argv[2];
     cfg["threads"] = argc == 6 ? std::stoll(argv[5]) : 1;

@@ -455,7 +455,8 @@ TEST_P(Nf4Autograd, BiasOnlyAndNoBias) {
   EXPECT_LE(rel_diff(x1.grad(), x2.grad()), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Nf4, Nf4Autograd, ::testing::Values("cpu", "cuda"));
+INSTANTIATE_TEST_SUITE_P(Nf4, Nf4Autograd, ::testing::Values("cpu", "cuda"),
+                         [](const auto& info) { return std::string(info.param); });
 
 TEST(Nf4Ops, TensorsToAndNbytes) {
   auto w = make_weight(37, 90, "nf4", 64, true).t;
