@@ -15,6 +15,14 @@ void rms_norm_f32(const float* x, const float* w, float* out, int64_t r0, int64_
 void rope_neox_f32(float* x, const float* cos, const float* sin, int64_t t0, int64_t t1,
                    int64_t heads, int64_t head_dim, int64_t row_stride);
 
+// bf16 versions (raw bf16 bits): statistics and products in fp32, rounded to bf16 at the same
+// points as the reference ops (ops::ref, i.e. transformers' bf16 arithmetic): rms_norm rounds
+// x * r, then w * that; rope rounds cos/sin, each product, then the sum.
+void rms_norm_bf16(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t r0, int64_t r1,
+                   int64_t dim, float eps);
+void rope_neox_bf16(uint16_t* x, const float* cos, const float* sin, int64_t t0, int64_t t1,
+                    int64_t heads, int64_t head_dim, int64_t row_stride);
+
 // Backward of rms_norm_f32 with respect to x (rows [r0, r1)); the scale is recomputed from x:
 // dx = r * (w * dy) - x * r^3 * mean((w * dy) * x), r = rsqrt(mean(x^2) + eps).
 void rms_norm_backward_f32(const float* x, const float* w, const float* dy, float* dx, int64_t r0,

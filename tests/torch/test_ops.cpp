@@ -1,11 +1,12 @@
-// Every fused op against its plain-libtorch reference, over {cpu, cuda} x {fp32, bf16, fp16}.
-// CUDA cases skip on machines without a GPU.
+// Every fused op against its plain-libtorch reference, over the {cpu, cuda} x {fp32, bf16, fp16}
+// cases on which it runs a kernel. CUDA cases skip on machines without a GPU.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "engine/sampler.h"
 #include "model/llama.h"
 #include "ops/cuda_plugin.h"
+#include "ops/impl.h"
 #include "ops/ops.h"
 
 using namespace sllm;
@@ -33,31 +34,73 @@ class OpsParity : public ::testing::TestWithParam<OpCase> {
   }
 };
 
-TEST_P(OpsParity, RmsNorm) {
+// Each op's cases are the (device, dtype) pairs on which it runs a kernel of ours; a pair that
+// runs ops::ref (the CPU silu_mul is ATen's silu, there is no CUDA rope) has nothing to compare,
+// and a case that quietly falls back to ops::ref fails here instead of comparing ref with itself.
+#define EXPECT_KERNEL(impl)                                                                   \
+  ASSERT_NE(impl, ops::Impl::reference) << #impl << " runs ops::ref on " << GetParam().device \
+                                        << " " << c10::toString(GetParam().dtype)             \
+                                        << ": the parity check would compare ops::ref with "  \
+                                           "itself"
+
+class RmsNormParity : public OpsParity {};
+class RopeParity : public OpsParity {};
+class SiluMulParity : public OpsParity {};
+
+TEST_P(RmsNormParity, MatchesRef) {
   auto x = rnd({7, 3, 576}), w = rnd({576});
+  EXPECT_KERNEL(ops::rms_norm_impl(x, w));
   expect_close(ops::rms_norm(x, w, 1e-5), ops::ref::rms_norm(x, w, 1e-5));
 }
 
-TEST_P(OpsParity, Rope) {
+TEST_P(RopeParity, MatchesRef) {
   auto x = rnd({5, 9, 64});
   auto pos = at::arange(5, at::kFloat).unsqueeze(1) * at::rand({32});
   auto cos = pos.cos().to(x.device()), sin = pos.sin().to(x.device());
+  EXPECT_KERNEL(ops::rope_impl(x, cos, sin));
   expect_close(ops::rope(x, cos, sin), ops::ref::rope(x, cos, sin));
+  // a strided x (a slice of a fused q|k|v row) is copied, not written through
+  auto qkv = rnd({5, 12, 64});
+  auto xs = qkv.narrow(1, 2, 9);
+  auto before = qkv.clone();
+  EXPECT_KERNEL(ops::rope_impl(xs, cos, sin));
+  expect_close(ops::rope(xs, cos, sin), ops::ref::rope(xs, cos, sin));
+  EXPECT_TRUE(at::equal(qkv, before));
 }
 
-TEST_P(OpsParity, SiluMul) {
+TEST_P(SiluMulParity, MatchesRef) {
   auto gu = rnd({6, 2 * 1536});
+  EXPECT_KERNEL(ops::silu_mul_impl(gu));
   expect_close(ops::silu_mul(gu), ops::ref::silu_mul(gu));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Ops, OpsParity,
-    ::testing::Values(OpCase{"cpu", at::kFloat, 1e-5}, OpCase{"cpu", at::kBFloat16, 2e-2},
-                      OpCase{"cuda", at::kFloat, 1e-5}, OpCase{"cuda", at::kBFloat16, 3e-2},
-                      OpCase{"cuda", at::kHalf, 5e-3}),
-    [](const auto& info) {
-      return std::string(info.param.device) + "_" + std::string(c10::toString(info.param.dtype));
-    });
+std::string case_name(const ::testing::TestParamInfo<OpCase>& info) {
+  return std::string(info.param.device) + "_" + std::string(c10::toString(info.param.dtype));
+}
+const OpCase kCpuF32{"cpu", at::kFloat, 1e-5}, kCpuBf16{"cpu", at::kBFloat16, 2e-2},
+    kCudaF32{"cuda", at::kFloat, 1e-5}, kCudaBf16{"cuda", at::kBFloat16, 3e-2},
+    kCudaF16{"cuda", at::kHalf, 5e-3};
+
+INSTANTIATE_TEST_SUITE_P(Ops, RmsNormParity,
+                         ::testing::Values(kCpuF32, kCpuBf16, kCudaF32, kCudaBf16, kCudaF16),
+                         case_name);
+INSTANTIATE_TEST_SUITE_P(Ops, RopeParity, ::testing::Values(kCpuF32, kCpuBf16), case_name);
+INSTANTIATE_TEST_SUITE_P(Ops, SiluMulParity, ::testing::Values(kCudaF32, kCudaBf16, kCudaF16),
+                         case_name);
+
+// The dispatch query answers for other inputs as the ops run them: autograd on the CPU takes the
+// fused autograd functions, and dtypes without a CPU kernel the reference.
+TEST(OpsImpl, ReportsTheDispatch) {
+  auto x = at::randn({4, 64}), w = at::randn({64});
+  EXPECT_EQ(ops::rms_norm_impl(x, w), ops::Impl::cpu_kernel);
+  EXPECT_EQ(ops::rms_norm_impl(x.to(at::kHalf), w.to(at::kHalf)), ops::Impl::reference);
+  EXPECT_EQ(ops::rms_norm_impl(x.to(at::kBFloat16), w), ops::Impl::reference);
+  auto xg = x.clone().requires_grad_();
+  EXPECT_EQ(ops::rms_norm_impl(xg, w), ops::Impl::fused_autograd);
+  EXPECT_EQ(ops::silu_mul_impl(x), ops::Impl::reference);
+  EXPECT_EQ(ops::silu_mul_impl(xg), ops::Impl::fused_autograd);
+  EXPECT_STREQ(ops::impl_name(ops::Impl::reference), "ops::ref");
+}
 
 TEST(OpsRope, Llama3ScalingKeepsHighFrequencies) {
   model::ModelConfig c;
