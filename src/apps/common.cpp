@@ -82,15 +82,22 @@ const options::Group<engine::SamplingParams>& sampling_group() {
   return g;
 }
 
-load::LoadedModel load_from_config(const nlohmann::json& cfg) {
-  const auto threads = config::get<int64_t>(cfg, "threads");
-  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
+namespace {
+const std::string& model_path(const nlohmann::json& cfg) {
   SLLM_CHECK(cfg["model"].is_string(),
              "no model given: pass --model <file.gguf | hf-directory> (run scripts/setup.sh for "
              "the default model, models/SmolLM2-135M-Instruct.Q4_1.gguf)");
+  return cfg["model"].get_ref<const std::string&>();
+}
+}  // namespace
+
+load::LoadedModel load_from_config(const nlohmann::json& cfg) {
+  const auto threads = config::get<int64_t>(cfg, "threads");
+  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
+  const auto& path = model_path(cfg);
   const auto o = model_group().fill(cfg);
   Timer t;
-  auto m = load::load_model(cfg["model"].get<std::string>(), o);
+  auto m = load::load_model(path, o);
   log::info("loaded {} ({}, {} layers) in {:.2f} s", m.display_name, m.format,
             m.model->config().num_layers, t.seconds());
   if (cfg["adapter"].is_string()) {
@@ -101,6 +108,10 @@ load::LoadedModel load_from_config(const nlohmann::json& cfg) {
               fmt::join(lc.target_modules, ","));
   }
   return m;
+}
+
+std::shared_ptr<const tok::Tokenizer> load_tokenizer_from_config(const nlohmann::json& cfg) {
+  return load::load_tokenizer(model_path(cfg));
 }
 
 engine::EngineOptions engine_options(const nlohmann::json& cfg) { return engine_group().fill(cfg); }

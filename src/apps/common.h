@@ -19,6 +19,8 @@ const options::Group<engine::EngineOptions>& engine_group();     // ctx, engine.
 const options::Group<engine::SamplingParams>& sampling_group();  // sampling.*
 
 load::LoadedModel load_from_config(const nlohmann::json& cfg);
+// The tokenizer of cfg's model alone, reading no weights (load::load_tokenizer).
+std::shared_ptr<const tok::Tokenizer> load_tokenizer_from_config(const nlohmann::json& cfg);
 engine::EngineOptions engine_options(const nlohmann::json& cfg);
 engine::SamplingParams sampling_params(const nlohmann::json& cfg);  // validated
 

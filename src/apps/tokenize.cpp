@@ -18,8 +18,9 @@ options::Table tokenize_options() {
 
 int run_tokenize(const nlohmann::json& cfg) {
   SLLM_CHECK(cfg["text"].is_string(), "give the text to tokenize with --text");
-  auto m = load_from_config(cfg);
-  const auto& t = *m.tokenizer;
+  // The tokenizer alone: no weight is read, so a model of any size tokenizes at once.
+  const auto tokenizer = load_tokenizer_from_config(cfg);
+  const auto& t = *tokenizer;
   const auto ids = t.encode(cfg["text"].get<std::string>(), config::get<bool>(cfg, "special"));
   if (config::get<bool>(cfg, "json")) {
     nlohmann::json pieces = nlohmann::json::array();

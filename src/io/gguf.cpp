@@ -257,7 +257,7 @@ bool ggml_type_dequant_supported(uint32_t t) {
   }
 }
 
-GgufFile GgufFile::open(const std::string& path) {
+GgufFile GgufFile::open(const std::string& path, bool with_data) {
   GgufFile g;
   g.file_ = std::make_shared<MappedFile>(path);
   g.path_ = path;
@@ -371,6 +371,7 @@ GgufFile GgufFile::open(const std::string& path) {
   const uint64_t end_of_infos = r.pos();
   g.data_offset_ =
       static_cast<size_t>((end_of_infos + g.alignment_ - 1) / g.alignment_ * g.alignment_);
+  if (!with_data) return g;
   if (!g.tensors_.empty() && g.data_offset_ > size)
     SLLM_FAIL("GGUF file '{}' is truncated: tensor data section starts at offset {}, file has {}",
               path, g.data_offset_, size);

@@ -77,7 +77,10 @@ enum class GgufValueType : uint32_t {
 
 class GgufFile {
  public:
-  static GgufFile open(const std::string& path);
+  // with_data false reads the header, metadata and tensor infos only (a tokenizer, a config, the
+  // tensors' shapes and types): the tensors get no data pointers, and a file whose tensor data
+  // is truncated or absent still opens.
+  static GgufFile open(const std::string& path, bool with_data = true);
 
   uint32_t version() const { return version_; }
   // All key/values: integers as json integers (u64 unsigned), bool, floats as double,

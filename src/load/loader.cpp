@@ -373,6 +373,13 @@ LoadedModel load_model(const std::string& path, const LoadOptions& o) {
   return load_gguf(path, o);
 }
 
+std::shared_ptr<const tok::Tokenizer> load_tokenizer(const std::string& path) {
+  SLLM_CHECK(!path.empty(), "no model given: pass --model <file.gguf | hf-directory>");
+  SLLM_CHECK(fs::exists(path), "model '{}' does not exist", path);
+  if (fs::is_directory(path)) return tok::load_tokenizer_dir(path);
+  return tokenizer_from_gguf(io::GgufFile::open(path, /*with_data=*/false));
+}
+
 void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarType dtype,
                  const SaveOptions& so) {
   io::AtomicDir out(out_dir, /*replace=*/false);

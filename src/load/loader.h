@@ -39,6 +39,9 @@ struct LoadedModel {
 };
 
 LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
+// The tokenizer alone, reading no weights: a GGUF file's metadata (its tensor data may be absent)
+// or a Hugging Face directory's tokenizer files (it may hold no safetensors).
+std::shared_ptr<const tok::Tokenizer> load_tokenizer(const std::string& path);
 
 // Writes config.json, model.safetensors, generation_config.json, tokenizer.json and
 // tokenizer_config.json into out_dir atomically (built in a temp dir, then renamed). Dense tensors
