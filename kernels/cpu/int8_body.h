@@ -62,7 +62,7 @@ void column_absmax(const float* x, int64_t in, float* m) {
 template <Isa I, int R>
 void gemm_tile(const int8_t* w, const float* scb, int64_t out, int64_t in, const int16_t* x16,
                const int8_t* qx, const float* sx, const float* bias, float* y, int64_t o0,
-               int64_t o1) {
+               int64_t o1, float dq) {
   using V = Vec<I>;
   constexpr int W = V::kI16Width;
   const int64_t full = in & ~int64_t{W - 1};
@@ -81,7 +81,7 @@ void gemm_tile(const int8_t* w, const float* scb, int64_t out, int64_t in, const
     for (int r = 0; r < R; ++r) {
       int32_t a = V::reduce_i32(acc[r]);
       for (int64_t i = full; i < in; ++i) a += int32_t{wr[i]} * int32_t{qx[r * in + i]};
-      const float v = static_cast<float>(a) * (sx[r] * scb[o]) * kInt8Dequant;
+      const float v = static_cast<float>(a) * (sx[r] * scb[o]) * dq;
       y[r * out + o] = bias ? v + bias[o] : v;
     }
   }
@@ -92,15 +92,15 @@ constexpr int kTileRows = 8;
 template <Isa I>
 void gemm(const int8_t* w, const float* scb, int64_t out, int64_t in, int64_t rows,
           const int16_t* x16, const int8_t* qx, const float* sx, const float* bias, float* y,
-          int64_t o0, int64_t o1) {
+          int64_t o0, int64_t o1, float dq) {
   using Fn = void (*)(const int8_t*, const float*, int64_t, int64_t, const int16_t*, const int8_t*,
-                      const float*, const float*, float*, int64_t, int64_t);
+                      const float*, const float*, float*, int64_t, int64_t, float);
   static constexpr Fn kTiles[kTileRows] = {gemm_tile<I, 1>, gemm_tile<I, 2>, gemm_tile<I, 3>,
                                            gemm_tile<I, 4>, gemm_tile<I, 5>, gemm_tile<I, 6>,
                                            gemm_tile<I, 7>, gemm_tile<I, 8>};
   for (int64_t r = 0; r < rows; r += kTileRows)
     kTiles[std::min<int64_t>(kTileRows, rows - r) - 1](w, scb, out, in, x16 + r * in, qx + r * in,
-                                                       sx + r, bias, y + r * out, o0, o1);
+                                                       sx + r, bias, y + r * out, o0, o1, dq);
 }
 
 template <Isa I>
@@ -148,8 +148,8 @@ void int8_column_absmax<SLLM_KERNEL_ISA>(const float* x, int64_t in, float* m) {
 template <>
 void int8_gemm<SLLM_KERNEL_ISA>(const int8_t* w, const float* scb, int64_t out, int64_t in,
                                 int64_t rows, const int16_t* x16, const int8_t* qx, const float* sx,
-                                const float* bias, float* y, int64_t o0, int64_t o1) {
-  int8::gemm<SLLM_KERNEL_ISA>(w, scb, out, in, rows, x16, qx, sx, bias, y, o0, o1);
+                                const float* bias, float* y, int64_t o0, int64_t o1, float dq) {
+  int8::gemm<SLLM_KERNEL_ISA>(w, scb, out, in, rows, x16, qx, sx, bias, y, o0, o1, dq);
 }
 
 }  // namespace sllm::kernels::cpu::isa

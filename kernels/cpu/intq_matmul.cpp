@@ -126,7 +126,7 @@ int64_t int8_outlier_columns(const float* x, int64_t rows, int64_t in, float thr
 
 void int8_quantize_rows(const float* x, int64_t in, float threshold, const int64_t* outlier_idx,
                         int64_t n_outliers, int8_t* q, float* sx, int64_t r0, int64_t r1,
-                        IntQSimd simd) {
+                        IntQSimd simd, bool bnb) {
   const bool vec = pick(simd) != Isa::scalar;
   for (int64_t r = r0; r < r1; ++r) {
     const float* xr = x + r * in;
@@ -142,7 +142,7 @@ void int8_quantize_rows(const float* x, int64_t in, float threshold, const int64
       std::memset(qr, 0, static_cast<size_t>(in));
       continue;
     }
-    const float inv = 127.f / m;
+    const float inv = bnb ? (1.f / m) * 127.f : 127.f / m;
 #ifdef SLLM_CPU_X86
     if (vec)
       isa::int8_quantize_row<Isa::avx2>(xr, in, inv, qr);
@@ -155,37 +155,51 @@ void int8_quantize_rows(const float* x, int64_t in, float threshold, const int64
 
 void int8_gemm_small(const int8_t* w, const float* scb, int64_t out, int64_t in, int64_t rows,
                      const int8_t* qx, const float* sx, const float* bias, float* y, int64_t o0,
-                     int64_t o1, IntQSimd simd) {
+                     int64_t o1, IntQSimd simd, bool bnb) {
   if (rows <= 0 || o0 >= o1) return;
+  const float dq = int8_dequant_const(bnb);
   thread_local std::vector<int16_t> x16;
   x16.resize(static_cast<size_t>(rows * in));
   for (int64_t i = 0; i < rows * in; ++i) x16[i] = qx[i];
   switch (pick(simd)) {
 #ifdef SLLM_CPU_X86
     case Isa::avx512:
-      return isa::int8_gemm<Isa::avx512>(w, scb, out, in, rows, x16.data(), qx, sx, bias, y, o0,
-                                         o1);
+      return isa::int8_gemm<Isa::avx512>(w, scb, out, in, rows, x16.data(), qx, sx, bias, y, o0, o1,
+                                         dq);
     case Isa::avx2:
-      return isa::int8_gemm<Isa::avx2>(w, scb, out, in, rows, x16.data(), qx, sx, bias, y, o0, o1);
+      return isa::int8_gemm<Isa::avx2>(w, scb, out, in, rows, x16.data(), qx, sx, bias, y, o0, o1,
+                                       dq);
 #endif
     default:
-      return isa::int8_gemm<Isa::scalar>(w, scb, out, in, rows, x16.data(), qx, sx, bias, y, o0,
-                                         o1);
+      return isa::int8_gemm<Isa::scalar>(w, scb, out, in, rows, x16.data(), qx, sx, bias, y, o0, o1,
+                                         dq);
   }
 }
 
 void int8_dequantize_acc(const int32_t* acc, int64_t out, const float* sx, const float* scb,
-                         const float* bias, float* y, int64_t r0, int64_t r1) {
+                         const float* bias, float* y, int64_t r0, int64_t r1, bool bnb) {
+  const float dq = int8_dequant_const(bnb);
   for (int64_t r = r0; r < r1; ++r)
     for (int64_t o = 0; o < out; ++o) {
-      const float v = static_cast<float>(acc[r * out + o]) * (sx[r] * scb[o]) * kInt8Dequant;
+      const float v = static_cast<float>(acc[r * out + o]) * (sx[r] * scb[o]) * dq;
       y[r * out + o] = bias ? v + bias[o] : v;
     }
 }
 
 void int8_outlier_add(const int8_t* w, const float* scb, int64_t out, int64_t in, int64_t rows,
                       const float* x, const int64_t* idx, int64_t n_idx, float* y, int64_t o0,
-                      int64_t o1) {
+                      int64_t o1, bool bnb) {
+  if (bnb) {
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t r = 0; r < rows; ++r) {
+        float acc = 0.f;
+        for (int64_t k = 0; k < n_idx; ++k)
+          acc +=
+              x[r * in + idx[k]] * (static_cast<float>(w[o * in + idx[k]]) * scb[o] * kBnbInv127);
+        y[r * out + o] += acc;
+      }
+    return;
+  }
   for (int64_t o = o0; o < o1; ++o)
     for (int64_t k = 0; k < n_idx; ++k) {
       const int64_t j = idx[k];

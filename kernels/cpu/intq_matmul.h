@@ -58,6 +58,12 @@ void intq_gemm_small_f32(const IntQView& w, int64_t rows, const float* x, const 
 
 // 1 / 127^2: y = acc * (sx * scb) * kInt8Dequant.
 constexpr float kInt8Dequant = 1.f / (127.f * 127.f);
+// bitsandbytes' constants (int8_mm_dequant, int8_vectorwise_dequant): 6.200124e-05 is not quite
+// 1 / 127^2 (6.2000124e-05, 1.8e-5 relative above), and outlier weights are q * scb * (1 / 127)
+// rather than (q * scb) / 127. The `bnb` arguments below select them.
+constexpr float kBnbInt8Dequant = 6.200124e-05f;
+constexpr float kBnbInv127 = 7.874015718698502e-3f;
+inline float int8_dequant_const(bool bnb) { return bnb ? kBnbInt8Dequant : kInt8Dequant; }
 
 // Outlier input columns of x [rows, in]: those with any |x[r, j]| >= threshold (threshold > 0).
 // Writes their indices ascending to idx (room for `in`) and returns how many.
@@ -67,27 +73,30 @@ int64_t int8_outlier_columns(const float* x, int64_t rows, int64_t in, float thr
 // Row-wise int8 quantization of rows [r0, r1) of x as bitsandbytes' int8_vectorwise_quant: the
 // row absmax sx over the elements with |x| < threshold (all when threshold <= 0), q =
 // round_half_even(x * (127 / sx)), the n_outliers columns in outlier_idx set to 0, rows with
-// sx == 0 all 0. q [rows, in], sx [rows], pointers at row 0.
+// sx == 0 all 0. q [rows, in], sx [rows], pointers at row 0. bnb: 127 / sx as torch computes
+// bitsandbytes' `127.0 / row_stats`, (1 / sx) * 127.
 void int8_quantize_rows(const float* x, int64_t in, float threshold, const int64_t* outlier_idx,
                         int64_t n_outliers, int8_t* q, float* sx, int64_t r0, int64_t r1,
-                        IntQSimd simd = IntQSimd::kAuto);
+                        IntQSimd simd = IntQSimd::kAuto, bool bnb = false);
 
-// y[r, o] = float(sum_i qx[r, i] * w[o, i]) * (sx[r] * scb[o]) * kInt8Dequant (+ bias[o]) for
-// r < rows, o in [o0, o1): exact int32 dot products (int8 sign-extended to int16, pairwise
-// multiply-add). w [out, in], qx [rows, in], y [rows, out].
+// y[r, o] = float(sum_i qx[r, i] * w[o, i]) * (sx[r] * scb[o]) * int8_dequant_const(bnb)
+// (+ bias[o]) for r < rows, o in [o0, o1): exact int32 dot products (int8 sign-extended to int16,
+// pairwise multiply-add). w [out, in], qx [rows, in], y [rows, out].
 void int8_gemm_small(const int8_t* w, const float* scb, int64_t out, int64_t in, int64_t rows,
                      const int8_t* qx, const float* sx, const float* bias, float* y, int64_t o0,
-                     int64_t o1, IntQSimd simd = IntQSimd::kAuto);
+                     int64_t o1, IntQSimd simd = IntQSimd::kAuto, bool bnb = false);
 
 // The same epilogue on int32 products from elsewhere (an int8 GEMM): acc [rows, out] -> y for
 // rows [r0, r1).
 void int8_dequantize_acc(const int32_t* acc, int64_t out, const float* sx, const float* scb,
-                         const float* bias, float* y, int64_t r0, int64_t r1);
+                         const float* bias, float* y, int64_t r0, int64_t r1, bool bnb = false);
 
 // The outlier columns in floating point: y[r, o] += sum_k x[r, idx[k]] * (float(w[o, idx[k]]) *
-// scb[o] / 127) for r < rows, o in [o0, o1); x [rows, in] fp32 (the original values).
+// scb[o] / 127) for r < rows, o in [o0, o1); x [rows, in] fp32 (the original values). bnb: the
+// weights as bitsandbytes dequantizes them (* kBnbInv127) and the sum over k added to y once,
+// as its addmm does.
 void int8_outlier_add(const int8_t* w, const float* scb, int64_t out, int64_t in, int64_t rows,
                       const float* x, const int64_t* idx, int64_t n_idx, float* y, int64_t o0,
-                      int64_t o1);
+                      int64_t o1, bool bnb = false);
 
 }  // namespace sllm::kernels::cpu

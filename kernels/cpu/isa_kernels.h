@@ -45,11 +45,11 @@ template <Isa I>
 void int8_quantize_row(const float* x, int64_t in, float inv, int8_t* q);
 template <Isa I>
 void int8_column_absmax(const float* x, int64_t in, float* m);
-// x16: qx sign-extended to int16.
+// x16: qx sign-extended to int16; dq: the dequantization constant (int8_dequant_const).
 template <Isa I>
 void int8_gemm(const int8_t* w, const float* scb, int64_t out, int64_t in, int64_t rows,
                const int16_t* x16, const int8_t* qx, const float* sx, const float* bias, float* y,
-               int64_t o0, int64_t o1);
+               int64_t o0, int64_t o1, float dq);
 
 // ---- run-time choice (nf4_matmul.cpp) ----
 // Whether this CPU runs the AVX2 + FMA / AVX-512 (F + BW) instantiations.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/intq_matmul.h"
 #include "ops/cuda_plugin.h"
 #include "ops/quant_internal.h"
 
@@ -90,17 +91,20 @@ at::Tensor intq_linear_nograd(const at::Tensor& x, const IntQTensors& w, const a
 at::Tensor int8_linear_emulated(const at::Tensor& x, const Int8Tensors& w, const at::Tensor& bias,
                                 int64_t rows) {
   auto xf = x.reshape({rows, w.in}).to(at::kFloat);
-  auto xi = xf;
+  auto xs = w.bnb ? xf.to(at::kHalf).to(at::kFloat) : xf;  // what is quantized
+  auto xi = xs;
   at::Tensor cols;  // bool [in]: outlier columns
   if (w.threshold > 0) {
-    auto big = xf.abs() >= w.threshold;
+    auto big = xs.abs() >= w.threshold;
     cols = big.any(0);
-    xi = xf.masked_fill(big, 0.0);
+    xi = xs.masked_fill(big, 0.0);
   }
   auto sx = xi.abs().amax(1, true);
-  auto inv = at::where(sx > 0, at::full_like(sx, 127.f) / sx, at::zeros_like(sx));
+  auto k = w.bnb ? sx.reciprocal() * 127.f : at::full_like(sx, 127.f) / sx;
+  auto inv = at::where(sx > 0, k, at::zeros_like(sx));
   auto xq = at::round(xi * inv);
-  auto xd = xq * (sx / 127.f);
+  // x_int * sx * dq * 127 times the dequantized weight (q * scb / 127): acc * sx * scb * dq
+  auto xd = xq * (sx * (kernels::cpu::int8_dequant_const(w.bnb) * 127.f));
   if (cols.defined()) xd = at::where(cols.unsqueeze(0), xf, xd);
   return at::linear(xd.to(x.scalar_type()), int8_dequantize(w, x.scalar_type()), bias)
       .reshape(out_sizes(x, w.out));

@@ -44,9 +44,14 @@ at::Tensor intq_dequantize(const IntQTensors& w, at::ScalarType dtype);
 at::Tensor intq_linear(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias);
 
 struct Int8Tensors {
-  at::Tensor q;    // int8 [out, in]
-  at::Tensor scb;  // fp32 [out] row absmax; w = q * scb / 127
+  at::Tensor q;            // int8 [out, in]
+  at::Tensor scb;          // fp32 [out] row absmax; w = q * scb / 127
   double threshold = 6.0;  // outlier threshold on |x|; 0 disables the decomposition
+  // bitsandbytes' arithmetic (its Linear8bitLt): x is cast to fp16 before its outlier columns,
+  // row absmax and int8 values are taken (outlier columns still multiply the original x), and
+  // the scales are its constants (kernels/cpu/intq_matmul.h). false: x quantized from fp32 with
+  // exact 1 / 127^2 scales.
+  bool bnb = true;
   int64_t out = 0, in = 0;
 
   Int8Tensors to(at::Device device) const;

@@ -106,15 +106,19 @@ at::Tensor int8_linear_cpu(const at::Tensor& x, const Int8Tensors& w, const at::
   const int64_t in = w.in, out = w.out;
   auto xf = x.reshape({rows, in}).to(at::kFloat).contiguous();
   const float* xp = xf.data_ptr<float>();
+  // What is quantized: x itself, or (bitsandbytes) x rounded to fp16.
+  const auto xs = w.bnb && x.scalar_type() != at::kHalf ? xf.to(at::kHalf).to(at::kFloat) : xf;
+  const float* sp_in = xs.data_ptr<float>();
   const float thr = static_cast<float>(w.threshold);
   std::vector<int64_t> idx(static_cast<size_t>(in));
-  const int64_t n_out = thr > 0.f ? kc::int8_outlier_columns(xp, rows, in, thr, idx.data()) : 0;
+  const int64_t n_out = thr > 0.f ? kc::int8_outlier_columns(sp_in, rows, in, thr, idx.data()) : 0;
   auto qx = at::empty({rows, in}, at::kChar);
   auto sx = at::empty({rows}, at::kFloat);
   int8_t* qp = qx.data_ptr<int8_t>();
   float* sp = sx.data_ptr<float>();
   at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / in), [&](int64_t r0, int64_t r1) {
-    kc::int8_quantize_rows(xp, in, thr, idx.data(), n_out, qp, sp, r0, r1);
+    kc::int8_quantize_rows(sp_in, in, thr, idx.data(), n_out, qp, sp, r0, r1, kc::IntQSimd::kAuto,
+                           w.bnb);
   });
   const auto wq = w.q.contiguous();
   const auto scb = w.scb.contiguous();
@@ -126,18 +130,24 @@ at::Tensor int8_linear_cpu(const at::Tensor& x, const Int8Tensors& w, const at::
   float* yp = y.data_ptr<float>();
   if (rows <= kCpuInt8SmallMaxRows) {
     at::parallel_for(0, out, std::max<int64_t>(1, 16384 / in), [&](int64_t o0, int64_t o1) {
-      kc::int8_gemm_small(wp, cp, out, in, rows, qp, sp, bp, yp, o0, o1);
-      if (n_out) kc::int8_outlier_add(wp, cp, out, in, rows, xp, idx.data(), n_out, yp, o0, o1);
+      kc::int8_gemm_small(wp, cp, out, in, rows, qp, sp, bp, yp, o0, o1, kc::IntQSimd::kAuto,
+                          w.bnb);
+      if (n_out)
+        kc::int8_outlier_add(wp, cp, out, in, rows, xp, idx.data(), n_out, yp, o0, o1, w.bnb);
     });
   } else {
     const auto acc = at::_int_mm(qx, wq.t());
     const int32_t* ap = acc.data_ptr<int32_t>();
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / out), [&](int64_t r0, int64_t r1) {
-      kc::int8_dequantize_acc(ap, out, sp, cp, bp, yp, r0, r1);
+      kc::int8_dequantize_acc(ap, out, sp, cp, bp, yp, r0, r1, w.bnb);
     });
     if (n_out) {
       auto cols = at::from_blob(idx.data(), {n_out}, at::kLong);
-      auto wcols = wq.index_select(1, cols).to(at::kFloat).mul_(scb.unsqueeze(1)).div_(127.f);
+      auto wcols = wq.index_select(1, cols).to(at::kFloat).mul_(scb.unsqueeze(1));
+      if (w.bnb)
+        wcols.mul_(kc::kBnbInv127);
+      else
+        wcols.div_(127.f);
       y.addmm_(xf.index_select(1, cols), wcols.t());
     }
   }

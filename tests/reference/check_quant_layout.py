@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """sllm's GPTQ v1, AWQ GEMM and bitsandbytes int8 checkpoints, read back independently.
 
-    check_quant_layout.py --sllm build/sllm [--out-dir DIR] [--threads N] [--only NAME]
+    check_quant_layout.py --sllm build/sllm [--sllm-logits build/tests/reference/sllm_logits]
+                          [--out-dir DIR] [--threads N] [--only NAME]
 
 For each variant, a tiny model from make_tiny_hf.py is quantized with
 `sllm quantize --method rtn|gptq|awq|int8 ...` and the directory is checked against the
@@ -22,7 +23,10 @@ int8 variants also compare with transformers + bitsandbytes 0.50.2 (requirements
 backend): from_pretrained(TINY, BitsAndBytesConfig(load_in_8bit=True), device_map="cpu") +
 save_pretrained gives the same tensors and quantization_config as sllm's directory, sllm reads
 that directory back byte for byte, and transformers loads sllm's directory (every decoder Linear
-a Linear8bitLt) with the logits of its own. A missing bitsandbytes, or an `sllm convert` without
+a Linear8bitLt) with the logits of its own; sllm on bnb's directory (its default LLM.int8()
+arithmetic is bitsandbytes': activations cast to fp16 before quantizing, its scale constants)
+matches transformers + bnb in perplexity (rel 2e-5) and logits (the `sllm_logits` test binary,
+max |diff| 2e-4). A missing bitsandbytes, or an `sllm convert` without
 --dequantize, fails the checks that need it (nothing is skipped).
 
 Prints a table and exits 1 if any check fails (2 on bad usage), as check_parity.py does.
@@ -30,6 +34,7 @@ Prints a table and exits 1 if any check fails (2 on bad usage), as check_parity.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -51,6 +56,11 @@ HF_PPL_REL_TOL = 1e-5    # transformers on the unpacked weights vs sllm's intege
 # LLM.int8 quantizes activations too: sllm's int8 matmul vs a dense fp32 one, or vs bitsandbytes'
 # CPU Linear8bitLt on the same weights (measured 2e-4 to 3e-4 on the tiny models)
 INT8_PPL_REL_TOL = 1e-3
+# The same int8 directory through sllm (its default, bitsandbytes' arithmetic: activations cast to
+# fp16 before quantizing, bnb's scale constants) and through transformers + bitsandbytes'
+# Linear8bitLt: what is left is float summation order.
+BNB_INT8_PPL_REL_TOL = 2e-5
+BNB_INT8_LOGITS_ABS_TOL = 2e-4
 MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)  # nibble p of an AWQ word holds output column 8c + order[p]
@@ -283,7 +293,7 @@ def dense_model_from(qdir: Path, tiny: Path, weights: dict):
     return model
 
 
-def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: bool):
+def run_variant(rep, cp, hf, sllm, logits, work: Path, spec: dict, text: str, have_bnb: bool):
     import make_tiny_hf
 
     S = spec["name"]
@@ -381,7 +391,7 @@ def run_variant(rep, cp, hf, sllm, work: Path, spec: dict, text: str, have_bnb: 
                 + ("" if bqc == qc else "; quantization_config differs"))
     if layout == "int8":
         if have_bnb:
-            compare_with_bnb(rep, cp, hf, sllm, S, vdir, tiny, qdir, T, qc)
+            compare_with_bnb(rep, cp, hf, sllm, logits, S, vdir, tiny, qdir, T, qc)
         else:
             rep.add(S, "transformers + bitsandbytes int8", False,
                     "bitsandbytes not importable: .venv/bin/pip install -r requirements.txt")
@@ -416,8 +426,11 @@ def load_int8_dir(d: Path):
     return m, problems, n8
 
 
-def compare_with_bnb(rep, cp, hf, sllm, S, vdir, tiny, qdir, T, qc):
+def compare_with_bnb(rep, cp, hf, sllm, logits, S, vdir, tiny, qdir, T, qc):
     import make_tiny_hf
+    import torch
+
+    import logits_io
 
     bdir = cp.attempt(rep, f"{S}: transformers + bnb load_in_8bit", bnb_int8_with_transformers,
                       tiny, vdir / "bnb")
@@ -467,15 +480,34 @@ def compare_with_bnb(rep, cp, hf, sllm, S, vdir, tiny, qdir, T, qc):
     b_ppl = cp.attempt(rep, f"{S}: bnb ppl", hf.perplexity, bm, tok, PPL_TEXT.read_text(), CTX)
     s_ppl = cp.attempt(rep, f"{S}: sllm eval bnb dir", sllm.eval_ppl, str(bdir), PPL_TEXT, CTX)
     cp.check_ppl(rep, S, "sllm ppl of bnb's dir = transformers + bnb Linear8bitLt (CPU)", s_ppl,
-                 b_ppl, INT8_PPL_REL_TOL, "bnb")
+                 b_ppl, BNB_INT8_PPL_REL_TOL, "bnb")
+    # The model's outputs on token sequences (1 to 64 tokens: rows on sllm's int8 kernel and its
+    # int8 GEMM path), sllm_logits vs transformers + bnb.
+    g = torch.Generator().manual_seed(1)
+    vocab = bm.config.vocab_size
+    seqs = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (1, 3, 17, 64)]
+    ref = cp.attempt(rep, f"{S}: bnb logits", logits_io.hf_logits, bm, seqs)
+    got = cp.attempt(rep, f"{S}: sllm_logits bnb dir", logits, str(bdir), None, seqs, vocab)
+    d = logits_io.max_diff(got, ref) if ref is not None and got is not None else None
+    rep.add(S, "sllm logits of bnb's dir = transformers + bnb Linear8bitLt", d is not None and
+            d <= BNB_INT8_LOGITS_ABS_TOL, f"max |diff| {d:.2e}" if d is not None else "failed",
+            f"abs {BNB_INT8_LOGITS_ABS_TOL:g}")
 
 
 def main(argv=None) -> int:
     ap = cp.common_parser("sllm GPTQ/AWQ/int8 checkpoints vs the layouts")
     ap.add_argument("--only", default=None, help="run the variants whose name contains this")
+    ap.add_argument("--sllm-logits", default=None,
+                    help="path to the sllm_logits test binary (default: tests/reference/"
+                         "sllm_logits next to the sllm binary)")
     a = ap.parse_args(argv)
     binary = cp.executable(a.sllm)
     if binary is None:
+        return 2
+    logits_bin = Path(a.sllm_logits) if a.sllm_logits else \
+        binary.parent / "tests" / "reference" / "sllm_logits"
+    if not (logits_bin.is_file() and os.access(logits_bin, os.X_OK)):
+        print(f"error: {logits_bin} not found or not executable (build the sllm_logits target)")
         return 2
 
     import hf_reference as hf
@@ -492,6 +524,8 @@ def main(argv=None) -> int:
 
     def body(work: Path):
         sllm = cp.Sllm(str(binary), work, a.threads)
+        import logits_io
+        logits = logits_io.SllmLogits(str(logits_bin), work, a.threads)
         rep.note(f"transformers {transformers.__version__}, torch {torch.__version__}, "
                  f"bitsandbytes {bnb_version}; work files in {work}")
         rep.add("setup", f"bitsandbytes is {BNB_VERSION} (requirements.txt)",
@@ -500,7 +534,7 @@ def main(argv=None) -> int:
         for spec in VARIANTS:
             if a.only and a.only not in spec["name"]:
                 continue
-            cp.attempt(rep, spec["name"], run_variant, rep, cp, hf, sllm, work, spec, text,
+            cp.attempt(rep, spec["name"], run_variant, rep, cp, hf, sllm, logits, work, spec, text,
                        have_bnb)
 
     return cp.run_in_work_dir(rep, a.out_dir, "sllm_quant_", body)

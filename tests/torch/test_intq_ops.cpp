@@ -351,35 +351,38 @@ class Int8Parity : public IntQParity {};
 
 // Without outliers (threshold 6, |x| small), with planted outlier columns (|x| > 6 in one row of
 // a column), and with the decomposition off (threshold 0); rows on the int8 kernel (<= 4) and the
-// int8 GEMM.
+// int8 GEMM; bitsandbytes' arithmetic (fp16 x) and the fp32 one.
 TEST_P(Int8Parity, LinearMatchesRef) {
   at::manual_seed(10);
-  for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{96, 256}, {576, 1536}, {7, 90}})
-    for (double thr : {6.0, 0.0})
-      for (bool outliers : {false, true})
-        for (int64_t rows : {1, 2, 4, 5, 33, 100}) {
-          const bool with_bias = rows % 2 == 1;
-          SCOPED_TRACE(testing::Message() << out << "x" << in << " thr " << thr << " outliers "
-                                          << outliers << " rows " << rows << " bias " << with_bias);
-          auto w = random_int8(out, in, thr, 11).to(dev());
-          auto xf = at::randn({rows, in});
-          if (outliers) {
-            xf.select(1, 3).select(0, rows - 1).fill_(9.5);
-            xf.select(1, in - 2).select(0, 0).fill_(-7.0);
+  for (bool bnb : {true, false})
+    for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{96, 256}, {576, 1536}, {7, 90}})
+      for (double thr : {6.0, 0.0})
+        for (bool outliers : {false, true})
+          for (int64_t rows : {1, 2, 4, 5, 33, 100}) {
+            const bool with_bias = rows % 2 == 1;
+            SCOPED_TRACE(testing::Message()
+                         << out << "x" << in << " thr " << thr << " outliers " << outliers
+                         << " rows " << rows << " bias " << with_bias << " bnb " << bnb);
+            auto w = random_int8(out, in, thr, 11).to(dev());
+            w.bnb = bnb;
+            auto xf = at::randn({rows, in});
+            if (outliers) {
+              xf.select(1, 3).select(0, rows - 1).fill_(9.5);
+              xf.select(1, in - 2).select(0, 0).fill_(-7.0);
+            }
+            auto x = xf.to(dev(), GetParam().dtype);
+            auto b = with_bias ? rnd({out}) : at::Tensor();
+            auto y = ops::int8_linear(x, w, b);
+            auto r = ops::ref::int8_linear(x, w, b);
+            ASSERT_EQ(y.sizes(), r.sizes());
+            EXPECT_EQ(y.scalar_type(), x.scalar_type());
+            EXPECT_EQ(y.device(), x.device());
+            EXPECT_LE(rel_diff(y, r), GetParam().tol);
+            // the int8 matmul approximates the float one with the dequantized weight
+            auto dense = at::linear(x.to(at::kFloat), ops::int8_dequantize(w, at::kFloat),
+                                    b.defined() ? b.to(at::kFloat) : b);
+            EXPECT_LE(rel_diff(y, dense), 3e-2);
           }
-          auto x = xf.to(dev(), GetParam().dtype);
-          auto b = with_bias ? rnd({out}) : at::Tensor();
-          auto y = ops::int8_linear(x, w, b);
-          auto r = ops::ref::int8_linear(x, w, b);
-          ASSERT_EQ(y.sizes(), r.sizes());
-          EXPECT_EQ(y.scalar_type(), x.scalar_type());
-          EXPECT_EQ(y.device(), x.device());
-          EXPECT_LE(rel_diff(y, r), GetParam().tol);
-          // the int8 matmul approximates the float one with the dequantized weight
-          auto dense = at::linear(x.to(at::kFloat), ops::int8_dequantize(w, at::kFloat),
-                                  b.defined() ? b.to(at::kFloat) : b);
-          EXPECT_LE(rel_diff(y, dense), 3e-2);
-        }
 }
 
 TEST_P(Int8Parity, DequantizeMatchesRef) {
@@ -388,9 +391,41 @@ TEST_P(Int8Parity, DequantizeMatchesRef) {
   auto got = ops::int8_dequantize(w.to(dev()), GetParam().dtype);
   EXPECT_EQ(got.device(), dev());
   EXPECT_TRUE(at::equal(got.cpu(), expect.to(GetParam().dtype)));
-  // w = q * scb / 127
-  EXPECT_FLOAT_EQ(expect[3][5].item<float>(),
-                  w.q[3][5].item<int8_t>() * w.scb[3].item<float>() / 127.f);
+  // w = q * scb / 127, element by element (on the CPU ops::int8_dequantize is the reference
+  // itself: this loop is what it is checked against)
+  auto loop = at::empty({37, 90}, at::kFloat);
+  for (int64_t o = 0; o < 37; ++o)
+    for (int64_t i = 0; i < 90; ++i)
+      loop.data_ptr<float>()[o * 90 + i] = static_cast<float>(w.q.data_ptr<int8_t>()[o * 90 + i]) *
+                                           w.scb.data_ptr<float>()[o] / 127.f;
+  EXPECT_TRUE(at::equal(expect, loop));
+}
+
+// The two arithmetics differ where they should and nowhere else: an x exact in fp16 quantizes
+// to the same int8 values either way (the outputs then differ by the scale constants alone,
+// 1.8e-5 relative); an x that fp16 rounds moves some int8 values; the outlier columns multiply
+// the original x in both.
+TEST_P(Int8Parity, BnbArithmeticIsFp16Activations) {
+  auto w = random_int8(64, 256, 6.0, 14).to(dev());
+  auto w32 = w;
+  w32.bnb = false;
+  auto xh = at::randn({3, 256}).to(at::kHalf).to(at::kFloat);  // exact in fp16
+  auto y = ops::int8_linear(xh.to(dev()), w, at::Tensor()).cpu().to(at::kDouble);
+  auto y32 = ops::int8_linear(xh.to(dev()), w32, at::Tensor()).cpu().to(at::kDouble);
+  const double k = static_cast<double>(6.200124e-05f) / static_cast<double>(1.f / (127.f * 127.f));
+  EXPECT_LE(rel_diff(y, y32 * k), 5e-6);
+  auto x = at::randn({3, 256}) * 2;
+  x.select(1, 5).select(0, 1).fill_(9.123457f);  // an outlier column, not exact in fp16
+  auto yb = ops::int8_linear(x.to(dev()), w, at::Tensor()).cpu();
+  auto yf = ops::int8_linear(x.to(dev()), w32, at::Tensor()).cpu();
+  EXPECT_GT(rel_diff(yb, yf), 1e-5);  // fp16 rounding moved some int8 values
+  // the outlier column's contribution uses x, not its fp16 rounding: changing x there below fp16
+  // resolution changes y exactly by that amount times the weight column
+  auto x2 = x.clone();
+  x2.select(1, 5).select(0, 1).fill_(9.123457f + 1e-3f);
+  auto y2 = ops::int8_linear(x2.to(dev()), w, at::Tensor()).cpu();
+  auto wcol = ops::ref::int8_dequantize(w.to(at::kCPU), at::kFloat).select(1, 5);
+  EXPECT_LE((y2[1] - yb[1] - 1e-3f * wcol).abs().max().item<float>(), 1e-4);
 }
 
 // 3-d x, and a 3-d batch with a 3-d output
