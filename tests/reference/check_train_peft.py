@@ -2,6 +2,7 @@
 """LoRA training: `sllm sft` vs transformers + PEFT + torch.optim.AdamW, step for step.
 
     check_train_peft.py --sllm build/sllm [--out-dir DIR] [--threads N]
+    check_train_peft.py --sllm build/sllm --prepare DIR | --replay DIR   (train_tiny.sh's halves)
 
 A tiny random llama model (make_tiny_hf.py) is fine-tuned for STEPS optimizer steps with LoRA
 (r 4, alpha 8, all-linear, dropout 0) on 10 generated "text" lines (every token labelled),
@@ -188,25 +189,43 @@ def adapter_error(got: dict, ref: dict) -> tuple[float, str, int]:
     return worst, name, missing
 
 
+def prepare(work: Path, threads: int) -> Path:
+    """The tiny model, the data and the `sllm sft --config` file of the run under work (no old
+    run left there); returns the config's path."""
+    import make_tiny_hf
+
+    tiny = work / "tiny"
+    if tiny.exists():
+        shutil.rmtree(tiny)
+    make_tiny_hf.build(tiny, TINY["arch"], TINY["tied"], TINY["kv_heads"], TINY["rope_scaling"],
+                       TINY["seed"])
+    run_dir = work / "runs" / "train_peft"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return write_run(work, tiny, threads)
+
+
+def replay(work: Path) -> list[tuple[float, float, float]]:
+    """PEFT's (loss, grad norm, lr) per step of the run that `sllm sft --config` of prepare(work)
+    made, from its step-1 checkpoint (the initial adapter)."""
+    import hf_reference as hf
+    tok = hf.load_tokenizer(str(work / "tiny"))
+    start = work / "runs" / "train_peft" / "checkpoints" / "step-000001" / "adapter"
+    return peft_train(work / "tiny", start, examples(tok))[0]
+
+
 def run(rep: cp.Report, sllm: Sllm, work: Path):
     import torch
     from peft import get_peft_model_state_dict
     from safetensors.torch import load_file
 
     import hf_reference as hf
-    import make_tiny_hf
 
     S = "sft-lora"
     tiny = work / "tiny"
-    if tiny.exists():
-        shutil.rmtree(tiny)
-    make_tiny_hf.build(tiny, TINY["arch"], TINY["tied"], TINY["kv_heads"], TINY["rope_scaling"],
-                       TINY["seed"])
+    cfg = prepare(work, sllm.threads)
     tok = hf.load_tokenizer(str(tiny))
-    cfg = write_run(work, tiny, sllm.threads)
     run_dir = work / "runs" / "train_peft"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     out = cp.attempt(rep, "sllm sft", sllm.sft, cfg)
     log_path = run_dir / "train_log.jsonl"
     start = run_dir / "checkpoints" / "step-000001" / "adapter"
@@ -274,6 +293,12 @@ def run(rep: cp.Report, sllm: Sllm, work: Path):
 
 def main(argv=None) -> int:
     ap = cp.common_parser("LoRA training: sllm sft vs transformers + PEFT")
+    ap.add_argument("--prepare", metavar="DIR", default=None,
+                    help="only write the tiny model, data and sft config into DIR and print the "
+                         "config's path (for tests/golden/train_tiny.sh)")
+    ap.add_argument("--replay", metavar="DIR", default=None,
+                    help="only print PEFT's per-step losses (JSON) for the run `sllm sft --config` "
+                         "made from --prepare DIR")
     a = ap.parse_args(argv)
     binary = cp.executable(a.sllm)
     if binary is None:
@@ -283,6 +308,12 @@ def main(argv=None) -> int:
     import transformers
 
     cp.torch_setup(a.threads)
+    if a.prepare:
+        print(prepare(Path(a.prepare), a.threads))
+        return 0
+    if a.replay:
+        print(json.dumps([step[0] for step in replay(Path(a.replay))]))
+        return 0
     rep = cp.Report()
 
     def body(work: Path):
