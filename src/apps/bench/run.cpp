@@ -147,8 +147,8 @@ int run_bench(const json& cfg) {
         if (!r || rep < s.warmup) continue;
         add_requests(runs[i], *r, rep - s.warmup);
         runs[i].reps_done++;
+        emit(false);  // each finished model/rep is in the files at once
       }
-      emit(false);
     }
     if (!s.task.empty())
       for (size_t i = 0; i < specs.size(); ++i, bar.update(++done))

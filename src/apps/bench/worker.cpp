@@ -87,7 +87,12 @@ json op_load(WorkerState& w, const json& req) {
   eo.kv_tokens = eo.context * w.batch;
   w.engine = std::make_unique<engine::Engine>(w.m.model, w.m.tokenizer, eo);
   const int64_t params = mc.num_parameters();
+  // GGUF and dense HF weights are held in the model's dtype; quantized HF layouts (integer
+  // tensors in the file) stay packed, about as large as they are stored.
   w.weights_bytes = static_cast<uint64_t>(params) * c10::elementSize(w.m.model->dtype());
+  if (w.m.format == "hf")
+    for (const char* t : {"I32", "U8", "I8"})
+      if (w.m.file_tensor_types.count(t)) w.weights_bytes = w.m.file_bytes;
   uint64_t on_disk = disk_bytes(req.at("model").get<std::string>());
   if (req.at("adapter").is_string()) on_disk += disk_bytes(req.at("adapter").get<std::string>());
   return {{"load_s", load_s},
