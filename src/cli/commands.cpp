@@ -25,6 +25,8 @@ const std::vector<Command>& commands() {
        apps::convert_options, apps::run_convert},
       {"quantize", "Quantize the decoder Linears: GPTQ, AWQ, RTN, LLM.int8() or NF4/FP4",
        apps::quantize_options, apps::run_quantize},
+      {"bench", "Compare models on the same prompts: latency, tokens/s, memory, quality",
+       apps::bench_options, apps::run_bench},
   };
   return cmds;
 }

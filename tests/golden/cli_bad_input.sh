@@ -98,5 +98,31 @@ if [ -e "$T/q_full" ] || ls "$T" | grep -q 'q_full.tmp'; then
   fails=$((fails + 1)); echo "FAIL quantize: disk full left a directory behind"; ls "$T"
 fi
 
+# Model comparison (sllm bench): one error line naming the model or the prompt line; the models
+# that did run keep their results.
+printf '{"prompt": "Hi", "max_new_tokens": 2}\n' > "$T/bench.jsonl"
+BENCH=("$BIN" bench --prompt-set "$T/bench.jsonl" --reps 1 --warmup 0 --threads 1)
+expect_error "bench: unknown model path" "model 'q' ($T/nope.gguf)" "${BENCH[@]}" \
+  --models "a=$MODEL,q=$T/nope.gguf" --json "$T/bench_partial.json"
+if ! grep -q '"output_text"' "$T/bench_partial.json" || ! grep -q 'nope.gguf does not exist' "$T/bench_partial.json"; then
+  fails=$((fails + 1)); echo "FAIL bench: the report of the model that ran is missing"
+fi
+expect_error "bench: missing adapter" "adapter directory" "${BENCH[@]}" --models "a=$MODEL+$T/noadapter"
+expect_error "bench: --models without NAME=" "entry 'plain'" "${BENCH[@]}" --models plain
+expect_error "bench: --models with two '+'" "one '+'" "${BENCH[@]}" --models "a=x+y+z"
+expect_error "bench: duplicate model name" "given twice" "${BENCH[@]}" --models "a=$MODEL,a=$MODEL"
+expect_error "bench: no models" "no models" "${BENCH[@]}"
+printf '{"prompt": "ok"}\n{"prompt": \n' > "$T/bench_bad.jsonl"
+expect_error "bench: malformed prompt line" "bench_bad.jsonl:2" "$BIN" bench --prompt-set "$T/bench_bad.jsonl" \
+  --models "a=$MODEL"
+printf '{"prompt": "ok"}\n{"text": "no prompt field"}\n' > "$T/bench_nofield.jsonl"
+expect_error "bench: prompt line without prompt" "bench_nofield.jsonl:2" "$BIN" bench \
+  --prompt-set "$T/bench_nofield.jsonl" --models "a=$MODEL"
+: > "$T/bench_empty.jsonl"
+expect_error "bench: empty prompt set" "no prompts" "$BIN" bench --prompt-set "$T/bench_empty.jsonl" --models "a=$MODEL"
+expect_error "bench: unknown built-in set" "builtin:nope" "$BIN" bench --prompt-set builtin:nope --models "a=$MODEL"
+expect_error "bench: gate without baseline" "--baseline" "${BENCH[@]}" --models "a=$MODEL" --fail-on quality
+expect_error "bench: bad tolerance" "--tolerance" "${BENCH[@]}" --models "a=$MODEL" --tolerance lots
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
