@@ -141,12 +141,11 @@ TEST(BenchLoadOptions, UrlsSlosAndLists) {
 TEST(BenchLoadOptions, TableResolvesIntoSettings) {
   const auto table = options::join({bench_load_options(), bench_output_options()});
   const auto defaults = options::defaults(table);
-  auto cfg = config::resolve(defaults, {{"command line",
-                                         {{"load",
-                                           {{"concurrency", json::array({"2,8"})},
-                                            {"slo", "ttft=100"},
-                                            {"stream", false},
-                                            {"model", "x"}}}}}});
+  auto cfg = config::resolve(
+      defaults,
+      {{"command line",
+        {{"load",
+          {{"concurrency", "2,8"}, {"slo", "ttft=100"}, {"stream", false}, {"model", "x"}}}}}});
   const auto s = load_settings_from_config(cfg);
   EXPECT_EQ(s.concurrency, (std::vector<int>{2, 8}));
   EXPECT_EQ(s.slo_ttft_ms.value_or(0), 100);

@@ -200,8 +200,7 @@ TEST(BenchLoadServer, TruncatedStreams) { expect_failures({"--mode", "truncate"}
 json config_for(const std::string& url, const json& extra) {
   const auto table = options::join({bench_load_options(), bench_output_options()});
   json flags = {
-      {"load",
-       {{"url", url}, {"concurrency", json::array({"1"})}, {"num_prompts", 4}, {"max_tokens", 8}}}};
+      {"load", {{"url", url}, {"concurrency", "1"}, {"num_prompts", 4}, {"max_tokens", 8}}}};
   config::deep_merge(flags, extra);
   return config::resolve(options::defaults(table), {{"test", flags}});
 }
