@@ -13,3 +13,32 @@ add_library(sllm_deps INTERFACE)
 target_link_libraries(sllm_deps INTERFACE fmt::fmt spdlog::spdlog nlohmann_json::nlohmann_json
   yaml-cpp PkgConfig::PCRE2 PkgConfig::SENTENCEPIECE PkgConfig::UTF8PROC Threads::Threads)
 target_compile_definitions(sllm_deps INTERFACE SPDLOG_FMT_EXTERNAL)
+
+# sllm bench: the HTTP client of the load mode, Chart.js inlined into the HTML report, and the
+# headless browser its test renders the report with.
+pkg_check_modules(HTTPLIB IMPORTED_TARGET cpp-httplib)
+if(NOT HTTPLIB_FOUND)
+  message(FATAL_ERROR "cpp-httplib not found: install the Debian package libcpp-httplib-dev "
+                      "(scripts/setup.sh does)")
+endif()
+set(SLLM_CHARTJS "" CACHE FILEPATH "Chart.js (UMD build) inlined into bench HTML reports")
+if(NOT SLLM_CHARTJS)
+  find_file(SLLM_CHARTJS_FOUND NAMES chart.umd.js chart.min.js chart.js
+            PATHS /usr/share/javascript/chart.js NO_DEFAULT_PATH)
+  if(NOT SLLM_CHARTJS_FOUND)
+    message(FATAL_ERROR "Chart.js not found in /usr/share/javascript/chart.js: install the Debian "
+                        "package libjs-chart.js (scripts/setup.sh does) or pass -DSLLM_CHARTJS=FILE")
+  endif()
+  set(SLLM_CHARTJS_PATH ${SLLM_CHARTJS_FOUND})
+else()
+  set(SLLM_CHARTJS_PATH ${SLLM_CHARTJS})
+endif()
+if(SLLM_BUILD_TESTS)
+  find_program(SLLM_CHROMIUM NAMES chromium chromium-browser)
+  if(NOT SLLM_CHROMIUM)
+    message(FATAL_ERROR "chromium not found: the bench HTML report test renders in headless "
+                        "Chromium; install the Debian package chromium (scripts/setup.sh does) or "
+                        "pass -DSLLM_CHROMIUM=PATH")
+  endif()
+  find_package(ZLIB REQUIRED)  # the report test decodes the PNG screenshot
+endif()

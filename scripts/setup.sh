@@ -12,7 +12,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # 1. Debian packages (compilers, cmake, libraries the C++ code links).
 APT_PKGS=(build-essential cmake ninja-build ccache pkg-config python3-venv unzip
           libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-          libyaml-cpp-dev libpcre2-dev libutf8proc-dev libgtest-dev)
+          libyaml-cpp-dev libpcre2-dev libutf8proc-dev libgtest-dev libcpp-httplib-dev libjs-chart.js chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
