@@ -25,8 +25,8 @@ save_pretrained gives the same tensors and quantization_config as sllm's directo
 that directory back byte for byte, and transformers loads sllm's directory (every decoder Linear
 a Linear8bitLt) with the logits of its own; sllm on bnb's directory (its default LLM.int8()
 arithmetic is bitsandbytes': activations cast to fp16 before quantizing, its scale constants)
-matches transformers + bnb in perplexity (rel 2e-5) and logits (the `sllm_logits` test binary,
-max |diff| 2e-4). A missing bitsandbytes, or an `sllm convert` without
+matches transformers + bnb in perplexity (rel 5e-5) and logits (the `sllm_logits` test binary,
+max |diff| 1e-5). A missing bitsandbytes, or an `sllm convert` without
 --dequantize, fails the checks that need it (nothing is skipped).
 
 Prints a table and exits 1 if any check fails (2 on bad usage), as check_parity.py does.
@@ -58,9 +58,10 @@ HF_PPL_REL_TOL = 1e-5    # transformers on the unpacked weights vs sllm's intege
 INT8_PPL_REL_TOL = 1e-3
 # The same int8 directory through sllm (its default, bitsandbytes' arithmetic: activations cast to
 # fp16 before quantizing, bnb's scale constants) and through transformers + bitsandbytes'
-# Linear8bitLt: what is left is float summation order.
-BNB_INT8_PPL_REL_TOL = 2e-5
-BNB_INT8_LOGITS_ABS_TOL = 2e-4
+# Linear8bitLt: what is left is float summation order (measured: ppl rel 2.9e-6 llama, 1.9e-5
+# qwen2 with biases; logits max |diff| 1e-6 on both; it was 2e-4 to 3e-4 in ppl before).
+BNB_INT8_PPL_REL_TOL = 5e-5
+BNB_INT8_LOGITS_ABS_TOL = 1e-5
 MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)  # nibble p of an AWQ word holds output column 8c + order[p]
