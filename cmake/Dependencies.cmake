@@ -8,6 +8,12 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 find_package(Threads REQUIRED)
+# cpp-httplib for `sllm serve` (Debian libcpp-httplib-dev: a compiled library + pkg-config file).
+pkg_check_modules(HTTPLIB IMPORTED_TARGET cpp-httplib)
+if(NOT HTTPLIB_FOUND)
+  message(FATAL_ERROR "cpp-httplib not found (needed by `sllm serve`): install the Debian "
+                      "package libcpp-httplib-dev (scripts/setup.sh does)")
+endif()
 
 add_library(sllm_deps INTERFACE)
 target_link_libraries(sllm_deps INTERFACE fmt::fmt spdlog::spdlog nlohmann_json::nlohmann_json

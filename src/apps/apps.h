@@ -39,4 +39,7 @@ int run_qlora(const nlohmann::json& cfg);
 options::Table quantize_options();
 int run_quantize(const nlohmann::json& cfg);
 
+options::Table serve_options();
+int run_serve(const nlohmann::json& cfg);
+
 }  // namespace sllm::apps

@@ -25,6 +25,8 @@ const std::vector<Command>& commands() {
        apps::convert_options, apps::run_convert},
       {"quantize", "Quantize the decoder Linears: GPTQ, AWQ, RTN, LLM.int8() or NF4/FP4",
        apps::quantize_options, apps::run_quantize},
+      {"serve", "HTTP server with the OpenAI and Text Generation Inference APIs",
+       apps::serve_options, apps::run_serve},
   };
   return cmds;
 }
