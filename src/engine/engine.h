@@ -33,6 +33,8 @@ struct Request {
   SamplingParams params;
   // Called with newly completed text (UTF-8 safe, stop strings held back) as it is produced.
   std::function<void(const std::string&)> on_text;
+  // Called with each generated token id (stop tokens excluded), before the text it completes.
+  std::function<void(int32_t)> on_token;
 };
 
 enum class FinishReason {
@@ -79,6 +81,8 @@ class Engine {
   const EngineStats& stats() const { return stats_; }
   const kv::KvCache& cache() const { return *cache_; }
   int64_t context() const { return opts_.context; }
+  int64_t num_running() const;  // admitted, holding KV blocks
+  int64_t num_waiting() const;  // queued, not yet admitted
 
  private:
   struct Sequence;

@@ -46,6 +46,7 @@ std::optional<FinishReason> Engine::accept(Sequence& s, int32_t tok) {
     return FinishReason::stop;
   s.st.tokens.push_back(tok);
   s.generated.push_back(tok);
+  if (s.req.on_token) s.req.on_token(tok);
   s.text += s.decoder->push(tok);
   for (const auto& st : s.req.params.stop) {
     const size_t from = s.text.size() >= st.size() + 8 ? s.text.size() - st.size() - 8 : 0;

@@ -228,6 +228,29 @@ TEST(ModelEngine, CancelRunningRequest) {
   EXPECT_EQ(mgr.num_free_blocks(), mgr.num_blocks());
 }
 
+// on_token sees every generated id before its text; the running/waiting counts follow the
+// scheduler.
+TEST(ModelEngine, TokenCallbackAndQueueCounts) {
+  CancelCase c;
+  engine::Engine eng(c.m, c.tok, c.opts);
+  std::vector<int32_t> seen;
+  auto reqs = c.requests();
+  reqs[0].on_token = [&](int32_t t) { seen.push_back(t); };
+  std::vector<int64_t> ids;
+  for (auto& r : reqs) ids.push_back(eng.submit(std::move(r)));
+  EXPECT_EQ(eng.num_running(), 0);
+  EXPECT_EQ(eng.num_waiting(), 5);
+  ASSERT_TRUE(eng.step());
+  EXPECT_EQ(eng.num_running(), 3);  // max_seqs 3
+  EXPECT_EQ(eng.num_waiting(), 2);
+  while (eng.step()) {
+  }
+  EXPECT_EQ(eng.num_running(), 0);
+  EXPECT_EQ(eng.num_waiting(), 0);
+  EXPECT_EQ(seen, c.reference[0].tokens);
+  EXPECT_EQ(eng.take_result(ids[0]).tokens, seen);
+}
+
 TEST(ModelEngine, CancelQueuedRequest) {
   CancelCase c;
   engine::Engine eng(c.m, c.tok, c.opts);

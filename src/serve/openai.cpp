@@ -1,0 +1,121 @@
+// OpenAI routes: POST /v1/completions and /v1/chat/completions, plain or streamed (SSE ending
+// with "data: [DONE]"), with the response shapes of the official API.
+#include <fmt/format.h>
+
+#include "serve/routes.h"
+
+namespace sllm::serve {
+
+using nlohmann::json;
+
+namespace {
+
+std::string finish_name(engine::FinishReason r) {
+  return r == engine::FinishReason::length || r == engine::FinishReason::cancelled ? "length"
+                                                                                   : "stop";
+}
+
+std::string sse(const json& j) {
+  return "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+json usage(const Job& job) {
+  int64_t gen = 0;
+  for (const auto& c : job.choices) gen += static_cast<int64_t>(c.result.tokens.size());
+  const int64_t prompt =
+      job.requests.empty() ? 0 : static_cast<int64_t>(job.requests[0].prompt.size());
+  return {{"prompt_tokens", prompt}, {"completion_tokens", gen}, {"total_tokens", prompt + gen}};
+}
+
+void handle(State& st, const httplib::Request& req, httplib::Response& res, bool chat) {
+  guarded(Api::openai, res, [&] {
+    const GenRequest r =
+        chat ? parse_chat(req.body, st.limits()) : parse_completion(req.body, st.limits());
+    if (st.phase == Phase::ready && r.model != st.opt.model_name)
+      throw ApiError(404,
+                     fmt::format("the model '{}' does not exist: this server serves '{}'", r.model,
+                                 st.opt.model_name),
+                     "model");
+    const std::string id = new_id(chat ? "chatcmpl-" : "cmpl-");
+    access().id = id;
+    auto job = submit_job(st, r, Api::openai);
+    json base = {{"id", id},
+                 {"object", chat ? (r.stream ? "chat.completion.chunk" : "chat.completion")
+                                 : "text_completion"},
+                 {"created", unix_time()},
+                 {"model", st.opt.model_name},
+                 {"system_fingerprint", nullptr}};
+    if (!r.stream) {
+      wait_job(st, *job, Api::openai);
+      json choices = json::array();
+      for (size_t i = 0; i < job->choices.size(); ++i) {
+        const auto& res_i = job->choices[i].result;
+        json c = {{"index", i},
+                  {"logprobs", nullptr},
+                  {"finish_reason", finish_name(res_i.finish_reason)}};
+        if (chat)
+          c["message"] = {{"role", "assistant"}, {"content", res_i.text}};
+        else
+          c["text"] = res_i.text;
+        choices.push_back(std::move(c));
+      }
+      json out = base;
+      out["choices"] = std::move(choices);
+      out["usage"] = usage(*job);
+      send_json(res, 200, out);
+      return;
+    }
+    const bool include_usage = r.include_usage;
+    if (include_usage) base["usage"] = nullptr;
+    auto started = std::make_shared<std::vector<bool>>(job->choices.size(), false);
+    auto on_pieces = [base, chat, started, job](size_t i, std::vector<Piece>& fresh, bool fin) {
+      std::string text;
+      for (const auto& p : fresh) text += p.text;
+      std::string out;
+      auto chunk = [&](json delta_or_text, json finish) {
+        json j = base;
+        json c = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
+        if (chat)
+          c["delta"] = std::move(delta_or_text);
+        else
+          c["text"] = std::move(delta_or_text);
+        j["choices"] = json::array({std::move(c)});
+        out += sse(j);
+      };
+      if (chat && !(*started)[i]) {
+        (*started)[i] = true;
+        chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
+      }
+      if (!text.empty()) chunk(chat ? json{{"content", text}} : json(text), nullptr);
+      if (fin) {
+        const std::string why = finish_name(job->choices[i].result.finish_reason);
+        chunk(chat ? json::object() : json(""), why);
+      }
+      return out;
+    };
+    auto on_end = [base, include_usage, job] {
+      std::string out;
+      if (include_usage) {
+        json j = base;
+        j["choices"] = json::array();
+        j["usage"] = usage(*job);
+        out += sse(j);
+      }
+      return out + "data: [DONE]\n\n";
+    };
+    stream_job(st, res, job, Api::openai, on_pieces, on_end);
+  });
+}
+
+}  // namespace
+
+void add_openai_routes(httplib::Server& http, State& st) {
+  http.Post("/v1/completions", [&st](const httplib::Request& req, httplib::Response& res) {
+    handle(st, req, res, false);
+  });
+  http.Post("/v1/chat/completions", [&st](const httplib::Request& req, httplib::Response& res) {
+    handle(st, req, res, true);
+  });
+}
+
+}  // namespace sllm::serve
