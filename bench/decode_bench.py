@@ -119,7 +119,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="1,4,16")
-    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--json", required=True, help="the result file (with its provenance)")
     args = ap.parse_args()
 
     res = {**provenance.collect(args.sllm), "model": args.model, "threads": args.threads,
@@ -154,9 +154,8 @@ def main():
         _, thr = run_sllm(args, "fp32", b) if b > 1 else (None, by[("sllm", "fp32")]["decode_tok_s"])
         res["batched"].append({"batch": b, "tok_s": thr})
         print(f"  batch {b:>3}: {thr:8.1f} tok/s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    with open(args.json, "w") as f:
+        json.dump(res, f, indent=2)
 
 
 if __name__ == "__main__":

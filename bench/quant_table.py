@@ -11,6 +11,10 @@ disk, quantize time (from the quantize summary) and batch-1 greedy decode tokens
         --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
         --calib tests/data/calib_en.txt --ppl tests/data/ppl_en.txt --threads 2 \\
         --json bench/results/quant_cpu.json --markdown bench/results/quant_cpu.md
+
+--skip-speed measures quality only (perplexity, KLD, top-token agreement, size): no decode runs,
+and the quantize times are left out, so it can run on a busy machine; its table has no speed
+columns.
 """
 import argparse
 import json
@@ -32,6 +36,8 @@ METHODS = {  # name -> quantize flags (gptq: act-order on, its default)
     "gptq-int4-g128-sym": ["--method", "gptq", "--group-size", "128"],
     "rtn-int4-g128-asym": ["--method", "rtn", "--group-size", "128"],
     "gptq-int4-g128-asym": ["--method", "gptq", "--group-size", "128", "--sym", "false"],
+    "gptq-int4-g128-asym-noact": ["--method", "gptq", "--group-size", "128", "--sym", "false",
+                                  "--desc-act", "false"],
     "rtn-int4-g64-asym": ["--method", "rtn", "--group-size", "64"],
     "awq-int4-g64": ["--method", "awq", "--group-size", "64"],
     "gptq-int4-g64-asym": ["--method", "gptq", "--group-size", "64", "--sym", "false"],
@@ -57,25 +63,30 @@ def dir_size(path):
 def measure(args, name, model, summary):
     ev = json.loads(sllm(args, "eval", "--model", model, "--ppl", args.ppl, "--ctx", str(args.ctx),
                          "--kld-ref", args.model, "--json"))
-    dec = run_sllm(argparse.Namespace(sllm=args.sllm, model=model, threads=args.threads,
-                                      repeats=args.repeats, max_new_tokens=args.max_new_tokens),
-                   "fp32", 1)[1]
+    dec = None if args.skip_speed else run_sllm(
+        argparse.Namespace(sllm=args.sllm, model=model, threads=args.threads,
+                           repeats=args.repeats, max_new_tokens=args.max_new_tokens), "fp32", 1)[1]
     return {"method": name, "scheme": summary.get("scheme", "fp32 (unquantized)"),
             "bits": summary.get("bits", 32), "group_size": summary.get("group_size"),
             "ppl": ev["perplexity"], "ref_ppl": ev["ref_perplexity"], "mean_kld": ev["mean_kld"],
             "same_top_token_pct": ev["same_top_token_pct"], "size_bytes": dir_size(model),
-            "quantize_seconds": summary.get("quantize_seconds"), "decode_tok_s": dec}
+            "quantize_seconds": None if args.skip_speed else summary.get("quantize_seconds"),
+            "decode_tok_s": dec}
 
 
-def markdown(rows, base_ppl):
-    out = ["| method | bits | group | ppl | Δppl % | mean KLD | same top token % | size (MB) | "
-           "quantize (s) | decode tok/s (b=1) |", "|---|---|---|---|---|---|---|---|---|---|"]
+def markdown(rows, base_ppl, speed=True):
+    out = ["| method | bits | group | ppl | Δppl % | mean KLD | same top token % | size (MB) |" +
+           (" quantize (s) | decode tok/s (b=1) |" if speed else ""),
+           "|---|---|---|---|---|---|---|---|" + ("---|---|" if speed else "")]
     for r in rows:
         d = 100.0 * (r["ppl"] / base_ppl - 1.0)
-        q = "-" if r["quantize_seconds"] is None else f"{r['quantize_seconds']:.0f}"
-        out.append(f"| {r['method']} | {r['bits']} | {r['group_size'] or '-'} | {r['ppl']:.3f} | "
-                   f"{d:+.2f} | {r['mean_kld']:.4f} | {r['same_top_token_pct']:.1f} | "
-                   f"{r['size_bytes'] / 1e6:.0f} | {q} | {r['decode_tok_s']:.1f} |")
+        line = (f"| {r['method']} | {r['bits']} | {r['group_size'] or '-'} | {r['ppl']:.3f} | "
+                f"{d:+.2f} | {r['mean_kld']:.4f} | {r['same_top_token_pct']:.1f} | "
+                f"{r['size_bytes'] / 1e6:.0f} |")
+        if speed:
+            q = "-" if r["quantize_seconds"] is None else f"{r['quantize_seconds']:.0f}"
+            line += f" {q} | {r['decode_tok_s']:.1f} |"
+        out.append(line)
     return "\n".join(out) + "\n"
 
 
@@ -93,7 +104,9 @@ def main():
     ap.add_argument("--extra", action="append", default=[],
                     help="extra quantize flags for calibrated methods, e.g. --extra=--calib-samples=32")
     ap.add_argument("--keep", help="keep the quantized directories here")
-    ap.add_argument("--json")
+    ap.add_argument("--skip-speed", action="store_true",
+                    help="quality only: no decode runs, no quantize times")
+    ap.add_argument("--json", required=True, help="the result file (with its provenance)")
     ap.add_argument("--markdown")
     args = ap.parse_args()
 
@@ -101,7 +114,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     rows = [measure(args, "fp32", args.model, {})]
     base_ppl = rows[0]["ppl"]
-    print(f"fp32: ppl {base_ppl:.4f}, decode {rows[0]['decode_tok_s']:.1f} tok/s", flush=True)
+    print(f"fp32: ppl {base_ppl:.4f}", flush=True)
     for name in args.methods.split(","):
         out = os.path.join(work, name)
         shutil.rmtree(out, ignore_errors=True)
@@ -114,18 +127,17 @@ def main():
         rows.append(measure(args, name, out, summary))
         r = rows[-1]
         print(f"{name}: ppl {r['ppl']:.4f} ({100 * (r['ppl'] / base_ppl - 1):+.2f}%), "
-              f"KLD {r['mean_kld']:.4f}, top {r['same_top_token_pct']:.1f}%, "
-              f"{r['quantize_seconds']:.0f} s, decode {r['decode_tok_s']:.1f} tok/s", flush=True)
+              f"KLD {r['mean_kld']:.4f}, top {r['same_top_token_pct']:.1f}%", flush=True)
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
-    table = markdown(rows, base_ppl)
+    table = markdown(rows, base_ppl, speed=not args.skip_speed)
     print(table)
     meta = {**provenance.collect(args.sllm), "model": args.model, "calib": args.calib,
             "ppl_text": args.ppl, "ctx": args.ctx,
-            "threads": args.threads, "max_new_tokens": args.max_new_tokens, "rows": rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(meta, f, indent=2)
+            "threads": args.threads, "max_new_tokens": args.max_new_tokens,
+            "skip_speed": args.skip_speed, "rows": rows}
+    with open(args.json, "w") as f:
+        json.dump(meta, f, indent=2)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table)

@@ -31,6 +31,6 @@ step "quantize the tuned model: AWQ 4-bit (calibrated on the office training dat
   --ppl tests/data/ppl_en.txt
 step "quantize the tuned model: NF4 (bitsandbytes layout)" build/sllm quantize --method nf4 \
   --model $R/merged --out $R/merged-nf4
-step "compare: base, tuned, tuned+AWQ, tuned+NF4" .venv/bin/python scripts/compare_models.py \
+step "compare: base, tuned, tuned+AWQ, tuned+NF4" .venv/bin/python bench/compare_models.py \
   --task data/office/test.jsonl --ppl tests/data/ppl_en.txt --out $R/comparison.md \
   base="$M" tuned=$R/merged tuned+AWQ=$R/merged-awq tuned+NF4=$R/merged-nf4

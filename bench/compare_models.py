@@ -3,13 +3,15 @@
 every row: task exact match (`sllm eval --task`), perplexity (`sllm eval --ppl`), size on disk
 and greedy batch-1 decode tokens/s (the prompt and max_new_tokens of bench/decode_bench.py).
 
-    .venv/bin/python scripts/compare_models.py --task data/office/test.jsonl \\
+    .venv/bin/python bench/compare_models.py --task data/office/test.jsonl \\
         --ppl tests/data/ppl_en.txt --out runs/tour-office/comparison.md \\
+        --json bench/results/office_variants.json [--skip-speed] \\
         base=models/SmolLM2-135M-Instruct.Q4_1.gguf \\
         tuned=models/SmolLM2-135M-Instruct.Q4_1.gguf+runs/tour-office/adapter \\
         tuned+AWQ=runs/tour-office/merged-awq
 
-A variant is NAME=MODEL or NAME=MODEL+ADAPTER_DIR.
+A variant is NAME=MODEL or NAME=MODEL+ADAPTER_DIR. --json writes the rows with their provenance
+(bench/provenance.py); --skip-speed leaves the decode runs out (quality only, for a busy machine).
 """
 import argparse
 import json
@@ -17,7 +19,8 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import provenance  # noqa: E402
 from decode_bench import run_sllm  # noqa: E402
 
 
@@ -43,6 +46,8 @@ def main():
     ap.add_argument("--ppl", required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", help="also write the table (markdown) here")
+    ap.add_argument("--json", help="the result file (rows + provenance)")
+    ap.add_argument("--skip-speed", action="store_true", help="no decode runs")
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
 
@@ -58,7 +63,7 @@ def main():
                          "--report", report)
         ppl = sllm_json(args, "eval", "--model", model, *extra, "--ppl", args.ppl)
         decode = None
-        if not adapter:  # generate has no adapter cost model worth comparing; merged dirs do
+        if not adapter and not args.skip_speed:  # generate has no adapter cost model worth comparing; merged dirs do
             decode = run_sllm(argparse.Namespace(sllm=args.sllm, model=model, threads=args.threads,
                                                  repeats=1, max_new_tokens=64), "fp32", 1)[1]
         rows.append((name, task["exact_match"], ppl["perplexity"], size_of(model), decode))
@@ -74,6 +79,13 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             f.write(table)
+    if args.json:
+        keys = ("name", "task_exact_match_pct", "perplexity", "size_bytes", "decode_tok_s")
+        res = {**provenance.collect(args.sllm), "task": args.task, "ppl_text": args.ppl,
+               "threads": args.threads, "variants": args.variants,
+               "rows": [dict(zip(keys, r)) for r in rows]}
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
 
 
 if __name__ == "__main__":
