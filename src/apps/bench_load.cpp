@@ -21,7 +21,9 @@ using nlohmann::json;
 
 options::Table bench_load_options() {
   return {
-      {"load.url", "http://127.0.0.1:8080", "base URL of the server under load", "--url"},
+      {"load.url", nullptr,
+       "base URL of the server under load, e.g. http://127.0.0.1:8080 (switches to the load mode)",
+       "--url"},
       {"load.api", "openai", "server API: openai (OpenAI-compatible) or tgi", "--api"},
       {"load.endpoint", "completions", "openai endpoint: completions or chat", "--endpoint"},
       {"load.concurrency", "1,4,16,64", "concurrency levels, one run each (comma-separated)",
@@ -44,8 +46,8 @@ options::Table bench_load_options() {
       {"load.model", nullptr, "model name sent to the server; default: first of /v1/models",
        "--server-model"},
       {"load.prompt_set", "builtin",
-       "prompts: builtin, a .txt file (a prompt a line) or .jsonl ({\"prompt\": ...})",
-       "--prompt-set"},
+       "prompts: builtin, a .txt file (a prompt a line) or .jsonl ({\"prompt\": ...}); "
+       "sllm bench's --prompt-set sets it in the load mode"},
       {"load.seed", 0, "seed of the Poisson arrivals"},
   };
 }
@@ -119,7 +121,10 @@ void parse_slo(const std::string& text, LoadSettings& s) {
 
 LoadSettings load_settings_from_config(const json& cfg) {
   LoadSettings s;
-  s.url = config::get<std::string>(cfg, "load.url");
+  const auto url = config::get<json>(cfg, "load.url");
+  SLLM_CHECK(url.is_string() && !url.get<std::string>().empty(),
+             "load.url: give the server's base URL with --url, e.g. http://127.0.0.1:8080");
+  s.url = url.get<std::string>();
   s.api = config::get<std::string>(cfg, "load.api");
   s.endpoint = config::get<std::string>(cfg, "load.endpoint");
   s.concurrency = parse_int_list(config::get<json>(cfg, "load.concurrency"), "load.concurrency");
@@ -271,16 +276,21 @@ int run_bench_load(const json& cfg) {
   });
   if (bar) bar->finish();
 
+  // json/csv/markdown: true prints that form instead of the table; a path (as `sllm bench`
+  // gives them) writes it there.
+  const std::string dumped = result.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   if (flag("json"))
-    std::cout << result.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    std::cout << dumped;
   else if (flag("csv"))
     std::cout << load_csv(result);
   else if (flag("markdown"))
     std::cout << load_markdown(result);
   else
     std::cout << load_table(result);
-  if (const auto out = path("out"); !out.empty())
-    io::write_file_atomic(out, result.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  if (const auto f = path("json"); !f.empty()) io::write_file_atomic(f, dumped);
+  if (const auto f = path("csv"); !f.empty()) io::write_file_atomic(f, load_csv(result));
+  if (const auto f = path("markdown"); !f.empty()) io::write_file_atomic(f, load_markdown(result));
+  if (const auto out = path("out"); !out.empty()) io::write_file_atomic(out, dumped);
   if (const auto html = path("html"); !html.empty())
     io::write_file_atomic(html, render_bench_html(result));
 

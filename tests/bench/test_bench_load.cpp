@@ -141,11 +141,13 @@ TEST(BenchLoadOptions, UrlsSlosAndLists) {
 TEST(BenchLoadOptions, TableResolvesIntoSettings) {
   const auto table = options::join({bench_load_options(), bench_output_options()});
   const auto defaults = options::defaults(table);
-  auto cfg = config::resolve(
-      defaults,
-      {{"command line",
-        {{"load",
-          {{"concurrency", "2,8"}, {"slo", "ttft=100"}, {"stream", false}, {"model", "x"}}}}}});
+  auto cfg = config::resolve(defaults, {{"command line",
+                                         {{"load",
+                                           {{"url", "http://127.0.0.1:1"},
+                                            {"concurrency", "2,8"},
+                                            {"slo", "ttft=100"},
+                                            {"stream", false},
+                                            {"model", "x"}}}}}});
   const auto s = load_settings_from_config(cfg);
   EXPECT_EQ(s.concurrency, (std::vector<int>{2, 8}));
   EXPECT_EQ(s.slo_ttft_ms.value_or(0), 100);
@@ -153,6 +155,8 @@ TEST(BenchLoadOptions, TableResolvesIntoSettings) {
   EXPECT_FALSE(s.stream);
   EXPECT_EQ(s.model, "x");
   EXPECT_EQ(s.api, "openai");
+  // Without a URL the settings name the missing option.
+  EXPECT_THROW(load_settings_from_config(config::resolve(defaults, {})), sllm::Error);
   for (const auto& o : table)
     EXPECT_TRUE(o.key.rfind("load.", 0) == 0 || o.key.find('.') == std::string::npos) << o.key;
 }

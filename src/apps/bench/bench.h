@@ -47,7 +47,7 @@ struct Settings {
   int64_t pp = 0, tg = 0;
   std::vector<int64_t> sweep_batch;
   int64_t sweep_prompt_tokens = 64, sweep_gen_tokens = 32;
-  std::string json, csv, markdown;
+  std::string json, csv, markdown, html;
   std::string baseline;
   bool gate_quality = false, gate_speed = false;
   double tolerance = 0.10;  // fraction

@@ -6,13 +6,14 @@
 
 #include "apps/apps.h"
 #include "apps/bench/bench.h"
+#include "apps/bench_load.h"
 #include "core/config.h"
 #include "core/error.h"
 
 namespace sllm::apps {
 
 options::Table bench_options() {
-  return {
+  options::Table offline = {
       {"prompt_set", nullptr,
        "JSONL prompts (\"prompt\" or \"messages\", optional \"max_new_tokens\") or builtin:NAME "
        "(chat, summarize, office)",
@@ -52,7 +53,10 @@ options::Table bench_options() {
       {"fail_on", "", "quality and/or speed (comma-separated): exit 1 when that regressed",
        "--fail-on"},
       {"tolerance", "10%", "how much worse than the baseline still passes", "--tolerance"},
+      {"html", nullptr, "write a self-contained HTML report (charts) here", "--html"},
   };
+  // --url switches to the load mode: a live server instead of local models.
+  return options::join({offline, bench_load_options()});
 }
 
 namespace bench {
@@ -172,6 +176,7 @@ Settings read_settings(const json& cfg) {
   s.json = opt_str("json");
   s.csv = opt_str("csv");
   s.markdown = opt_str("markdown");
+  s.html = opt_str("html");
   s.baseline = opt_str("baseline");
   for (const auto& f : split(config::get<std::string>(cfg, "fail_on"), ',')) {
     if (f == "quality")

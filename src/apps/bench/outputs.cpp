@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "apps/bench/bench.h"
+#include "apps/bench_html.h"
 #include "core/memory.h"
 #include "io/atomic_write.h"
 
@@ -222,6 +223,7 @@ void write_outputs(const Settings& s, const json& report) {
                           report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   if (!s.csv.empty()) io::write_file_atomic(s.csv, csv_table(report));
   if (!s.markdown.empty()) io::write_file_atomic(s.markdown, markdown_report(report));
+  if (!s.html.empty()) io::write_file_atomic(s.html, render_bench_html(report));
 }
 
 }  // namespace sllm::apps::bench

@@ -14,6 +14,7 @@
 #include "apps/apps.h"
 #include "apps/bench/bench.h"
 #include "apps/bench/child.h"
+#include "apps/bench_load.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -75,6 +76,14 @@ std::string who(const ModelSpec& m) { return fmt::format("model '{}' ({})", m.na
 int run_bench(const json& cfg) {
   if (const char* w = std::getenv("SLLM_BENCH_WORKER"); w && std::string(w) == "1")
     return worker_main();
+  if (cfg["load"]["url"].is_string()) {
+    // Load mode: --prompt-set names the load prompts; builtin:NAME means the built-in set.
+    json load_cfg = cfg;
+    if (const auto& ps = cfg["prompt_set"]; ps.is_string())
+      load_cfg["load"]["prompt_set"] =
+          ps.get<std::string>().rfind("builtin", 0) == 0 ? "builtin" : ps.get<std::string>();
+    return run_bench_load(load_cfg);
+  }
   const Settings s = read_settings(cfg);
   const auto specs = parse_models(cfg["models"]);
   const auto prompts = load_prompt_set(s.prompt_set, s.max_new_tokens);
