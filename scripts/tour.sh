@@ -2,8 +2,9 @@
 # The main job on the default model (SmolLM2-135M-Instruct): installs what is missing,
 # builds, shows the model (info, a generation, a chat turn, perplexity), then fine-tunes it
 # on the office task: base task eval -> QLoRA -> tuned task eval, then quantizes the tuned model
-# (AWQ calibrated on the office training data, and NF4) and compares base, tuned, tuned+AWQ and
-# tuned+NF4 on the task and on perplexity (about 35 minutes on 2 cores).
+# (AWQ calibrated on the office training data, NF4 and LLM.int8()) and benchmarks base, tuned and
+# the three quantized models with `sllm bench`: task exact match, perplexity, latency, tokens/s,
+# memory (about 50 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -31,6 +32,11 @@ step "quantize the tuned model: AWQ 4-bit (calibrated on the office training dat
   --ppl tests/data/ppl_en.txt
 step "quantize the tuned model: NF4 (bitsandbytes layout)" build/sllm quantize --method nf4 \
   --model $R/merged --out $R/merged-nf4
-step "compare: base, tuned, tuned+AWQ, tuned+NF4" .venv/bin/python bench/compare_models.py \
-  --task data/office/test.jsonl --ppl tests/data/ppl_en.txt --out $R/comparison.md \
-  base="$M" tuned=$R/merged tuned+AWQ=$R/merged-awq tuned+NF4=$R/merged-nf4
+step "quantize the tuned model: LLM.int8() (bitsandbytes layout)" build/sllm quantize --method int8 \
+  --model $R/merged --out $R/merged-int8
+step "bench: base, tuned, tuned+AWQ, tuned+NF4, tuned+int8 (same prompts and max_new_tokens)" \
+  build/sllm bench --prompt-set builtin:chat --max-new-tokens 48 --reps 3 --warmup 1 --threads 2 \
+  --models "base=$M,tuned=$R/merged,tuned+awq=$R/merged-awq,tuned+nf4=$R/merged-nf4,tuned+int8=$R/merged-int8" \
+  --task data/office/test.jsonl --task-limit 40 --ppl tests/data/ppl_en.txt \
+  --markdown $R/bench.md --json $R/bench.json --html $R/bench.html
+printf '\n\033[1m== done\033[0m the table: %s/bench.md, the charts: %s/bench.html\n' "$R" "$R"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -14,6 +15,10 @@ void SamplingParams::validate() const {
   SLLM_CHECK(top_p > 0 && top_p <= 1, "top_p must be in (0, 1], got {}", top_p);
   SLLM_CHECK(min_p >= 0 && min_p < 1, "min_p must be in [0, 1), got {}", min_p);
   SLLM_CHECK(repetition_penalty > 0, "repetition_penalty must be > 0, got {}", repetition_penalty);
+  SLLM_CHECK(presence_penalty >= -2 && presence_penalty <= 2,
+             "presence_penalty must be in [-2, 2], got {}", presence_penalty);
+  SLLM_CHECK(frequency_penalty >= -2 && frequency_penalty <= 2,
+             "frequency_penalty must be in [-2, 2], got {}", frequency_penalty);
   SLLM_CHECK(max_new_tokens > 0, "max_new_tokens must be > 0, got {}", max_new_tokens);
 }
 
@@ -24,6 +29,16 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>
     for (int32_t t : seen) {
       if (t < 0 || t >= vocab) continue;
       logits[t] = logits[t] < 0 ? logits[t] * rp : logits[t] / rp;
+    }
+  }
+  if (prompt_len_ < 0) prompt_len_ = static_cast<int64_t>(history.size());
+  if (p_.presence_penalty != 0.0 || p_.frequency_penalty != 0.0) {
+    std::unordered_map<int32_t, int64_t> count;
+    for (size_t i = static_cast<size_t>(prompt_len_); i < history.size(); ++i) ++count[history[i]];
+    for (const auto& [t, c] : count) {
+      if (t < 0 || t >= vocab) continue;
+      logits[t] -=
+          static_cast<float>(p_.frequency_penalty * static_cast<double>(c) + p_.presence_penalty);
     }
   }
   if (p_.temperature == 0.0)

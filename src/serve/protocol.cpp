@@ -183,8 +183,8 @@ void openai_common(Fields& f, GenRequest& r, const ParseLimits& lim) {
     g.finish();
   }
   r.params.stop = stop_list(f, "stop", lim.max_stop);
-  f.unsupported("presence_penalty", is_zero);
-  f.unsupported("frequency_penalty", is_zero);
+  r.params.presence_penalty = f.number("presence_penalty", -2, 2, false, false).value_or(0.0);
+  r.params.frequency_penalty = f.number("frequency_penalty", -2, 2, false, false).value_or(0.0);
   f.unsupported("logit_bias", is_empty);
   f.unsupported("best_of", is_one);
   f.ignore("user");
@@ -323,7 +323,7 @@ GenRequest parse_tgi(std::string_view body, const ParseLimits& lim, bool stream_
     r.params.stop = stop_list(g, "stop", lim.max_stop);
     r.details = g.boolean("details").value_or(false);
     r.return_full_text = g.boolean("return_full_text").value_or(false);
-    g.unsupported("frequency_penalty", is_zero);
+    r.params.frequency_penalty = g.number("frequency_penalty", -2, 2, false, false).value_or(0);
     g.unsupported("truncate", [](const json&) { return false; });
     g.unsupported("typical_p", [](const json& v) { return v.is_number() && v == 1.0; });
     g.unsupported("best_of", is_one);

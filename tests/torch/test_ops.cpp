@@ -8,6 +8,7 @@
 #include "ops/cuda_plugin.h"
 #include "ops/impl.h"
 #include "ops/ops.h"
+#include "sllm/error.h"
 
 using namespace sllm;
 
@@ -149,6 +150,27 @@ TEST(Sampler, TopPMinPRestrictSupportAndSeedRepeats) {
     const int32_t t = m.sample(l.data(), 5, {});
     EXPECT_TRUE(t == 0 || t == 1);
   }
+}
+
+TEST(Sampler, PresenceAndFrequencyPenaltiesCountGeneratedTokensOnly) {
+  engine::SamplingParams p;
+  p.temperature = 0;
+  p.presence_penalty = 0.5;
+  p.frequency_penalty = 0.25;
+  engine::Sampler s(p);
+  // First call: the history is the prompt, which is never penalised.
+  std::vector<float> first = {2.0f, 1.0f, 0.0f};
+  EXPECT_EQ(s.sample(first.data(), 3, {0, 0}), 0);
+  EXPECT_FLOAT_EQ(first[0], 2.0f);
+  // Generated so far: 0 once, 1 twice -> 0: 2.0 - 0.25 - 0.5, 1: 1.9 - 0.5 - 0.5.
+  std::vector<float> next = {2.0f, 1.9f, 0.8f};
+  EXPECT_EQ(s.sample(next.data(), 3, {0, 0, 0, 1, 1}), 0);
+  EXPECT_FLOAT_EQ(next[0], 1.25f);
+  EXPECT_FLOAT_EQ(next[1], 0.9f);
+  EXPECT_FLOAT_EQ(next[2], 0.8f);
+  engine::SamplingParams bad = p;
+  bad.presence_penalty = 2.5;
+  EXPECT_THROW(bad.validate(), sllm::Error);
 }
 
 TEST(Sampler, RepetitionPenaltyAsTransformers) {

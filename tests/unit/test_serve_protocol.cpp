@@ -35,12 +35,14 @@ TEST(ServeProtocol, CompletionDefaultsAndFields) {
 
   r = parse_completion(R"({"model":"m","prompt":["Hi"],"max_tokens":5,"temperature":0,
       "top_p":0.5,"seed":-3,"stop":"\n","stream":true,"stream_options":{"include_usage":true},
-      "n":2,"user":"u","presence_penalty":0,"logprobs":null})",
+      "n":2,"user":"u","presence_penalty":0.5,"frequency_penalty":-1,"logprobs":null})",
                        kLim);
   EXPECT_EQ(r.params.max_new_tokens, 5);
   EXPECT_TRUE(r.max_tokens_given);
   EXPECT_DOUBLE_EQ(r.params.temperature, 0.0);
   EXPECT_DOUBLE_EQ(r.params.top_p, 0.5);
+  EXPECT_DOUBLE_EQ(r.params.presence_penalty, 0.5);
+  EXPECT_DOUBLE_EQ(r.params.frequency_penalty, -1.0);
   EXPECT_EQ(r.params.seed, static_cast<uint64_t>(int64_t{-3}));
   EXPECT_TRUE(r.seed_given);
   EXPECT_EQ(r.params.stop, std::vector<std::string>{"\n"});
@@ -115,8 +117,9 @@ TEST(ServeProtocol, OpenAiMistakesAreOneClearError) {
        "stream_options", "stream"},
       {R"({"model":"m","prompt":"x","logprobs":2})", 400, "logprobs", "not supported"},
       {R"({"model":"m","prompt":"x","echo":true})", 400, "echo", "not supported"},
-      {R"({"model":"m","prompt":"x","frequency_penalty":0.5})", 400, "frequency_penalty",
-       "not supported"},
+      {R"({"model":"m","prompt":"x","frequency_penalty":2.5})", 400, "frequency_penalty",
+       "[-2, 2]"},
+      {R"({"model":"m","prompt":"x","presence_penalty":"1"})", 400, "presence_penalty", "number"},
       {R"({"model":"m","prompt":"x","bogus":1})", 400, "bogus", "not a recognized"},
   };
   for (const auto& c : cases) {
