@@ -7,7 +7,7 @@ load reports, the ratio of output tokens/s at each concurrency, and the provenan
 
     .venv/bin/python bench/serve_compare.py --sllm build/sllm \
         --sllm-model out/smollm2-rtn4 --llama-model models/SmolLM2-135M-Instruct.Q4_1.gguf \
-        --concurrency 16 --num-prompts 64 --max-tokens 64 --threads 2 \
+        --concurrency 16 --num-prompts 48 --max-tokens 64 --endpoint chat --threads 2 \
         --json bench/results/serve_vs_llamacpp.json
 """
 from __future__ import annotations
@@ -55,7 +55,8 @@ def measure(args, name: str, server_cmd: list[str], port: int, workdir: Path) ->
     try:
         cmd = [args.sllm, "bench", "--url", f"http://127.0.0.1:{port}",
                "--concurrency", args.concurrency, "--num-prompts", str(args.num_prompts),
-               "--max-tokens", str(args.max_tokens), "--ready-timeout", "300",
+               "--max-tokens", str(args.max_tokens), "--endpoint", args.endpoint,
+               "--ready-timeout", "300",
                "--timeout", str(args.timeout), "--json", str(out)]
         print("$", " ".join(cmd), flush=True)
         r = subprocess.run(cmd)
@@ -78,6 +79,7 @@ def main() -> None:
     ap.add_argument("--concurrency", default="16")
     ap.add_argument("--num-prompts", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--endpoint", default="chat", help="completions or chat")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-seqs", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=600)
@@ -96,7 +98,9 @@ def main() -> None:
         res["llama_cpp"] = measure(args, "llama_cpp", [
             sys.executable, "-m", "llama_cpp.server", "--model", args.llama_model,
             "--port", str(port), "--host", "127.0.0.1", "--n_threads", str(args.threads),
-            "--n_threads_batch", str(args.threads), "--n_ctx", "2048"], port, work)
+            "--n_threads_batch", str(args.threads), "--n_ctx", "2048",
+            # its default cancels a running stream when the next request arrives
+            "--interrupt_requests", "False"], port, work)
     ratios = []
     for a, b in zip(res["sllm"]["report"]["runs"], res["llama_cpp"]["report"]["runs"]):
         ratios.append({"concurrency": a["concurrency"],
