@@ -36,6 +36,9 @@ int run_sft(const nlohmann::json& cfg);
 options::Table qlora_options();
 int run_qlora(const nlohmann::json& cfg);
 
+options::Table distill_options();
+int run_distill(const nlohmann::json& cfg);
+
 options::Table quantize_options();
 int run_quantize(const nlohmann::json& cfg);
 

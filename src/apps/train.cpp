@@ -9,6 +9,7 @@
 #include "apps/apps.h"
 #include "apps/common.h"
 #include "apps/task_eval.h"
+#include "apps/train_app.h"
 #include "apps/train_report.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -130,10 +131,12 @@ train::TrainOptions train_options(const json& cfg) {
   return o;
 }
 
-options::Table train_options_table(bool qlora) {
+}  // namespace
+
+options::Table train_options_table(const std::string& command, bool qlora) {
   return options::join(
       {model_group().table(),
-       {{"run_name", qlora ? "qlora" : "sft", "run name", "--name"},
+       {{"run_name", command, "run name", "--name"},
         {"output_dir", "runs", "directory of runs (the run goes to <out>/<name>)", "--out"}},
        data_group().table(),
        train_group().table(),
@@ -152,8 +155,9 @@ options::Table train_options_table(bool qlora) {
         {"task_eval.before", true, "also score the base model before training"}}});
 }
 
-int run_training(const nlohmann::json& cfg, bool qlora) {
-  const std::string cmd = qlora ? "qlora-train" : "sft";
+int run_training(const nlohmann::json& cfg, const TrainRecipe& recipe) {
+  const bool qlora = recipe.qlora;
+  const std::string& cmd = recipe.command;
   SLLM_CHECK(cfg["data"]["train"].is_string(),
              "no training data: pass --data FILE.jsonl (or data.train in the config)");
   (void)train_options(cfg);  // config errors before the slow model load
@@ -186,7 +190,7 @@ int run_training(const nlohmann::json& cfg, bool qlora) {
   fs::create_directories(run_dir);
 
   // Model: quantized while loading for QLoRA (one module's fp32 copy alive at a time).
-  auto lm = [&] {
+  auto lm = recipe.load_model ? recipe.load_model(run_dir) : [&] {
     const auto threads = config::get<int64_t>(cfg, "threads");
     if (threads > 0) at::set_num_threads(static_cast<int>(threads));
     const auto o = quant_group(qlora).fill(cfg, model_group().fill(cfg));
@@ -274,7 +278,8 @@ int run_training(const nlohmann::json& cfg, bool qlora) {
       {"model", cfg["model"]}, {"data", cfg["data"]},           {"lora", cfg["lora"]},
       {"quant", cfg["quant"]}, {"batch_size", topt.batch_size}, {"grad_accum", topt.grad_accum},
       {"seed", cfg["seed"]}};
-  const std::string model_path = cfg["model"].get<std::string>();
+  for (const auto& [k, v] : recipe.fingerprint.items()) topt.fingerprint[k] = v;
+  const std::string model_path = recipe.load_model ? lm.path : cfg["model"].get<std::string>();
   train::SaveFn save = [&](const std::string& dir) {
     if (use_lora) {
       lora::save_peft(*model, *lcfg, (fs::path(dir) / "adapter").string(), model_path, true);
@@ -285,6 +290,7 @@ int run_training(const nlohmann::json& cfg, bool qlora) {
     }
   };
   train::Trainer trainer(model, params, std::move(train_examples), eval_set.examples, topt, save);
+  if (recipe.prepare) recipe.prepare(trainer);
   log::info("{}: {} optimizer steps (batch {} x grad_accum {}), run dir {}", cmd,
             trainer.total_steps(), topt.batch_size, topt.grad_accum, run_dir);
   auto res = trainer.run();
@@ -314,11 +320,11 @@ int run_training(const nlohmann::json& cfg, bool qlora) {
   return 0;
 }
 
-}  // namespace
-
-options::Table sft_options() { return train_options_table(false); }
-options::Table qlora_options() { return train_options_table(true); }
-int run_sft(const nlohmann::json& cfg) { return run_training(cfg, false); }
-int run_qlora(const nlohmann::json& cfg) { return run_training(cfg, true); }
+options::Table sft_options() { return train_options_table("sft", false); }
+options::Table qlora_options() { return train_options_table("qlora", true); }
+int run_sft(const nlohmann::json& cfg) { return run_training(cfg, TrainRecipe("sft")); }
+int run_qlora(const nlohmann::json& cfg) {
+  return run_training(cfg, TrainRecipe("qlora-train", true));
+}
 
 }  // namespace sllm::apps

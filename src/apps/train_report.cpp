@@ -17,14 +17,22 @@ namespace sllm::apps {
 void write_train_report(const std::string& run_dir, const ReportInputs& r) {
   const auto& res = r.result;
   ChartSeries train{"train loss", {}}, eval{"eval loss", {}};
+  ChartSeries ce{"CE part", {}}, kd{"KD part", {}};  // distillation only
   for (const auto& p : res.log) {
     train.xy.emplace_back(static_cast<double>(p.step), p.loss);
     if (p.eval_loss >= 0) eval.xy.emplace_back(static_cast<double>(p.step), p.eval_loss);
+    if (p.ce_loss >= 0) ce.xy.emplace_back(static_cast<double>(p.step), p.ce_loss);
+    if (p.kd_loss >= 0) kd.xy.emplace_back(static_cast<double>(p.step), p.kd_loss);
   }
   std::vector<ChartSeries> series{train};
   if (!eval.xy.empty()) series.push_back(eval);
-  io::write_file_atomic((fs::path(run_dir) / "loss.svg").string(),
-                        svg_line_chart("Loss", "optimizer step", "loss (mean token CE)", series));
+  if (!ce.xy.empty()) series.push_back(ce);
+  if (!kd.xy.empty()) series.push_back(kd);
+  io::write_file_atomic(
+      (fs::path(run_dir) / "loss.svg").string(),
+      svg_line_chart("Loss", "optimizer step",
+                     ce.xy.empty() ? "loss (mean token CE)" : "loss (mean per labelled token)",
+                     series));
 
   std::string md = fmt::format("# Training report: {}\n\n", fs::path(run_dir).filename().string());
   md += fmt::format("`sllm {}` — weights in `{}`\n\n", r.command, r.weights_dir);
@@ -41,6 +49,9 @@ void write_train_report(const std::string& run_dir, const ReportInputs& r) {
     md += fmt::format("| first / last logged loss | {:.4f} / {:.4f} |\n", res.log.front().loss,
                       res.log.back().loss);
   }
+  if (!res.log.empty() && res.log.back().kd_loss >= 0)
+    md += fmt::format("| last logged CE / KD parts | {:.4f} / {:.4f} |\n", res.log.back().ce_loss,
+                      res.log.back().kd_loss);
   if (res.final_eval_loss >= 0)
     md += fmt::format("| final eval loss | {:.4f} |\n", res.final_eval_loss);
   md += fmt::format(

@@ -17,6 +17,8 @@ const std::vector<Command>& commands() {
        apps::sft_options, apps::run_sft},
       {"qlora-train", "Fine-tune LoRA adapters over a 4-bit NF4 base (QLoRA)", apps::qlora_options,
        apps::run_qlora},
+      {"distill", "Distill a teacher into a smaller student (logit or sequence-level KD)",
+       apps::distill_options, apps::run_distill},
       {"merge", "Merge a LoRA adapter into its base: a dense Hugging Face directory",
        apps::merge_options, apps::run_merge},
       {"info", "Architecture, tensors, tokenizer and memory of a model", apps::info_options,

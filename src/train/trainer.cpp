@@ -56,6 +56,8 @@ nlohmann::json point_json(const LogPoint& p) {
                       {"elapsed_s", p.elapsed_s},
                       {"peak_rss_mb", static_cast<double>(p.peak_rss) / (1024.0 * 1024.0)}};
   if (p.eval_loss >= 0) j["eval_loss"] = p.eval_loss;
+  if (p.ce_loss >= 0) j["ce_loss"] = p.ce_loss;
+  if (p.kd_loss >= 0) j["kd_loss"] = p.kd_loss;
   return j;
 }
 
@@ -69,6 +71,8 @@ LogPoint point_from(const nlohmann::json& j) {
   p.elapsed_s = j.at("elapsed_s").get<double>();
   p.peak_rss = static_cast<uint64_t>(j.at("peak_rss_mb").get<double>() * 1024 * 1024);
   p.eval_loss = j.value("eval_loss", -1.0);
+  p.ce_loss = j.value("ce_loss", -1.0);
+  p.kd_loss = j.value("kd_loss", -1.0);
   return p;
 }
 
@@ -161,6 +165,25 @@ at::Tensor Trainer::loss_sum(const Batch& b) const {
   // Project only labelled positions: the vocabulary matmul is the largest single one.
   auto logits = model_->logits(h.reshape({-1, h.size(-1)}).index_select(0, sel));
   return at::cross_entropy_loss(logits, targets.index_select(0, sel), {}, at::Reduction::Sum);
+}
+
+Trainer::Parts Trainer::loss_parts(const Batch& b) const {
+  if (!distill_) {
+    auto ce = loss_sum(b);
+    return {ce, ce.item<double>(), 0.0};
+  }
+  const auto dev = model_->device();
+  auto ids = b.ids.to(dev);
+  auto targets = b.targets.to(dev).reshape({-1});
+  auto sel = targets.ne(data::kIgnore).nonzero().squeeze(1);
+  // The teacher first: its full-vocab logits are gone before the student's graph is built.
+  const auto teacher = distill_->teacher(ids, sel);
+  auto h = model_->hidden_full(ids, o_.grad_checkpointing);
+  auto logits = model_->logits(h.reshape({-1, h.size(-1)}).index_select(0, sel));
+  auto ce = at::cross_entropy_loss(logits, targets.index_select(0, sel), {}, at::Reduction::Sum);
+  auto kd = kd_loss_sum(logits, teacher, distill_->kd);
+  const double r = distill_->ratio;
+  return {(1.0 - r) * ce + r * kd, ce.item<double>(), kd.item<double>()};
 }
 
 double Trainer::eval_loss(const std::vector<data::Example>& ex) const {
@@ -292,7 +315,7 @@ TrainResult Trainer::run() {
   ProgressBar bar(start > 0 ? fmt::format("training from step {}", start) : "training",
                   total_steps_ - start);
   int64_t window_tokens = 0;
-  double window_s = 0, window_loss = 0, window_norm = 0;
+  double window_s = 0, window_loss = 0, window_norm = 0, window_ce = 0, window_kd = 0;
   int64_t window_steps = 0;
   for (int64_t step = start; step < total_steps_; ++step) {
     model::TrainingScope training;
@@ -305,14 +328,17 @@ TrainResult Trainer::run() {
       targets += batches.back().target_tokens;
     }
     SLLM_CHECK(targets > 0, "step {}: no labelled tokens in the batch", step + 1);
-    double step_loss = 0;
+    double step_loss = 0, step_ce = 0, step_kd = 0;
     int64_t step_tokens = 0;
     for (const auto& b : batches) {
       step_tokens += b.tokens;
       if (b.target_tokens == 0) continue;
       // Normalised by the step's target count: the gradient of the mean over all its tokens.
-      auto loss = loss_sum(b) / static_cast<double>(targets);
+      auto parts = loss_parts(b);
+      auto loss = parts.total / static_cast<double>(targets);
       const double lv = loss.item<double>();
+      step_ce += parts.ce / static_cast<double>(targets);
+      step_kd += parts.kd / static_cast<double>(targets);
       SLLM_CHECK(std::isfinite(lv),
                  "loss is {} at step {}: training diverged; lower train.lr (now {}), keep "
                  "train.max_grad_norm on, or check the data",
@@ -343,6 +369,8 @@ TrainResult Trainer::run() {
     window_tokens += step_tokens;
     window_s += dt;
     window_loss += step_loss;
+    window_ce += step_ce;
+    window_kd += step_kd;
     window_norm += norm;
     ++window_steps;
     bar.update(step + 1 - start, fmt::format("loss {:.4f} lr {:.2e}", step_loss, lr));
@@ -356,6 +384,10 @@ TrainResult Trainer::run() {
       p.step = step + 1;
       p.loss = window_loss / window_steps;
       p.grad_norm = window_norm / window_steps;
+      if (distill_) {
+        p.ce_loss = window_ce / window_steps;
+        p.kd_loss = window_kd / window_steps;
+      }
       p.lr = lr;
       p.tokens_per_s = window_s > 0 ? window_tokens / window_s : 0;
       p.elapsed_s = elapsed_before + wall.seconds();
@@ -366,12 +398,14 @@ TrainResult Trainer::run() {
       }
       res.log.push_back(p);
       log_file << point_json(p).dump() << "\n" << std::flush;
-      log::info("step {}/{}  loss {:.4f}{}  lr {:.2e}  grad {:.3f}  {:.0f} tok/s  {:.0f} s  rss {}",
-                p.step, total_steps_, p.loss,
-                p.eval_loss >= 0 ? fmt::format("  eval {:.4f}", p.eval_loss) : "", p.lr,
-                p.grad_norm, p.tokens_per_s, p.elapsed_s, memory::format_bytes(p.peak_rss));
+      log::info(
+          "step {}/{}  loss {:.4f}{}{}  lr {:.2e}  grad {:.3f}  {:.0f} tok/s  {:.0f} s  rss {}",
+          p.step, total_steps_, p.loss,
+          distill_ ? fmt::format(" (ce {:.4f} kd {:.4f})", p.ce_loss, p.kd_loss) : "",
+          p.eval_loss >= 0 ? fmt::format("  eval {:.4f}", p.eval_loss) : "", p.lr, p.grad_norm,
+          p.tokens_per_s, p.elapsed_s, memory::format_bytes(p.peak_rss));
       window_tokens = 0;
-      window_s = window_loss = window_norm = 0;
+      window_s = window_loss = window_norm = window_ce = window_kd = 0;
       window_steps = 0;
     }
     const bool interrupted = g_interrupts.load() > 0;

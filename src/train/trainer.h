@@ -8,11 +8,13 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "data/jsonl_dataset.h"
 #include "model/llama.h"
+#include "train/kd_loss.h"
 
 namespace sllm::train {
 
@@ -39,7 +41,8 @@ struct TrainOptions {
 struct LogPoint {
   int64_t step = 0;
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, elapsed_s = 0;
-  double eval_loss = -1;  // < 0: not evaluated at this step
+  double eval_loss = -1;              // < 0: not evaluated at this step
+  double ce_loss = -1, kd_loss = -1;  // distillation: the two parts of loss (< 0: not distilling)
   uint64_t peak_rss = 0;
 };
 
@@ -59,6 +62,15 @@ struct TrainResult {
 // directory that is being built; called for checkpoints and by the app for the final output.
 using SaveFn = std::function<void(const std::string& dir)>;
 
+// Distillation: the loss becomes (1 - ratio) * CE + ratio * KD. teacher(ids [B, T], rows) gives
+// the teacher's targets at the labelled positions `rows` (indices into the flattened [B*T]),
+// computed per micro-batch so no full-vocab teacher logits outlive it.
+struct Distill {
+  std::function<TeacherTargets(const at::Tensor& ids, const at::Tensor& rows)> teacher;
+  KdOptions kd;
+  double ratio = 0.5;
+};
+
 class Trainer {
  public:
   Trainer(std::shared_ptr<const model::LlamaModel> model, std::vector<at::Tensor> params,
@@ -68,6 +80,7 @@ class Trainer {
   // Mean token cross-entropy over examples (no grad), in batches of batch_size.
   double eval_loss(const std::vector<data::Example>& ex) const;
   int64_t total_steps() const { return total_steps_; }
+  void set_distill(Distill d) { distill_ = std::move(d); }
 
  private:
   struct Batch {
@@ -77,6 +90,12 @@ class Trainer {
   Batch collate(const std::vector<size_t>& idx, const std::vector<data::Example>& ex) const;
   // Summed token CE over the labelled positions, and the batch's target count.
   at::Tensor loss_sum(const Batch& b) const;
+  // The training loss of a micro-batch (summed) and its CE and KD parts (KD 0 without distill).
+  struct Parts {
+    at::Tensor total;
+    double ce = 0, kd = 0;
+  };
+  Parts loss_parts(const Batch& b) const;
   std::vector<std::vector<size_t>> micro_batches_of_step(int64_t step) const;
   void save_checkpoint(int64_t step, class AdamW& opt, const std::vector<LogPoint>& log);
   int64_t load_checkpoint(const std::string& dir, class AdamW& opt, std::vector<LogPoint>* log);
@@ -86,6 +105,7 @@ class Trainer {
   std::vector<data::Example> train_, eval_;
   TrainOptions o_;
   SaveFn save_weights_;
+  std::optional<Distill> distill_;
   int64_t micro_per_epoch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0, warmup_ = 0;
   std::string last_checkpoint_;
 };

@@ -77,6 +77,19 @@ expect_error "train: missing data file" "train_missing.jsonl" "${TRAIN[@]}" --da
 expect_error "task eval: malformed line" "train_bad.jsonl:2" "$BIN" eval --model "$MODEL" --task "$T/train_bad.jsonl"
 expect_error "adapter dir missing" "adapter" "$BIN" eval --model "$MODEL" --adapter "$T/nope" --ppl /dev/null
 
+# Distillation: one tokenizer for student and teacher, layers that exist, a known loss.
+DISTILL=("$BIN" distill --model "$MODEL" --out "$T/runs" --max-steps 1 --data "$T/train_ok.jsonl")
+mkdir -p "$T/hf_othertok"
+cp "$T/hf/"* "$T/hf_othertok/"
+sed -i 's/<|im_start|>/<|im_begin|>/g' "$T/hf_othertok/tokenizer.json" "$T/hf_othertok/tokenizer_config.json"
+expect_error "distill: student with another tokenizer" "same tokenizer" "${DISTILL[@]}" \
+  --name othertok "student.model=$T/hf_othertok"
+expect_error "distill: layer out of range" "layer 30 is out of range" "${DISTILL[@]}" --name layers \
+  'student.init.layers=[0, 30]'
+expect_error "distill: unknown loss" "forward_kl, reverse_kl or jsd" "${DISTILL[@]}" loss.kind=kl
+expect_error "distill: --generate without prompts" "--prompts" "$BIN" distill --model "$MODEL" --generate \
+  --out "$T/answers.jsonl"
+
 # Quantization.
 printf 'Only a few words of calibration text.\n' > "$T/calib_small.txt"
 expect_error "quantize: unknown method" "unknown --method" "$BIN" quantize --model "$MODEL" --out "$T/q" \

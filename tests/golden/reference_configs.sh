@@ -64,6 +64,8 @@ check_example() {  # command, file
     fail "$2 does not validate as '$1'"; cat "$T/err"
   fi
 }
+check_example distill configs/smollm2-135m/distill-office.yaml
+check_example distill configs/smollm2-135m/distill-office-ce.yaml
 check_example eval configs/smollm2-135m/eval-office.yaml
 check_example merge configs/smollm2-135m/merge-office.yaml
 check_example qlora-train configs/smollm2-135m/qlora-office.yaml
