@@ -44,6 +44,7 @@ struct TaskEvalResult {
   double exact_match = 0, field_match = 0;                      // percent
   std::map<std::string, std::pair<int64_t, int64_t>> per_task;  // task -> (exact, n)
   std::vector<TaskItemResult> items;
+  std::string settings;  // the generation settings in words (as `sllm eval --task` prints them)
 };
 
 TaskEvalResult evaluate_task(const Model& model, const std::string& task_file,

@@ -39,18 +39,19 @@ TaskEvalResult evaluate_task(const Model& model, const std::string& task_file,
              "TaskEvalOptions: limit must be >= 0, max_new_tokens and max_seqs > 0");
   const auto& m = model.impl().loaded;
   const auto items = eval::load_task_file(task_file, o.limit);
-  data::DatasetOptions prompt;
-  prompt.chat_template = apps::use_chat_template(*m.tokenizer, o.chat_template);
-  prompt.system = o.system;
-  at::NoGradGuard no_grad;
-  const auto run = apps::run_task_eval(m.model, m.tokenizer, items, prompt, o.max_new_tokens,
-                                       o.max_seqs, "task eval");
+  apps::TaskEvalSettings s;
+  s.prompt.chat_template = apps::use_chat_template(*m.tokenizer, o.chat_template);
+  s.prompt.system = o.system;
+  s.max_new_tokens = o.max_new_tokens;
+  s.max_seqs = o.max_seqs;
+  const auto run = apps::run_task_eval(m.model, m.tokenizer, items, s, "task eval");
   TaskEvalResult r;
   r.n = run.summary.n;
   r.exact = run.summary.exact;
   r.exact_match = run.summary.exact_match;
   r.field_match = run.summary.field_match;
   r.per_task = run.summary.per_task;
+  r.settings = run.settings;
   for (const auto& x : run.results)
     r.items.push_back({std::to_string(x.item.line), x.item.task, x.item.prompt, x.item.expected,
                        x.got, x.score.exact, x.score.field_score, x.score.kind});

@@ -32,6 +32,23 @@ const options::Group<load::LoadOptions>& model_group() {
   return g;
 }
 
+options::Group<load::LoadOptions> quant_group(bool qlora) {
+  using G = options::Group<load::LoadOptions>;
+  using L = load::LoadOptions;
+  return G{
+      G::with<std::string>({"quant.type", qlora ? "nf4" : "none",
+                            "decoder Linears of the base: none (dense), nf4 or fp4"},
+                           [](L& o, const std::string& v) {
+                             SLLM_CHECK(v == "none" || v == "nf4" || v == "fp4",
+                                        "quant.type must be none, nf4 or fp4 (got '{}')", v);
+                             o.quantize = v == "none" ? "" : v;
+                           }),
+      G::member({"quant.double_quant", true, "nf4/fp4: also quantize the absmax values"},
+                &L::double_quant),
+      G::member({"quant.blocksize", 64, "nf4/fp4: elements per absmax block"}, &L::blocksize),
+  };
+}
+
 const options::Group<engine::EngineOptions>& engine_group() {
   using G = options::Group<engine::EngineOptions>;
   using E = engine::EngineOptions;
@@ -103,7 +120,8 @@ load::LoadedModel load_from_config(const nlohmann::json& cfg) {
   const auto threads = config::get<int64_t>(cfg, "threads");
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
   const auto& path = model_path(cfg);
-  const auto o = model_group().fill(cfg);
+  auto o = model_group().fill(cfg);
+  if (cfg.contains("quant")) o = quant_group(false).fill(cfg, o);  // commands that offer quant.*
   Timer t;
   auto m = load::load_model(path, o);
   log::info("loaded {} ({}, {} layers) in {:.2f} s", m.display_name, m.format,

@@ -17,6 +17,8 @@ namespace sllm::apps {
 const options::Group<load::LoadOptions>& model_group();          // model, dtype, device, threads
 const options::Group<engine::EngineOptions>& engine_group();     // ctx, engine.*
 const options::Group<engine::SamplingParams>& sampling_group();  // sampling.*
+// quant.*: decoder Linears quantized while loading (none, nf4, fp4; nf4 is qlora-train's default).
+options::Group<load::LoadOptions> quant_group(bool qlora);
 
 load::LoadedModel load_from_config(const nlohmann::json& cfg);
 // The tokenizer of cfg's model alone, reading no weights (load::load_tokenizer).

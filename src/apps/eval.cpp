@@ -24,6 +24,7 @@ namespace sllm::apps {
 options::Table eval_options() {
   return options::join(
       {model_group().table(),
+       quant_group(false).table(),
        {{"ppl", nullptr, "text file to score (perplexity)", "--ppl"},
         {"ctx", 512, "window length in tokens (perplexity)", "--ctx"},
         {"kld_ref", nullptr,
@@ -32,11 +33,14 @@ options::Table eval_options() {
          "--kld-ref"},
         {"task", nullptr, "JSONL task file: prompt/completion or messages (accuracy)", "--task"},
         {"report", nullptr, "where the failure report goes (default <task>.eval.md)", "--report"},
+        {"predictions", nullptr, "also write every answer here (JSONL, one object per item)",
+         "--predictions"},
         {"limit", 0, "score only the first N items", "--limit"},
-        {"max_new_tokens", 128, "answer length limit", "-n,--max-new-tokens"},
+        {"max_new_tokens", TaskEvalSettings{}.max_new_tokens, "answer length limit",
+         "-n,--max-new-tokens"},
         {"chat_template", "auto", "auto | true | false, as in training", "--chat-template"},
         {"json", false, "JSON output", "--json"},
-        {"max_seqs", 16, "task answers decoded together"},
+        {"max_seqs", TaskEvalSettings{}.max_seqs, "task answers decoded together"},
         {"system", "",
          "system prompt of chat-wrapped task prompts (\"\": the template's default)"}}});
 }
@@ -47,21 +51,21 @@ int run_task(const nlohmann::json& cfg) {
   const auto path = cfg["task"].get<std::string>();
   const auto items = eval::load_task_file(path, config::get<int64_t>(cfg, "limit"));
   auto m = load_from_config(cfg);
-  data::DatasetOptions prompt;
-  prompt.chat_template = use_chat_template(*m.tokenizer, cfg["chat_template"]);
-  prompt.system = config::get<std::string>(cfg, "system");
-  at::NoGradGuard no_grad;
-  auto r = run_task_eval(m.model, m.tokenizer, items, prompt,
-                         config::get<int64_t>(cfg, "max_new_tokens"),
-                         config::get<int64_t>(cfg, "max_seqs"), "task eval");
+  TaskEvalSettings ts;
+  ts.prompt.chat_template = use_chat_template(*m.tokenizer, cfg["chat_template"]);
+  ts.prompt.system = config::get<std::string>(cfg, "system");
+  ts.max_new_tokens = config::get<int64_t>(cfg, "max_new_tokens");
+  ts.max_seqs = config::get<int64_t>(cfg, "max_seqs");
+  auto r = run_task_eval(m.model, m.tokenizer, items, ts, "task eval");
+  if (cfg["predictions"].is_string()) write_predictions(cfg["predictions"].get<std::string>(), r);
   const std::string report = cfg["report"].is_string()
                                  ? cfg["report"].get<std::string>()
                                  : fs::path(path).stem().string() + ".eval.md";
   io::write_file_atomic(
-      report, eval::render_report(
+      report, render_task_report(
                   "Task evaluation: " + m.display_name +
                       (cfg["adapter"].is_string() ? " + " + cfg["adapter"].get<std::string>() : ""),
-                  r.summary, r.results));
+                  r));
   const auto& s = r.summary;
   if (config::get<bool>(cfg, "json")) {
     nlohmann::json j = {{"model", m.path},
@@ -73,13 +77,15 @@ int run_task(const nlohmann::json& cfg) {
                         {"field_match", s.field_match},
                         {"failure_kinds", s.failure_kinds},
                         {"report", report},
+                        {"settings", r.settings},
                         {"seconds", r.seconds}};
     for (const auto& [task, en] : s.per_task)
       j["per_task"][task] = {{"exact", en.first}, {"n", en.second}};
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << fmt::format("exact match {:.1f}% ({}/{}), field match {:.1f}%  ({:.1f} s)\n",
-                             s.exact_match, s.exact, s.n, s.field_match, r.seconds);
+    std::cout << fmt::format(
+        "exact match {:.1f}% ({}/{}), field match {:.1f}%  ({:.1f} s)\n  ({})\n", s.exact_match,
+        s.exact, s.n, s.field_match, r.seconds, r.settings);
     for (const auto& [task, en] : s.per_task)
       std::cout << fmt::format("  {:<20} {:5.1f}% ({}/{})\n", task,
                                en.second ? 100.0 * en.first / en.second : 0.0, en.first, en.second);
@@ -108,6 +114,7 @@ int run_eval(const nlohmann::json& cfg) {
     auto rc = cfg;
     rc["model"] = cfg["kld_ref"];
     rc["adapter"] = nullptr;
+    rc.erase("quant");  // the reference as stored, whatever quant.type the model is loaded with
     ref = load_from_config(rc);
     SLLM_CHECK(ref->tokenizer->encode(text, false) == m.tokenizer->encode(text, false),
                "--kld-ref {}: its tokenizer splits the text differently from the model's; KL "

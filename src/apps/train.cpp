@@ -99,20 +99,6 @@ const options::Group<train::TrainOptions>& train_group() {
   return g;
 }
 
-// quant.*: how the base is loaded (quantized while loading for QLoRA).
-options::Group<load::LoadOptions> quant_group(bool qlora) {
-  using G = options::Group<load::LoadOptions>;
-  using L = load::LoadOptions;
-  return G{
-      G::with<std::string>({"quant.type", qlora ? "nf4" : "none",
-                            "decoder Linears of the base: none (dense), nf4 or fp4"},
-                           [](L& o, const std::string& v) { o.quantize = v == "none" ? "" : v; }),
-      G::member({"quant.double_quant", true, "nf4/fp4: also quantize the absmax values"},
-                &L::double_quant),
-      G::member({"quant.blocksize", 64, "nf4/fp4: elements per absmax block"}, &L::blocksize),
-  };
-}
-
 data::DatasetOptions dataset_options(const json& cfg, const tok::Tokenizer& t) {
   auto o = data_group().fill(cfg);
   o.chat_template = use_chat_template(t, cfg["data"]["chat_template"]);
@@ -150,8 +136,8 @@ options::Table train_options_table(const std::string& command, bool qlora) {
         {"lora.rslora", false, "rank-stabilized scale alpha / sqrt(r)"},
         {"task_eval.file", nullptr, "task file scored before and after training", "--task-eval"},
         {"task_eval.limit", 0, "score only the first N items (0: all)"},
-        {"task_eval.max_new_tokens", 128, "answer length limit"},
-        {"task_eval.max_seqs", 16, "answers decoded together"},
+        {"task_eval.max_new_tokens", TaskEvalSettings{}.max_new_tokens, "answer length limit"},
+        {"task_eval.max_seqs", TaskEvalSettings{}.max_seqs, "answers decoded together"},
         {"task_eval.before", true, "also score the base model before training"}}});
 }
 
@@ -244,7 +230,10 @@ int run_training(const nlohmann::json& cfg, const TrainRecipe& recipe) {
   log::info("{}", summary);
 
   // Task scores of the base model, before any training.
-  data::DatasetOptions prompt_opt = dopt;
+  TaskEvalSettings task_settings;
+  task_settings.prompt = dopt;
+  task_settings.max_new_tokens = config::get<int64_t>(cfg, "task_eval.max_new_tokens");
+  task_settings.max_seqs = config::get<int64_t>(cfg, "task_eval.max_seqs");
   std::vector<eval::TaskItem> task_items;
   std::optional<TaskEvalRun> before, after;
   const bool task = cfg["task_eval"]["file"].is_string();
@@ -253,10 +242,7 @@ int run_training(const nlohmann::json& cfg, const TrainRecipe& recipe) {
                                       config::get<int64_t>(cfg, "task_eval.limit"));
   }
   auto task_eval = [&](std::shared_ptr<const model::LlamaModel> m, const std::string& label) {
-    at::NoGradGuard no_grad;
-    auto r = run_task_eval(m, tok, task_items, prompt_opt,
-                           config::get<int64_t>(cfg, "task_eval.max_new_tokens"),
-                           config::get<int64_t>(cfg, "task_eval.max_seqs"), label);
+    auto r = run_task_eval(m, tok, task_items, task_settings, label);
     log::info("{}: exact match {:.1f}% ({}/{}), field match {:.1f}% in {:.0f} s", label,
               r.summary.exact_match, r.summary.exact, r.summary.n, r.summary.field_match,
               r.seconds);
@@ -264,9 +250,9 @@ int run_training(const nlohmann::json& cfg, const TrainRecipe& recipe) {
   };
   if (task && resume.empty() && config::get<bool>(cfg, "task_eval.before")) {
     before = task_eval(base, "task eval (base)");
-    io::write_file_atomic(
-        (fs::path(run_dir) / "task_eval_base.md").string(),
-        eval::render_report("Task evaluation: base model", before->summary, before->results));
+    io::write_file_atomic((fs::path(run_dir) / "task_eval_base.md").string(),
+                          render_task_report("Task evaluation: base model", *before));
+    write_predictions((fs::path(run_dir) / "task_eval_base.jsonl").string(), *before);
   }
 
   // Train.
@@ -304,9 +290,9 @@ int run_training(const nlohmann::json& cfg, const TrainRecipe& recipe) {
   }
   if (task) {
     after = task_eval(model, "task eval (tuned)");
-    io::write_file_atomic(
-        (fs::path(run_dir) / "task_eval_tuned.md").string(),
-        eval::render_report("Task evaluation: tuned model", after->summary, after->results));
+    io::write_file_atomic((fs::path(run_dir) / "task_eval_tuned.md").string(),
+                          render_task_report("Task evaluation: tuned model", *after));
+    write_predictions((fs::path(run_dir) / "task_eval_tuned.jsonl").string(), *after);
   }
   ReportInputs ri{cmd, cfg, summary, train_set.stats, res, before, after, out_dir};
   write_train_report(run_dir, ri);
@@ -315,8 +301,9 @@ int run_training(const nlohmann::json& cfg, const TrainRecipe& recipe) {
       cmd, res.steps, res.tokens_per_s, res.train_seconds, memory::format_bytes(res.peak_rss),
       out_dir, (fs::path(run_dir) / "report.md").string());
   if (before && after)
-    std::cout << fmt::format("  task exact match: base {:.1f}% -> tuned {:.1f}%\n",
-                             before->summary.exact_match, after->summary.exact_match);
+    std::cout << fmt::format("  task exact match: base {:.1f}% -> tuned {:.1f}%\n  ({})\n",
+                             before->summary.exact_match, after->summary.exact_match,
+                             after->settings);
   return 0;
 }
 

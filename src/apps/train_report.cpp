@@ -79,7 +79,10 @@ void write_train_report(const std::string& run_dir, const ReportInputs& r) {
                           ex_n.second ? 100.0 * ex_n.first / ex_n.second : 0.0);
       }
     }
-    md += "\nFailures, grouped by kind: `task_eval_base.md`, `task_eval_tuned.md`.\n\n";
+    md += fmt::format("\nGeneration: {}.\n", (r.after ? *r.after : *r.before).settings);
+    md +=
+        "\nFailures, grouped by kind: `task_eval_base.md`, `task_eval_tuned.md`; every answer: "
+        "`task_eval_base.jsonl`, `task_eval_tuned.jsonl`.\n\n";
   }
   md += "## Configuration\n\n```\n";
   for (const auto& line : config::flatten(r.config)) md += line + "\n";
@@ -94,6 +97,8 @@ void write_train_report(const std::string& run_dir, const ReportInputs& r) {
                             {"peak_rss_mb", static_cast<double>(res.peak_rss) / (1024.0 * 1024.0)}};
   if (r.before) summary["task_exact_match_base"] = r.before->summary.exact_match;
   if (r.after) summary["task_exact_match_tuned"] = r.after->summary.exact_match;
+  if (r.before || r.after)
+    summary["task_eval_settings"] = (r.after ? *r.after : *r.before).settings;
   std::ofstream((fs::path(run_dir) / "train_log.jsonl").string(), std::ios::app)
       << summary.dump() << "\n";
 }

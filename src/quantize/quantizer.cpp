@@ -83,6 +83,7 @@ model::DecoderLayer gptq_layer(const model::LlamaModel& m, const model::DecoderL
     }
     auto& lin = linear_of(L, s);
     auto q = gptq_quantize(lin.dense_weight(), h[s].matrix(), o.gptq);
+    if (o.gptq_observer) o.gptq_observer({li, s, lin.dense_weight(), h[s].matrix(), &q});
     linear_of(out, s) = intq_linear_from(lin, q, "gptq");
     lin = with_weight(lin, dequantized(q));
     bar.update(done + s + 1,
@@ -131,9 +132,9 @@ std::shared_ptr<const model::LlamaModel> quantize_model(const model::LlamaModel&
       SLLM_CHECK(l.is<model::DenseFormat>(),
                  "the model is already quantized ({}); quantize the original dense model",
                  l.format_name());
-  const int64_t layers = m.config().num_layers;
+  const int64_t all_layers = m.config().num_layers;
   if (!needs_calibration(o.method)) {
-    ProgressBar bar(o.method, layers);
+    ProgressBar bar(o.method, all_layers);
     auto r =
         std::make_shared<model::LlamaModel>(m.map_linears([&](int64_t li, const model::Linear& l) {
           auto q = quantize_plain(l, o);
@@ -148,6 +149,9 @@ std::shared_ptr<const model::LlamaModel> quantize_model(const model::LlamaModel&
   SLLM_CHECK(m.device().is_cpu(),
              "{} runs on the CPU: load the model with --device cpu (the result runs anywhere)",
              o.method);
+  SLLM_CHECK(o.max_layers == -1 || (o.max_layers >= 1 && o.max_layers <= all_layers),
+             "max_layers must be -1 (all) or 1..{}, got {}", all_layers, o.max_layers);
+  const int64_t layers = o.max_layers == -1 ? all_layers : o.max_layers;
   at::NoGradGuard no_grad;
   const bool gptq = o.method == "gptq";
   ProgressBar bar(o.method, gptq ? layers * 4 : layers);

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -13,6 +14,17 @@
 #include "quantize/gptq.h"
 
 namespace sllm::quantize {
+
+// One Linear as GPTQ quantized it inside quantize_model: the weight and Hessian it was given and
+// the result. For checks against an independent implementation (tests/reference/).
+struct GptqStage {
+  int64_t layer = 0;
+  int stage = 0;       // index in DecoderLayer::linears(): qkv, o, gate_up, down
+  at::Tensor weight;   // fp32 [out, in], as GPTQ received it
+  at::Tensor hessian;  // fp32 [in, in], 2/N sum x x^T over the stage's calibration inputs
+  const quant::IntQWeight* result = nullptr;
+};
+using GptqObserver = std::function<void(const GptqStage&)>;
 
 struct QuantizeOptions {
   std::string method = "rtn";  // rtn | int8 | gptq | awq
@@ -23,6 +35,9 @@ struct QuantizeOptions {
   bool true_sequential = true;  // gptq: re-collect inputs after each sub-block is quantized
   AwqOptions awq;
   double int8_threshold = 6.0;
+  // gptq / awq: quantize only the first max_layers decoder layers (-1: all); the rest stay dense.
+  int64_t max_layers = -1;
+  GptqObserver gptq_observer;  // called after each GPTQ stage, when set
 };
 
 // Which methods need calibration tokens.
