@@ -72,8 +72,7 @@ struct EngineStats {
   int64_t steps = 0, prefill_tokens = 0, decode_tokens = 0;
   double prefill_s = 0, decode_s = 0;
   // Speculative decoding: verifications (one per sequence and step with drafts), draft tokens
-  // verified (those after a token that ends the sequence are not) and accepted, seconds spent
-  // drafting (part of the step times above).
+  // proposed and accepted, seconds spent drafting (part of the step times above).
   int64_t spec_verifications = 0, draft_proposed = 0, draft_accepted = 0;
   double draft_s = 0;
   double acceptance_rate() const {
