@@ -107,6 +107,19 @@ const options::Group<engine::SamplingParams>& sampling_group() {
   return g;
 }
 
+options::Table speculative_table() {
+  return {
+      {"speculative.draft_model", nullptr,
+       "draft model (GGUF or HF directory) with the target's tokenizer: speculative decoding",
+       "--draft-model"},
+      {"speculative.draft", nullptr, "ngram: draft by prompt lookup, no draft model", "--draft"},
+      {"speculative.num_tokens", 4, "tokens drafted per step and verified in one forward (1-32)",
+       "--num-speculative-tokens"},
+      {"speculative.ngram_min", 1, "shortest n-gram prompt lookup matches"},
+      {"speculative.ngram_max", 3, "longest n-gram prompt lookup matches (tried first)"},
+  };
+}
+
 namespace {
 const std::string& model_path(const nlohmann::json& cfg) {
   SLLM_CHECK(cfg["model"].is_string(),
@@ -146,6 +159,33 @@ engine::SamplingParams sampling_params(const nlohmann::json& cfg) {
   const auto p = sampling_group().fill(cfg);
   p.validate();
   return p;
+}
+
+std::optional<engine::SpeculativeOptions> speculative_options(const nlohmann::json& cfg) {
+  const auto& sp = cfg["speculative"];
+  const bool has_model = sp["draft_model"].is_string(), has_draft = sp["draft"].is_string();
+  if (!has_model && !has_draft) return std::nullopt;
+  engine::SpeculativeOptions o;
+  o.num_tokens = config::get<int64_t>(cfg, "speculative.num_tokens");
+  o.ngram_min = config::get<int64_t>(cfg, "speculative.ngram_min");
+  o.ngram_max = config::get<int64_t>(cfg, "speculative.ngram_max");
+  if (has_draft) {
+    const auto d = sp["draft"].get<std::string>();
+    SLLM_CHECK(d == "ngram",
+               "--draft must be 'ngram' (prompt lookup), got '{}': for a draft "
+               "model pass --draft-model <file.gguf | hf-directory>",
+               d);
+    SLLM_CHECK(!has_model, "give one of --draft ngram or --draft-model, not both");
+    return o;
+  }
+  const auto path = sp["draft_model"].get<std::string>();
+  Timer t;
+  auto m = load::load_model(path, model_group().fill(cfg));
+  log::info("loaded draft {} ({}, {} layers) in {:.2f} s", m.display_name, m.format,
+            m.model->config().num_layers, t.seconds());
+  o.draft_model = m.model;
+  o.draft_tokenizer = m.tokenizer;
+  return o;
 }
 
 bool use_chat_template(const tok::Tokenizer& t, const nlohmann::json& v) {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 
 #include "core/options.h"
@@ -19,12 +20,17 @@ const options::Group<engine::EngineOptions>& engine_group();     // ctx, engine.
 const options::Group<engine::SamplingParams>& sampling_group();  // sampling.*
 // quant.*: decoder Linears quantized while loading (none, nf4, fp4; nf4 is qlora-train's default).
 options::Group<load::LoadOptions> quant_group(bool qlora);
+// speculative.*: draft model or n-gram drafting, tokens per step (read by speculative_options).
+options::Table speculative_table();
 
 load::LoadedModel load_from_config(const nlohmann::json& cfg);
 // The tokenizer of cfg's model alone, reading no weights (load::load_tokenizer).
 std::shared_ptr<const tok::Tokenizer> load_tokenizer_from_config(const nlohmann::json& cfg);
 engine::EngineOptions engine_options(const nlohmann::json& cfg);
 engine::SamplingParams sampling_params(const nlohmann::json& cfg);  // validated
+// The speculative decoding cfg asks for (loading the draft model with cfg's dtype and device),
+// or nullopt when it asks for none.
+std::optional<engine::SpeculativeOptions> speculative_options(const nlohmann::json& cfg);
 
 // Chat messages -> ids with the model's template and the generation prompt (BOS when the
 // model wants one and the template does not write it).

@@ -20,6 +20,7 @@ options::Table generate_options() {
       {model_group().table(),
        engine_group().table(),
        sampling_group().table(),
+       speculative_table(),
        {{"prompt", nullptr, "prompt text", "-p,--prompt"},
         {"prompt_file", nullptr, "text file (one prompt) or .jsonl (a batch)", "-f,--prompt-file"},
         {"system", nullptr, "system prompt (with the chat template)", "--system"},
@@ -74,6 +75,18 @@ int run_generate(const nlohmann::json& cfg) {
   const auto sp = sampling_params(cfg);
 
   engine::Engine eng(m.model, m.tokenizer, engine_options(cfg));
+  const auto spec = speculative_options(cfg);
+  if (spec) {
+    try {
+      eng.enable_speculation(*spec);
+    } catch (const Error& e) {
+      const auto& sp = cfg["speculative"];
+      SLLM_FAIL("{} ({})", e.what(),
+                sp["draft_model"].is_string()
+                    ? "--draft-model " + sp["draft_model"].get<std::string>()
+                    : std::string("--draft ngram"));
+    }
+  }
   std::vector<engine::Request> reqs;
   for (const auto& p : prompts) {
     engine::Request r;
@@ -101,6 +114,11 @@ int run_generate(const nlohmann::json& cfg) {
                         {"completion_tokens", r.tokens.size()},
                         {"first_token_ms", r.first_token_ms},
                         {"total_ms", r.total_ms}};
+    if (spec) {
+      j["draft_steps"] = r.draft_steps;
+      j["draft_proposed"] = r.draft_proposed;
+      j["draft_accepted"] = r.draft_accepted;
+    }
     out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   if (!json_out) {
@@ -116,6 +134,12 @@ int run_generate(const nlohmann::json& cfg) {
       "{} prompt(s): prefill {} tok at {:.1f} tok/s, decode {} tok at {:.1f} tok/s, {:.2f} s total",
       results.size(), st.prefill_tokens, st.prefill_s > 0 ? st.prefill_tokens / st.prefill_s : 0.0,
       st.decode_tokens, st.decode_s > 0 ? st.decode_tokens / st.decode_s : 0.0, secs);
+  if (spec)
+    log::info(
+        "speculative ({}, k={}): {} drafted, {} accepted ({:.1f}%), {:.2f} accepted per step, "
+        "{:.2f} s drafting",
+        spec->draft_model ? "draft model" : "n-gram", spec->num_tokens, st.draft_proposed,
+        st.draft_accepted, 100 * st.acceptance_rate(), st.mean_accepted(), st.draft_s);
   return 0;
 }
 

@@ -18,6 +18,7 @@ options::Table serve_options() {
   return options::join(
       {model_group().table(),
        engine_group().table(),
+       speculative_table(),
        {{"serve.host", "127.0.0.1", "address to listen on (0.0.0.0: every interface)", "--host"},
         {"serve.port", 8080, "TCP port (0: any free port, printed at start)", "--port"},
         {"serve.api_key", nullptr,
@@ -105,7 +106,7 @@ int run_serve(const nlohmann::json& cfg) {
              "serve.max_input_tokens is {} but must be in [1, {}] (max_total_tokens - 1)",
              max_input, max_total - 1);
 
-  serve::Worker worker(m.model, m.tokenizer, eo, waiting, metrics);
+  serve::Worker worker(m.model, m.tokenizer, eo, waiting, metrics, speculative_options(cfg));
   const auto tok = m.tokenizer;
   const auto tpl = tok::detect_chat_template(*tok);
   serve::Encoders enc;

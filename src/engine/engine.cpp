@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "engine/draft.h"
 #include "engine/sequence.h"
 
 namespace sllm::engine {
@@ -111,28 +112,35 @@ bool Engine::cancel(int64_t id) {
 
 Engine::Sequence& Engine::sequence(const SeqState* st) { return *live_.at(st->id); }
 
-at::Tensor Engine::forward(const LayoutIndices& x) {
-  const model::BatchLayout lay = to_batch_layout(x, model_->device());
+at::Tensor forward_layout(const model::LlamaModel& m, kv::KvCache& cache, const LayoutIndices& x) {
+  const model::BatchLayout lay = to_batch_layout(x, m.device());
   at::NoGradGuard no_grad;
-  return model_->forward_step(lay, *cache_).to(at::kCPU).contiguous();
+  return m.forward_step(lay, cache).to(at::kCPU).contiguous();
 }
 
+at::Tensor Engine::forward(const LayoutIndices& x) { return forward_layout(*model_, *cache_, x); }
+
 bool Engine::step() {
+  Timer t;
+  if (drafter_) propose();
   StepPlan plan = sched_->schedule();
   for (SeqState* st : plan.admitted) sequence(st).timer.reset();
   if (plan.chunks.empty()) return !sched_->idle();
-  Timer t;
   {
     StepGuard guard(in_step_);
     cache_->apply(plan.copies);
     const LayoutIndices x = build_layout(plan.chunks, cache_->manager());
+    // A step of decoding sequences only (with or without drafts) counts as decode.
+    const bool decode = std::all_of(plan.chunks.begin(), plan.chunks.end(),
+                                    [](const Chunk& c) { return c.seq->decoding(); });
     const at::Tensor logits = forward(x);
     for (const auto& c : plan.chunks) c.seq->computed += c.n;
+    rejected_ = 0;
     sample(plan.chunks, logits);
     stats_.steps++;
     const double secs = t.seconds();
-    if (x.max_q == 1) {
-      stats_.decode_tokens += x.num_tokens();
+    if (decode) {
+      stats_.decode_tokens += x.num_tokens() - rejected_;
       stats_.decode_s += secs;
     } else {
       stats_.prefill_tokens += x.num_tokens();
@@ -144,6 +152,11 @@ bool Engine::step() {
   for (int64_t id : cancels)
     if (auto it = live_.find(id); it != live_.end()) finish(*it->second, FinishReason::cancelled);
   return !sched_->idle();
+}
+
+const SeqState* Engine::state(int64_t id) const {
+  auto it = live_.find(id);
+  return it == live_.end() ? nullptr : &it->second->st;
 }
 
 int64_t Engine::num_running() const { return static_cast<int64_t>(sched_->running().size()); }

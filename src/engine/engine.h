@@ -28,6 +28,18 @@ struct EngineOptions {
   int64_t max_step_tokens = 512;  // token budget of one step (prefill is chunked to fit)
 };
 
+// Speculative decoding (docs/speculative.md): a drafter proposes up to num_tokens tokens of each
+// decoding sequence, one target forward verifies them all, and rejection sampling keeps the
+// target's distribution (greedy output is the target's own).
+struct SpeculativeOptions {
+  int64_t num_tokens = 4;  // k, proposed per sequence and step
+  // The draft model; null: n-gram prompt lookup. Its tokenizer must be the target's.
+  std::shared_ptr<const model::LlamaModel> draft_model;
+  std::shared_ptr<const tok::Tokenizer> draft_tokenizer;
+  int64_t ngram_min = 1, ngram_max = 3;  // n-gram lengths matched, longest first
+};
+inline constexpr int64_t kMaxSpeculativeTokens = 32;
+
 struct Request {
   std::vector<int32_t> prompt;  // token ids (BOS already added if the model wants it)
   SamplingParams params;
@@ -52,18 +64,38 @@ struct Result {
   FinishReason finish_reason = FinishReason::stop;
   int64_t prompt_tokens = 0;
   double first_token_ms = 0, total_ms = 0;
+  // Speculative decoding only: verification steps, draft tokens proposed and accepted.
+  int64_t draft_steps = 0, draft_proposed = 0, draft_accepted = 0;
 };
 
 struct EngineStats {
   int64_t steps = 0, prefill_tokens = 0, decode_tokens = 0;
   double prefill_s = 0, decode_s = 0;
+  // Speculative decoding: verifications (one per sequence and step with drafts), draft tokens
+  // proposed and accepted, seconds spent drafting (part of the step times above).
+  int64_t spec_verifications = 0, draft_proposed = 0, draft_accepted = 0;
+  double draft_s = 0;
+  double acceptance_rate() const {
+    return draft_proposed > 0 ? static_cast<double>(draft_accepted) / draft_proposed : 0.0;
+  }
+  // Draft tokens accepted per verification (the tokens a step adds are this + 1).
+  double mean_accepted() const {
+    return spec_verifications > 0 ? static_cast<double>(draft_accepted) / spec_verifications : 0.0;
+  }
 };
+
+class Drafter;
 
 class Engine {
  public:
   Engine(std::shared_ptr<const model::LlamaModel> model, std::shared_ptr<const tok::Tokenizer> tok,
          EngineOptions opts = {});
   ~Engine();
+
+  // Turns on speculative decoding; before the first submit. Checks k and that the draft
+  // model's vocabulary is the target's.
+  void enable_speculation(SpeculativeOptions o);
+  bool speculative() const { return drafter_ != nullptr; }
 
   // Queues a request; validates it (empty prompt, prompt longer than the context).
   int64_t submit(Request req);
@@ -83,6 +115,8 @@ class Engine {
   int64_t context() const { return opts_.context; }
   int64_t num_running() const;  // admitted, holding KV blocks
   int64_t num_waiting() const;  // queued, not yet admitted
+  // A queued or running request's scheduler state (tokens, KV sequence); null once finished.
+  const SeqState* state(int64_t id) const;
 
  private:
   struct Sequence;
@@ -95,6 +129,10 @@ class Engine {
   std::optional<FinishReason> accept(Sequence& s, int32_t tok);
   void finish(Sequence& s, FinishReason reason);
   void emit_text(Sequence& s, bool final);
+  // Speculative decoding: drafts for the decoding sequences (appended to their tokens) before
+  // the step is scheduled; after the forward, verifies them on rows [1 + drafts, vocab].
+  void propose();
+  void verify(Sequence& s, float* rows, int64_t vocab);
 
   std::shared_ptr<const model::LlamaModel> model_;
   std::shared_ptr<const tok::Tokenizer> tok_;
@@ -107,6 +145,9 @@ class Engine {
   bool in_step_ = false;
   int64_t next_id_ = 0;
   EngineStats stats_;
+  std::unique_ptr<Drafter> drafter_;
+  int64_t spec_k_ = 0;
+  int64_t rejected_ = 0;  // draft tokens computed and dropped in this step
 };
 
 }  // namespace sllm::engine

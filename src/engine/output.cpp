@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "engine/draft.h"
 #include "engine/engine.h"
 #include "engine/sequence.h"
 
@@ -28,9 +29,14 @@ void Engine::sample(const std::vector<Chunk>& chunks, const at::Tensor& logits) 
   int64_t row = 0;
   for (const auto& c : chunks) {
     if (!c.samples()) continue;
-    float* l = logits.data_ptr<float>() + row++ * vocab;
+    float* l = logits.data_ptr<float>() + row * vocab;
+    row += c.num_logits();
     Sequence& s = sequence(c.seq);
     if (s.cancelled) continue;
+    if (c.seq->draft > 0) {
+      verify(s, l, vocab);
+      continue;
+    }
     const int32_t tok = s.sampler.sample(l, vocab, s.st.tokens);
     if (s.first_token_ms < 0) s.first_token_ms = s.timer.ms();
     if (auto reason = accept(s, tok))
@@ -85,7 +91,11 @@ void Engine::finish(Sequence& s, FinishReason reason) {
   r.prompt_tokens = s.prompt_len;
   r.first_token_ms = std::max(0.0, s.first_token_ms);  // 0: cancelled before its first token
   r.total_ms = s.timer.ms();
+  r.draft_steps = s.draft_steps;
+  r.draft_proposed = s.draft_proposed;
+  r.draft_accepted = s.draft_accepted;
   const int64_t id = s.st.id;
+  if (drafter_) drafter_->release(id);
   done_[id] = std::move(r);
   sched_->remove(&s.st);
   live_.erase(id);

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "core/timer.h"
 #include "engine/engine.h"
+#include "engine/spec_sampling.h"
 
 namespace sllm::engine {
 
@@ -24,8 +26,17 @@ struct Engine::Sequence {
   std::vector<int32_t> generated;
   bool cancelled = false;  // cancel asked for during a step
   bool finishing = false;
+  // Speculative decoding: the draft's distribution of each pending draft token (empty for
+  // n-gram drafts), the draws of verification and of a sampling draft, and counts.
+  std::vector<Distribution> draft_q;
+  std::mt19937_64 verify_rng, draft_rng;
+  int64_t draft_steps = 0, draft_proposed = 0, draft_accepted = 0;
 
-  explicit Sequence(Request r) : req(std::move(r)), sampler(req.params) {}
+  explicit Sequence(Request r)
+      : req(std::move(r)),
+        sampler(req.params),
+        verify_rng(req.params.seed ^ 0x5bd1e995u),
+        draft_rng(req.params.seed ^ 0x9e3779b9u) {}
 };
 
 }  // namespace sllm::engine

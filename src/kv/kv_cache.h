@@ -24,6 +24,8 @@ class KvCache {
   const KvCacheSpec& spec() const { return spec_; }
   at::Tensor& k(int64_t layer) { return k_[layer]; }  // [slots, kv_heads, head_dim]
   at::Tensor& v(int64_t layer) { return v_[layer]; }
+  const at::Tensor& k(int64_t layer) const { return k_[layer]; }
+  const at::Tensor& v(int64_t layer) const { return v_[layer]; }
   // Executes copy-on-write block copies requested by BlockManager::append.
   void apply(const std::vector<CopyOp>& ops);
   // Bytes actually allocated for K and V over all layers.

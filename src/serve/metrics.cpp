@@ -33,6 +33,10 @@ Metrics::Metrics() {
   declare("sllm_requests_waiting", "gauge", "sequences queued for the engine");
   declare("sllm_kv_cache_usage_percent", "gauge", "KV cache blocks in use, percent of the pool");
   declare("sllm_rejections_total", "counter", "requests refused, by reason");
+  declare("sllm_spec_draft_tokens_total", "counter",
+          "speculative decoding: draft tokens proposed (0 without a draft)");
+  declare("sllm_spec_accepted_tokens_total", "counter",
+          "speculative decoding: draft tokens the target accepted");
   set("sllm_requests_running", 0);
   set("sllm_requests_waiting", 0);
   set("sllm_kv_cache_usage_percent", 0);

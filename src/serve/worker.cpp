@@ -16,10 +16,12 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 Worker::Worker(std::shared_ptr<const model::LlamaModel> model,
                std::shared_ptr<const tok::Tokenizer> tok, engine::EngineOptions opts,
-               int64_t max_waiting, Metrics& metrics)
+               int64_t max_waiting, Metrics& metrics,
+               std::optional<engine::SpeculativeOptions> speculative)
     : eng_(std::make_unique<engine::Engine>(std::move(model), std::move(tok), opts)),
       metrics_(metrics),
       max_waiting_(max_waiting) {
+  if (speculative) eng_->enable_speculation(std::move(*speculative));
   context_ = eng_->context();
   max_seqs_ = opts.max_seqs;
   const auto& spec = eng_->cache().spec();
@@ -183,6 +185,15 @@ void Worker::update_gauges() {
   metrics_.set("sllm_requests_waiting", static_cast<double>(queued + eng_->num_waiting()));
   metrics_.set("sllm_kv_cache_usage_percent",
                st.num_blocks > 0 ? 100.0 * st.used_blocks / st.num_blocks : 0.0);
+  if (eng_->speculative()) {
+    const auto& es = eng_->stats();
+    metrics_.inc("sllm_spec_draft_tokens_total", "",
+                 static_cast<double>(es.draft_proposed - drafted_));
+    metrics_.inc("sllm_spec_accepted_tokens_total", "",
+                 static_cast<double>(es.draft_accepted - accepted_));
+    drafted_ = es.draft_proposed;
+    accepted_ = es.draft_accepted;
+  }
   std::lock_guard lk(mu_);  // last: idle() implies the gauges above are current
   running_ = static_cast<int64_t>(live_.size());
 }

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,7 +57,8 @@ struct Job {
 class Worker {
  public:
   Worker(std::shared_ptr<const model::LlamaModel> model, std::shared_ptr<const tok::Tokenizer> tok,
-         engine::EngineOptions opts, int64_t max_waiting, Metrics& metrics);
+         engine::EngineOptions opts, int64_t max_waiting, Metrics& metrics,
+         std::optional<engine::SpeculativeOptions> speculative = std::nullopt);
   ~Worker();
 
   // Queues a job. Throws ApiError 429 when the waiting queue is full, 503 when draining.
@@ -88,7 +90,8 @@ class Worker {
   Metrics& metrics_;
   const int64_t max_waiting_;
   int64_t context_ = 0, max_seqs_ = 0, kv_tokens_ = 0;
-  std::map<int64_t, Live> live_;  // engine id -> its job (engine thread only)
+  int64_t drafted_ = 0, accepted_ = 0;  // engine draft counts already added to the metrics
+  std::map<int64_t, Live> live_;        // engine id -> its job (engine thread only)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -59,6 +59,21 @@ expect_error "bad dtype" "dtype" "$BIN" info --model "$MODEL" --dtype fp8
 expect_error "convert onto existing dir" "not empty" "$BIN" convert --model "$MODEL" --out "$T/hf"
 expect_error "ppl file too short" "at least 2 tokens" "$BIN" eval --model "$MODEL" --ppl /dev/null
 
+# Speculative decoding: k out of range, an unknown drafter, a draft with another vocabulary.
+GEN=("$BIN" generate --model "$MODEL" --prompt hi -n 2)
+expect_error "speculative: k 0" "num_speculative_tokens must be in" "${GEN[@]}" --draft ngram \
+  --num-speculative-tokens 0
+expect_error "speculative: k 33" "num_speculative_tokens must be in" "${GEN[@]}" --draft ngram \
+  --num-speculative-tokens 33
+expect_error "speculative: unknown drafter" "--draft must be 'ngram'" "${GEN[@]}" --draft eagle
+expect_error "speculative: two drafters" "not both" "${GEN[@]}" --draft ngram --draft-model "$MODEL"
+mkdir -p "$T/hf_vocab"
+cp "$T/hf/"* "$T/hf_vocab/"
+sed -i 's/"added_tokens": \[/"added_tokens": [{"id": 49152, "content": "<extra>", "special": true}, /' \
+  "$T/hf_vocab/tokenizer.json"
+expect_error "speculative: draft with another vocabulary" "draft model's tokenizer has 49153 tokens" \
+  "${GEN[@]}" --draft-model "$T/hf_vocab"
+
 # Fine-tuning and task evaluation.
 TRAIN=("$BIN" sft --model "$MODEL" --out "$T/runs" --max-steps 1)
 printf '{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": \n' > "$T/train_bad.jsonl"

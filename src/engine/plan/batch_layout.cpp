@@ -42,7 +42,9 @@ LayoutIndices build_layout(const std::vector<Chunk>& chunks, const kv::BlockMana
               x.slot_mapping.data() + off);
     mgr.slots(c.seq->kv_id, 0, static_cast<int32_t>(c.start + c.n),
               x.kv_slots.data() + b * x.max_kv);
-    if (c.samples()) x.logits_index.push_back(off + c.n - 1);
+    SLLM_CHECK(c.num_logits() <= c.n, "a chunk of {} tokens cannot verify {} draft tokens", c.n,
+               c.seq->draft);
+    for (int64_t j = c.num_logits(); j > 0; --j) x.logits_index.push_back(off + c.n - j);
     off += c.n;
   }
   if (x.padded) {

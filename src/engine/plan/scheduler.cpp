@@ -44,9 +44,9 @@ void Scheduler::admit(StepPlan& plan) {
 StepPlan Scheduler::schedule() {
   StepPlan plan;
   admit(plan);
-  // Decode sequences (one pending token) first; the order persists across steps.
+  // Decode sequences (one pending token, plus drafts) first; the order persists across steps.
   std::stable_sort(running_.begin(), running_.end(), [](const SeqState* a, const SeqState* b) {
-    return (a->pending() == 1) > (b->pending() == 1);
+    return a->decoding() > b->decoding();
   });
   int64_t budget = limits_.max_step_tokens;
   for (SeqState* s : running_) {

@@ -19,9 +19,12 @@ struct SeqState {
   int64_t reserved_blocks = 0;  // blocks held back for the longest the request can grow
   std::vector<int32_t> tokens;  // prompt + generated
   int64_t computed = 0;         // leading tokens whose K/V are in the cache
+  int64_t draft = 0;            // trailing tokens a drafter proposed, verified by the next step
 
   int64_t length() const { return static_cast<int64_t>(tokens.size()); }
   int64_t pending() const { return length() - computed; }
+  // Decoding: one sampled token (plus any drafts) to compute; otherwise prefilling.
+  bool decoding() const { return pending() == 1 + draft; }
 };
 
 // One sequence's share of a step: the tokens at positions [start, start + n) are computed.
@@ -30,6 +33,8 @@ struct Chunk {
   int64_t start = 0, n = 0;
   // The chunk reaches the last known token, so its logits give the next token.
   bool samples() const { return start + n == seq->length(); }
+  // Logits rows the chunk yields: the sampled position and one per draft token.
+  int64_t num_logits() const { return samples() ? 1 + seq->draft : 0; }
 };
 
 struct StepPlan {
