@@ -1,31 +1,20 @@
 #include "tokenizer/chat_template.h"
 
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
 #include "core/error.h"
+#include "core/log.h"
+#include "tokenizer/jinja.h"
+#include "tokenizer/jinja_builtins.h"
 #include "tokenizer/pretokenize.h"
 
 namespace sllm::tok {
 
 namespace {
 
-// Python's str.isspace (what jinja's trim and .strip() remove): White_Space plus \x1c-\x1f.
-bool is_py_space(uint32_t cp) { return is_unicode_space(cp) || (cp >= 0x1C && cp <= 0x1F); }
-
-std::string py_strip(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e) {
-    int l = utf8_char_len(s, b);
-    if (l == 0 || !is_py_space(utf8_decode(s, b, l))) break;
-    b += l;
-  }
-  while (e > b) {
-    size_t p = e - 1;
-    while (p > b && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
-    int l = utf8_char_len(s, p);
-    if (l == 0 || p + l != e || !is_py_space(utf8_decode(s, p, l))) break;
-    e = p;
-  }
-  return std::string(s.substr(b, e - b));
-}
+using jinja::py_strip;
 
 // Undoes jinja string-literal escapes in a literal lifted out of the template source.
 std::string unescape_literal(std::string_view s) {
@@ -103,7 +92,7 @@ std::string to_string(ChatFormat f) {
   return "plain";
 }
 
-ChatTemplate detect_chat_template(const Tokenizer& t) {
+ChatTemplate family_chat_template(const Tokenizer& t) {
   const std::string& tpl = t.chat_template;
   ChatTemplate ct;
   if (tpl.find("<|im_start|>") != std::string::npos) {
@@ -124,8 +113,69 @@ ChatTemplate detect_chat_template(const Tokenizer& t) {
   return ct;
 }
 
+namespace {
+
+// Templates are compiled once per text (generate, serve and training call detect repeatedly) and
+// each outcome is logged once.
+std::shared_ptr<const jinja::Template> compile_cached(const std::string& text, ChatFormat family) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::shared_ptr<const jinja::Template>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(text); it != cache.end()) return it->second;
+  std::shared_ptr<const jinja::Template> compiled;
+  if (text.empty()) {
+    log::info("chat template: the model has none; using the {} format", to_string(family));
+  } else {
+    try {
+      compiled = std::make_shared<const jinja::Template>(text);
+      log::debug("chat template: rendering the model's Jinja template");
+    } catch (const Error& e) {
+      log::warn("chat template: {}; using the {} format instead (docs/chat_templates.md)", e.what(),
+                to_string(family));
+    }
+  }
+  cache.emplace(text, compiled);
+  return compiled;
+}
+
+}  // namespace
+
+ChatTemplate detect_chat_template(const Tokenizer& t) {
+  ChatTemplate ct = family_chat_template(t);
+  ct.jinja = compile_cached(t.chat_template, ct.format);
+  if (ct.jinja) {
+    ct.bos_token = t.bos_id >= 0 && t.bos_id < t.vocab_size() ? t.piece(t.bos_id) : "";
+    ct.eos_token = t.eos_id >= 0 && t.eos_id < t.vocab_size() ? t.piece(t.eos_id) : "";
+    // Whether the rendered text starts with BOS: the template writes it itself.
+    ct.bos_text = t.chat_template.find("bos_token") != std::string::npos ? ct.bos_token : "";
+  }
+  return ct;
+}
+
+std::string render_chat(const ChatTemplate& tpl, const nlohmann::ordered_json& messages,
+                        const nlohmann::ordered_json& tools, bool add_generation_prompt) {
+  SLLM_CHECK(tpl.jinja || tools.is_null() || tools.empty(),
+             "chat: tools need the model's own chat template, and this model has none");
+  if (!tpl.jinja) {
+    std::vector<ChatMessage> msgs;
+    for (const auto& m : messages) msgs.push_back({m.value("role", ""), m.value("content", "")});
+    return render_chat(tpl, msgs, add_generation_prompt);
+  }
+  // The variables apply_chat_template passes (documents unused by these templates).
+  jinja::Value ctx = {
+      {"messages", messages},       {"tools", tools},
+      {"documents", nullptr},       {"add_generation_prompt", add_generation_prompt},
+      {"bos_token", tpl.bos_token}, {"eos_token", tpl.eos_token}};
+  return tpl.jinja->render(ctx);
+}
+
 std::string render_chat(const ChatTemplate& tpl, const std::vector<ChatMessage>& msgs,
                         bool add_generation_prompt) {
+  if (tpl.jinja) {
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    for (const auto& m : msgs) messages.push_back({{"role", m.role}, {"content", m.content}});
+    return render_chat(tpl, messages, nullptr, add_generation_prompt);
+  }
   std::string out;
   const bool has_system = !msgs.empty() && msgs[0].role == "system";
   switch (tpl.format) {

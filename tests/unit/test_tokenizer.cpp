@@ -391,20 +391,28 @@ const std::string kSmolTpl =
     "'<|im_start|>assistant\n' }}{% endif %}";
 }  // namespace
 
+// The model's Jinja template and the ChatML family format render SmolLM2's conversations alike.
 TEST(TokenizerChat, ChatMLSmolLM2DefaultSystem) {
   ChatTok ct(kSmolTpl);
-  auto tpl = detect_chat_template(*ct.t);
-  EXPECT_EQ(tpl.format, ChatFormat::chatml);
-  EXPECT_EQ(tpl.default_system,
-            "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
-  EXPECT_EQ(render_chat(tpl, {{"user", "Hi"}}, true),
-            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
-            "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
-  EXPECT_EQ(
-      render_chat(tpl, {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}}, false),
-      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-      "<|im_start|>assistant\nHello<|im_end|>\n");
-  EXPECT_EQ(to_string(tpl.format), "chatml");
+  const auto jinja = detect_chat_template(*ct.t);
+  const auto family = family_chat_template(*ct.t);
+  ASSERT_TRUE(jinja.jinja);
+  ASSERT_FALSE(family.jinja);
+  for (const auto& tpl : {jinja, family}) {
+    EXPECT_EQ(tpl.format, ChatFormat::chatml);
+    EXPECT_EQ(tpl.default_system,
+              "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+    EXPECT_EQ(render_chat(tpl, {{"user", "Hi"}}, true),
+              "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+              "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    EXPECT_EQ(
+        render_chat(tpl, {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}}, false),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello<|im_end|>\n");
+    EXPECT_EQ(render_chat(tpl, {}, true), "<|im_start|>assistant\n");
+    EXPECT_EQ(to_string(tpl.format), "chatml");
+  }
+  EXPECT_TRUE(jinja.bos_text.empty());  // the template writes no BOS: encode_chat adds it
 }
 
 TEST(TokenizerChat, ChatMLQwenEscapedDefault) {
@@ -429,6 +437,8 @@ TEST(TokenizerChat, NoTemplateFallsBack) {
   EXPECT_EQ(render_chat(tpl, {{"user", "a"}, {"assistant", "b"}}, true), "a\nb");
 }
 
+// The family formats below are the fallback for templates the interpreter cannot parse; these
+// fragments are not whole templates, so the family renderer is asked for directly.
 TEST(TokenizerChat, Llama3) {
   ChatTok ct(
       "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
@@ -436,7 +446,7 @@ TEST(TokenizerChat, Llama3) {
       "trim "
       "+ '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif "
       "%}{{ content }}{% endfor %}");
-  auto tpl = detect_chat_template(*ct.t);
+  auto tpl = family_chat_template(*ct.t);
   tpl.bos_text = "<|begin_of_text|>";
   EXPECT_EQ(tpl.format, ChatFormat::llama3);
   EXPECT_EQ(render_chat(tpl, {{"system", "Be brief."}, {"user", " Hi \n"}}, true),
@@ -450,7 +460,7 @@ TEST(TokenizerChat, Llama31SystemPrefix) {
       "{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" "
       "%}{%- endif %}{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting "
       "Knowledge Date: December 2023\\n\" }}");
-  auto tpl = detect_chat_template(*ct.t);
+  auto tpl = family_chat_template(*ct.t);
   tpl.bos_text = "<|begin_of_text|>";
   EXPECT_EQ(render_chat(tpl, {{"user", "Hi"}}, true),
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
@@ -463,7 +473,8 @@ TEST(TokenizerChat, Llama2) {
   ChatTok ct(
       "{% if messages[0]['role'] == 'system' %}...'<<SYS>>\\n' + system_message ...'[INST] '",
       true);
-  auto tpl = detect_chat_template(*ct.t);
+  EXPECT_FALSE(detect_chat_template(*ct.t).jinja);  // not Jinja: the family format renders
+  auto tpl = family_chat_template(*ct.t);
   EXPECT_EQ(tpl.format, ChatFormat::llama2);
   EXPECT_EQ(tpl.bos_text, "<s>");
   EXPECT_EQ(render_chat(
@@ -478,7 +489,7 @@ TEST(TokenizerChat, Mistral) {
       "{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' "
       "}}",
       true);
-  auto tpl = detect_chat_template(*ct.t);
+  auto tpl = family_chat_template(*ct.t);
   EXPECT_EQ(tpl.format, ChatFormat::mistral);
   EXPECT_EQ(render_chat(tpl, {{"user", "Hi"}, {"assistant", "Hello"}, {"user", "Again"}}, true),
             "<s>[INST] Hi [/INST]Hello</s>[INST] Again [/INST]");
