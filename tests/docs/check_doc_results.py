@@ -2,7 +2,8 @@
 numbers must have a reference to a bench/results/ file in the lines just before or after it (the
 paragraph that introduces it, or the caption under it), every bench/results/ file the docs name
 must exist, and each such result must carry its provenance (bench/provenance.py: command, date,
-commit, machine with CPU model, cores and ISA, package versions).
+commit, machine with CPU model, cores and ISA, package versions; or, for the reports of
+`sllm bench --json`, the same facts in their "provenance" object).
 
 A table "holds measured numbers" when one of its body cells is a decimal number, a percentage or
 a ratio (optionally signed, in bold or not; bare integers such as bit widths are specifications)
@@ -63,6 +64,19 @@ def numeric(cell: str) -> bool:
     return bool(NUMBER.match(c))
 
 
+def from_sllm_bench(data: dict) -> dict:
+    """The provenance of an `sllm bench --json` report, in bench/provenance.py's keys."""
+    p = data.get("provenance")
+    if not isinstance(p, dict) or "commit" not in p:
+        return data
+    m = p.get("machine") if isinstance(p.get("machine"), dict) else {}
+    return {"command": p.get("command"), "date": p.get("date"),
+            "git": {"commit": p.get("commit")} if p.get("commit") else None,
+            "machine": {"cpu_model": m.get("cpu"), "cpu_count": m.get("cores"),
+                        "isa": m.get("isa")},
+            "versions": p.get("versions")}
+
+
 def check_result(repo: Path, ref: str) -> list[str]:
     path = repo / ref
     if not path.is_file():
@@ -74,6 +88,7 @@ def check_result(repo: Path, ref: str) -> list[str]:
         data = json.loads(src.read_text())
     except json.JSONDecodeError as e:
         return [f"{src.relative_to(repo)}: not JSON ({e})"]
+    data = from_sllm_bench(data)
     problems = []
     for key, typ in PROVENANCE.items():
         if not isinstance(data.get(key), typ) or not data.get(key):
