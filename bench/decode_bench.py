@@ -11,8 +11,8 @@ Also sllm's batched decode throughput at several batch sizes.
 transformers runs the dense Hugging Face directory that `sllm convert` writes from the GGUF
 (same weights). llama.cpp is measured through llama-cpp-python when it is installed
 (pip install llama-cpp-python); it runs the GGUF file as stored (Q4_1). sllm runs it both ways:
-as stored (its default: Q4_1 blocks, the tied Q8_0 head; activations in int8 blocks, and with
---gguf-act f32) next to llama.cpp, and dequantized (--dequantize) to the named dtype next to
+as stored (its default: Q4_1 blocks, the tied Q8_0 head; fp32 activations, and int8 activation
+blocks with --gguf-act q8) next to llama.cpp, and dequantized (--dequantize) to the named dtype next to
 transformers.
 """
 import argparse
@@ -137,8 +137,8 @@ def main():
     for dtype in ("fp32", "bf16"):
         row("sllm", dtype, *run_sllm(args, dtype, 1, ["--dequantize"]))
         row("transformers", dtype, *run_transformers(args, dtype, hf_dir))
-    row("sllm (GGUF as stored, int8 act)", "fp32", *run_sllm(args, "fp32", 1))
     row("sllm (GGUF as stored, fp32 act)", "fp32", *run_sllm(args, "fp32", 1, ["--gguf-act", "f32"]))
+    row("sllm (GGUF as stored, int8 act)", "fp32", *run_sllm(args, "fp32", 1, ["--gguf-act", "q8"]))
     lc = run_llama_cpp(args)
     if lc:
         row("llama.cpp (Q4_1 as stored)", "q4_1", *lc)
@@ -155,9 +155,9 @@ def main():
             s = by[(eng, "fp32")]
             print(f"  {eng} fp32 / llama.cpp q4_1: {s['decode_tok_s'] / lc[1]:.2f}x "
                   f"(prefill {s['prefill_tok_s'] / lc[0]:.2f}x)")
-    print("\nsllm batched decode throughput (GGUF as stored, int8 act):")
+    print("\nsllm batched decode throughput (GGUF as stored, fp32 act):")
     res["batched"] = []
-    stored = by[("sllm (GGUF as stored, int8 act)", "fp32")]
+    stored = by[("sllm (GGUF as stored, fp32 act)", "fp32")]
     for b in [int(x) for x in args.batches.split(",")]:
         _, thr = run_sllm(args, "fp32", b) if b > 1 else (None, stored["decode_tok_s"])
         res["batched"].append({"batch": b, "tok_s": thr})

@@ -8,7 +8,7 @@
 The reference is the fp32 path: the dense Hugging Face directory `sllm convert` writes from the
 GGUF (its dequantized weights, fp32 activations). Against it, `sllm eval --ppl --kld-ref` scores
 tests/data/ppl_en.txt (ctx 512 windows) with the GGUF's blocks kept as stored and activations
-quantized to int8 per 32-element block (`--gguf-act q8`, the default) or fp32 (`--gguf-act f32`):
+quantized to int8 per 32-element block (`--gguf-act q8`) or fp32 (`--gguf-act f32`, the default):
 perplexity, mean / max KL(P_fp32 || P_path) per token and the % of positions whose top token
 agrees. Quality only: the seconds sllm reports are not a benchmark here.
 """

@@ -31,7 +31,7 @@ const options::Group<load::LoadOptions>& model_group() {
                  "--dequantize"},
                 &load::LoadOptions::dequantize),
       G::with<std::string>(
-          {"gguf_act", "q8", "GGUF blocks as stored: activations as int8 blocks (q8) or fp32 (f32)",
+          {"gguf_act", "f32", "GGUF blocks as stored: activations as fp32 (f32) or int8 blocks (q8)",
            "--gguf-act"},
           [](load::LoadOptions& o, const std::string& v) {
             SLLM_CHECK(v == "q8" || v == "f32", "gguf_act must be q8 or f32 (got '{}')", v);

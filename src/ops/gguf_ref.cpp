@@ -56,7 +56,9 @@ at::Tensor gguf_dequantize(const GgufTensors& w, at::ScalarType dtype) {
 }
 
 at::Tensor gguf_linear(const at::Tensor& x, const GgufTensors& w, const at::Tensor& bias) {
-  if (!w.q8_act) return at::linear(x, ref::gguf_dequantize(w, x.scalar_type()), bias);
+  if (!w.q8_act)
+    return at::linear(x, ref::gguf_dequantize(w, x.scalar_type()),
+                      bias.defined() ? bias.to(x.scalar_type()) : bias);
   detail::check(w);
   const int64_t rows = x.numel() / w.in, nb = w.in / 32;
   auto xb = x.reshape({rows, nb, 32}).to(at::kFloat);
