@@ -10,8 +10,10 @@ Also sllm's batched decode throughput at several batch sizes.
 
 transformers runs the dense Hugging Face directory that `sllm convert` writes from the GGUF
 (same weights). llama.cpp is measured through llama-cpp-python when it is installed
-(pip install llama-cpp-python); it runs the GGUF file as stored (Q4_1), the others
-dequantized to the named dtype.
+(pip install llama-cpp-python); it runs the GGUF file as stored (Q4_1). sllm runs it both ways:
+as stored (its default: Q4_1 blocks, the tied Q8_0 head; fp32 activations, and int8 activation
+blocks with --gguf-act q8) next to llama.cpp, and dequantized (--dequantize) to the named dtype next to
+transformers.
 """
 import argparse
 import json
@@ -33,7 +35,7 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def run_sllm(args, dtype, batch):
+def run_sllm(args, dtype, batch, flags=()):
     """Returns (prefill tok/s, decode tok/s) medians at batch 1, or throughput for batch > 1."""
     prefill, decode = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,7 +46,7 @@ def run_sllm(args, dtype, batch):
         cmd = [args.sllm, "generate", "--model", args.model, "--prompt-file", pf, "--json",
                "--temperature", "0", "--ignore-eos", "--chat-template", "false",
                "-n", str(args.max_new_tokens), "--threads", str(args.threads), "--dtype", dtype,
-               "--ctx", "1024", "--log-level", "warn"]
+               "--ctx", "1024", "--log-level", "warn", *flags]
         for _ in range(args.repeats):
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900).stdout
             rows = [json.loads(l) for l in out.splitlines() if l.strip()]
@@ -133,8 +135,10 @@ def main():
     subprocess.run([args.sllm, "convert", "--model", args.model, "--out", hf_dir, "--log-level", "warn"],
                    check=True)
     for dtype in ("fp32", "bf16"):
-        row("sllm", dtype, *run_sllm(args, dtype, 1))
+        row("sllm", dtype, *run_sllm(args, dtype, 1, ["--dequantize"]))
         row("transformers", dtype, *run_transformers(args, dtype, hf_dir))
+    row("sllm (GGUF as stored, fp32 act)", "fp32", *run_sllm(args, "fp32", 1, ["--gguf-act", "f32"]))
+    row("sllm (GGUF as stored, int8 act)", "fp32", *run_sllm(args, "fp32", 1, ["--gguf-act", "q8"]))
     lc = run_llama_cpp(args)
     if lc:
         row("llama.cpp (Q4_1 as stored)", "q4_1", *lc)
@@ -147,11 +151,15 @@ def main():
         print(f"  sllm / transformers {dtype}: {s['decode_tok_s'] / t['decode_tok_s']:.2f}x "
               f"(prefill {s['prefill_tok_s'] / t['prefill_tok_s']:.2f}x)")
     if lc:
-        print(f"  sllm fp32 / llama.cpp q4_1: {by[('sllm', 'fp32')]['decode_tok_s'] / lc[1]:.2f}x")
-    print("\nsllm batched decode throughput (fp32):")
+        for eng in ("sllm", "sllm (GGUF as stored, int8 act)", "sllm (GGUF as stored, fp32 act)"):
+            s = by[(eng, "fp32")]
+            print(f"  {eng} fp32 / llama.cpp q4_1: {s['decode_tok_s'] / lc[1]:.2f}x "
+                  f"(prefill {s['prefill_tok_s'] / lc[0]:.2f}x)")
+    print("\nsllm batched decode throughput (GGUF as stored, fp32 act):")
     res["batched"] = []
+    stored = by[("sllm (GGUF as stored, fp32 act)", "fp32")]
     for b in [int(x) for x in args.batches.split(",")]:
-        _, thr = run_sllm(args, "fp32", b) if b > 1 else (None, by[("sllm", "fp32")]["decode_tok_s"])
+        _, thr = run_sllm(args, "fp32", b) if b > 1 else (None, stored["decode_tok_s"])
         res["batched"].append({"batch": b, "tok_s": thr})
         print(f"  batch {b:>3}: {thr:8.1f} tok/s")
     with open(args.json, "w") as f:

@@ -25,6 +25,18 @@ const options::Group<load::LoadOptions>& model_group() {
       G::with<std::string>(
           {"device", "cpu", "cpu, cuda or cuda:N", "--device"},
           [](load::LoadOptions& o, const std::string& v) { o.device = load::parse_device(v); }),
+      G::member({"dequantize", false,
+                 "dequantize GGUF block weights to --dtype when loading (default: run them as "
+                 "stored); convert: also write quantized Linears dense",
+                 "--dequantize"},
+                &load::LoadOptions::dequantize),
+      G::with<std::string>(
+          {"gguf_act", "f32", "GGUF blocks as stored: activations as fp32 (f32) or int8 blocks (q8)",
+           "--gguf-act"},
+          [](load::LoadOptions& o, const std::string& v) {
+            SLLM_CHECK(v == "q8" || v == "f32", "gguf_act must be q8 or f32 (got '{}')", v);
+            o.gguf_q8_act = v == "q8";
+          }),
       G::plain({"threads", 0, "CPU threads (0: libtorch default)", "--threads"}),
       G::plain({"adapter", nullptr, "LoRA adapter directory (PEFT layout) applied to the model",
                 "--adapter"}),

@@ -11,10 +11,7 @@ namespace sllm::apps {
 
 options::Table convert_options() {
   return options::join(
-      {model_group().table(),
-       {{"out", nullptr, "output directory (must not exist)", "-o,--out"},
-        {"dequantize", false, "write quantized Linears dense (no quantization_config)",
-         "--dequantize"}}});
+      {model_group().table(), {{"out", nullptr, "output directory (must not exist)", "-o,--out"}}});
 }
 
 int run_convert(const nlohmann::json& cfg) {
@@ -23,7 +20,7 @@ int run_convert(const nlohmann::json& cfg) {
   const auto dtype = load::parse_dtype(config::get<std::string>(cfg, "dtype"));
   const std::string out = cfg["out"].get<std::string>();
   load::SaveOptions so;
-  so.dequantize = config::get<bool>(cfg, "dequantize");
+  so.dequantize = config::get<bool>(cfg, "dequantize");  // model_group's key, read here too
   load::save_hf_dir(m, out, dtype, so);
   log::info("wrote Hugging Face directory {} ({})", out, config::get<std::string>(cfg, "dtype"));
   return 0;

@@ -30,6 +30,7 @@ struct ModuleInfo {
   std::string name, format;
   std::vector<int64_t> shape;
   int64_t bytes = 0;
+  std::string stored;  // the file's type (GGUF), else empty
 };
 
 // Every weight as loaded, in Hugging Face naming, with its storage format.
@@ -52,9 +53,25 @@ std::vector<ModuleInfo> module_formats(const model::LlamaModel& m) {
                        l.weight_bytes() * part.rows / std::max<int64_t>(l.out_features(), 1)});
     out.push_back(dense(p + "post_attention_layernorm.weight", L.ffn_norm));
   }
-  if (!m.config().tie_embeddings)
-    out.push_back(dense("lm_head.weight", m.lm_head().dense_weight()));
+  const auto& head = m.lm_head();
+  if (!m.config().tie_embeddings || !head.is<model::DenseFormat>())
+    out.push_back({m.config().tie_embeddings ? "lm_head (tied to model.embed_tokens.weight)"
+                                             : "lm_head.weight",
+                   head.format_name(),
+                   {head.out_features(), head.in_features()},
+                   head.weight_bytes()});
   return out;
+}
+
+// The stored type of a tensor or module as the file holds it (GGUF), or "".
+std::string stored_type(const load::LoadedModel& m, const std::string& name) {
+  for (const auto& n :
+       {name, name + ".weight",
+        name.rfind("lm_head (tied", 0) == 0 ? std::string("model.embed_tokens.weight") : name}) {
+    auto it = m.stored_types.find(n);
+    if (it != m.stored_types.end()) return it->second;
+  }
+  return "";
 }
 
 }  // namespace
@@ -113,12 +130,14 @@ int run_info(const nlohmann::json& cfg) {
                    {"bytes_allocated", kv_alloc},
                    {"block_size", 16},
                    {"blocks", spec.num_blocks}};
-  const auto modules = module_formats(*m.model);
+  auto modules = module_formats(*m.model);
+  for (auto& mi : modules) mi.stored = stored_type(m, mi.name);
   std::map<std::string, int64_t> format_counts;
   for (const auto& mi : modules) {
     format_counts[mi.format]++;
     j["tensors"].push_back(
         {{"name", mi.name}, {"format", mi.format}, {"shape", mi.shape}, {"bytes", mi.bytes}});
+    if (!mi.stored.empty()) j["tensors"].back()["stored"] = mi.stored;
   }
   j["weight_formats"] = format_counts;
   if (config::get<bool>(cfg, "json")) {
@@ -146,9 +165,9 @@ int run_info(const nlohmann::json& cfg) {
              config::get<bool>(cfg, "tensors") ? "" : " (--tensors lists each tensor)");
   if (config::get<bool>(cfg, "tensors"))
     for (const auto& mi : modules)
-      fmt::print("  {:<48} {:<14} {:>10}  {}\n", mi.name,
+      fmt::print("  {:<48} {:<14} {:>10}  {}{}\n", mi.name,
                  fmt::format("[{}]", fmt::join(mi.shape, ", ")), memory::format_bytes(mi.bytes),
-                 mi.format);
+                 mi.format, mi.stored.empty() ? "" : " (stored " + mi.stored + ")");
   fmt::print("vocab          {} tokens; bos {} eos {} pad {}; add_bos {}\n", t.vocab_size(),
              t.bos_id >= 0 ? t.piece(t.bos_id) : "-", t.eos_id >= 0 ? t.piece(t.eos_id) : "-",
              t.pad_id >= 0 ? t.piece(t.pad_id) : "-", t.add_bos);

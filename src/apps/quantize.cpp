@@ -159,6 +159,7 @@ int run_quantize(const nlohmann::json& cfg) {
   const auto threads = config::get<int64_t>(cfg, "threads");
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
   auto lo = model_group().fill(cfg);
+  lo.dequantize = true;  // quantizing starts from dense weights (a GGUF file's dequantized)
 
   Timer total;
   auto base = load::load_model(model, lo);

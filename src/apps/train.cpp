@@ -179,7 +179,8 @@ int run_training(const nlohmann::json& cfg, const TrainRecipe& recipe) {
   auto lm = recipe.load_model ? recipe.load_model(run_dir) : [&] {
     const auto threads = config::get<int64_t>(cfg, "threads");
     if (threads > 0) at::set_num_threads(static_cast<int>(threads));
-    const auto o = quant_group(qlora).fill(cfg, model_group().fill(cfg));
+    auto o = quant_group(qlora).fill(cfg, model_group().fill(cfg));
+    o.dequantize = true;  // a GGUF base trains on dense (or NF4) weights, as it always did
     SLLM_CHECK(cfg["model"].is_string(), "no model given: pass --model <file.gguf | hf-directory>");
     Timer t;
     auto m = load::load_model(cfg["model"].get<std::string>(), o);

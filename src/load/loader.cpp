@@ -20,6 +20,7 @@
 #include "load/quant_layout.h"
 #include "load/tensor_io.h"
 #include "ops/cuda_plugin.h"
+#include "ops/gguf.h"
 #include "quant/nf4.h"
 
 namespace fs = std::filesystem;
@@ -113,6 +114,50 @@ Names hf_names() {
           }};
 }
 
+// A Linear over GGUF blocks as stored, when every part's file tensor is a type Linears keep
+// (ops::gguf_linear_type) and all share it; std::nullopt otherwise. permute[i]: part i's rows
+// are llama.cpp's q/k order, restored on the rows of blocks (a row permutation, so the bytes
+// stay exact).
+std::optional<model::Linear> gguf_blocks_linear(const TensorSource& src,
+                                                const std::vector<std::string>& names,
+                                                const std::vector<std::string>& tensors,
+                                                const std::vector<std::vector<int64_t>>& shapes,
+                                                const std::vector<int64_t>& permute_heads,
+                                                bool q8_act) {
+  std::vector<const io::TensorView*> views;
+  for (const auto& t : tensors) {
+    const auto* v = src.find(t);
+    if (v == nullptr || !ops::gguf_linear_type(v->ggml_type)) return std::nullopt;
+    if (!views.empty() && v->ggml_type != views[0]->ggml_type) return std::nullopt;
+    views.push_back(v);
+  }
+  std::vector<model::LinearPart> parts;
+  std::vector<at::Tensor> rows;
+  int64_t out = 0;
+  const int64_t in = shapes[0][1];
+  for (size_t i = 0; i < views.size(); ++i) {
+    const auto* v = views[i];
+    SLLM_CHECK(v->shape == shapes[i], "{}: tensor '{}' has shape [{}], expected [{}]", src.where,
+               v->name, fmt::join(v->shape, ", "), fmt::join(shapes[i], ", "));
+    const int64_t r = shapes[i][0];
+    SLLM_CHECK(r > 0 && v->nbytes % static_cast<size_t>(r) == 0,
+               "{}: tensor '{}' holds {} bytes, not whole rows of blocks", src.where, v->name,
+               v->nbytes);
+    auto b =
+        tensor_from_bytes(v->data, v->nbytes, {r, static_cast<int64_t>(v->nbytes) / r}, at::kByte);
+    io::MappedFile::drop_pages(v->data, v->nbytes);
+    if (permute_heads[i] > 0) b = unpermute_qk(b, permute_heads[i]).contiguous();
+    parts.push_back({names[i], r});
+    rows.push_back(b);
+    out += r;
+  }
+  model::Linear l;
+  l.weight = model::GgufFormat{{ops::make_gguf_tensors(
+      rows.size() == 1 ? rows[0] : at::cat(rows, 0), views[0]->ggml_type, out, in, q8_act)}};
+  l.parts = std::move(parts);
+  return l;
+}
+
 // bnb's double-quant offset is torch's fp32 mean; at::mean reproduces its reduction order.
 float torch_mean(const float* x, int64_t n) {
   return at::from_blob(const_cast<float*>(x), {n}, at::kFloat).mean().item<float>();
@@ -149,7 +194,8 @@ model::Linear make_linear(const std::vector<std::string>& names,
 std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c,
                                                      const TensorSource& src, const Names& n,
                                                      bool gguf_qk_permuted, const LoadOptions& o,
-                                                     const quant_layout::Scheme& scheme = {}) {
+                                                     const quant_layout::Scheme& scheme = {},
+                                                     bool gguf_blocks = false) {
   const int64_t hid = c.hidden_size, qd = c.num_heads * c.head_dim,
                 kd = c.num_kv_heads * c.head_dim, I = c.intermediate_size;
   const std::string w = ".weight";
@@ -201,9 +247,24 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
                                                 "self_attn.v_proj"};
     auto qkv_stored = stored(qkv_parts, {mod("q"), mod("k"), mod("v")},
                              {{qd, hid}, {kd, hid}, {kd, hid}}, qkv_bias);
+    // GGUF blocks kept as stored (biases, where a model has them, stay dense).
+    auto blocks = [&](const std::vector<std::string>& parts, const std::vector<std::string>& keys,
+                      const std::vector<std::vector<int64_t>>& shapes,
+                      std::vector<int64_t> heads = {}) -> std::optional<model::Linear> {
+      if (!gguf_blocks) return std::nullopt;
+      std::vector<std::string> tensors;
+      for (const auto& k : keys) tensors.push_back(mod(k) + w);
+      heads.resize(keys.size(), 0);
+      return gguf_blocks_linear(src, parts, tensors, shapes, heads, o.gguf_q8_act);
+    };
+    if (!qkv_stored)
+      qkv_stored =
+          blocks(qkv_parts, {"q", "k", "v"}, {{qd, hid}, {kd, hid}, {kd, hid}},
+                 {gguf_qk_permuted ? c.num_heads : 0, gguf_qk_permuted ? c.num_kv_heads : 0});
     model::Linear qkv;
     if (qkv_stored) {
       qkv = std::move(*qkv_stored);
+      if (qkv.is<model::GgufFormat>() && qkv_bias.defined()) qkv.bias = cv(qkv_bias);
     } else {
       auto q = src.get(n.layer(i, "q") + w, {qd, hid});
       auto k = src.get(n.layer(i, "k") + w, {kd, hid});
@@ -215,15 +276,19 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
       qkv = make_linear(qkv_parts, {q, k, v}, qkv_bias, o);
     }
     auto attn_o = stored({"self_attn.o_proj"}, {mod("o")}, {{hid, qd}}, {});
+    if (!attn_o) attn_o = blocks({"self_attn.o_proj"}, {"o"}, {{hid, qd}});
     if (!attn_o)
       attn_o = make_linear({"self_attn.o_proj"}, {src.get(n.layer(i, "o"), {hid, qd})}, {}, o);
     auto gate_up = stored({"mlp.gate_proj", "mlp.up_proj"}, {mod("gate"), mod("up")},
                           {{I, hid}, {I, hid}}, {});
     if (!gate_up)
+      gate_up = blocks({"mlp.gate_proj", "mlp.up_proj"}, {"gate", "up"}, {{I, hid}, {I, hid}});
+    if (!gate_up)
       gate_up = make_linear(
           {"mlp.gate_proj", "mlp.up_proj"},
           {src.get(n.layer(i, "gate"), {I, hid}), src.get(n.layer(i, "up"), {I, hid})}, {}, o);
     auto down = stored({"mlp.down_proj"}, {mod("down")}, {{hid, I}}, {});
+    if (!down) down = blocks({"mlp.down_proj"}, {"down"}, {{hid, I}});
     if (!down)
       down = make_linear({"mlp.down_proj"}, {src.get(n.layer(i, "down"), {hid, I})}, {}, o);
     layers.push_back({cv(src.get(n.layer(i, "attn_norm"), {hid})),
@@ -233,10 +298,18 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   }
   if (bar) bar->finish();
   auto final_norm = cv(src.get(n.final_norm, {hid}));
-  // The output projection stays dense (as bitsandbytes leaves lm_head unquantized).
+  // The output projection stays dense (as bitsandbytes leaves lm_head unquantized), except GGUF
+  // blocks kept as stored: the head (tied: the embedding table's blocks) runs on them.
+  std::optional<model::Linear> stored_head;
+  if (gguf_blocks)
+    stored_head = gguf_blocks_linear(src, {"lm_head"}, {c.tie_embeddings ? n.embed : n.lm_head},
+                                     {{c.vocab_size, hid}}, {0}, o.gguf_q8_act);
   model::Linear head{embed, {}};
   head.parts = {{"lm_head", c.vocab_size}};
-  if (!c.tie_embeddings) head.dense_weight() = cv(src.get(n.lm_head, {c.vocab_size, hid}));
+  if (stored_head)
+    head = std::move(*stored_head);
+  else if (!c.tie_embeddings)
+    head.dense_weight() = cv(src.get(n.lm_head, {c.vocab_size, hid}));
   return std::make_shared<const model::LlamaModel>(c, embed, std::move(layers), final_norm, head);
 }
 
@@ -311,7 +384,24 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& o) {
     m.file_bytes += t.nbytes;
   }
   m.display_name = f.get_string_or("general.name", fs::path(path).stem().string());
-  m.model = build_model(c, src, gguf_names(), c.architecture == "llama", o);
+  {
+    const auto g = gguf_names(), h = hf_names();
+    auto weight = [](std::string n) {
+      return n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0 ? n : n + ".weight";
+    };
+    std::map<std::string, std::string> hf = {
+        {g.embed, h.embed}, {g.final_norm, h.final_norm}, {g.lm_head, h.lm_head}};
+    for (int64_t i = 0; i < c.num_layers; ++i)
+      for (const char* k : {"attn_norm", "ffn_norm", "q", "k", "v", "o", "gate", "up", "down"})
+        hf[weight(g.layer(i, k))] = weight(h.layer(i, k));
+    for (const auto& t : f.tensors())
+      if (auto it = hf.find(t.name); it != hf.end())
+        m.stored_types[it->second] = io::ggml_type_name(t.ggml_type);
+  }
+  // Blocks as stored run on the CPU kernels; quantizing to NF4, CUDA and --dequantize take the
+  // dense path.
+  const bool blocks = !o.dequantize && o.quantize.empty() && o.device.is_cpu();
+  m.model = build_model(c, src, gguf_names(), c.architecture == "llama", o, {}, blocks);
   return m;
 }
 
@@ -385,10 +475,15 @@ void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarTyp
   io::AtomicDir out(out_dir, /*replace=*/false);
   const auto& c = m.model->config();
   auto saved = m.model;
-  if (so.dequantize)
+  // GGUF blocks have no Hugging Face layout: those Linears are always written dense.
+  bool gguf = false;
+  for (const auto& L : m.model->layers())
+    for (const auto& [name, l] : L.linears()) gguf = gguf || l.is<model::GgufFormat>();
+  if (so.dequantize || gguf)
     saved = std::make_shared<const model::LlamaModel>(
-        m.model->map_linears([](int64_t, const model::Linear& l) {
-          if (l.is<model::DenseFormat>()) return l;
+        m.model->map_linears([&](int64_t, const model::Linear& l) {
+          if (l.is<model::DenseFormat>() || (!so.dequantize && !l.is<model::GgufFormat>()))
+            return l;
           std::vector<at::Tensor> w;
           for (int j = 0; j < static_cast<int>(std::max<size_t>(l.parts.size(), 1)); ++j)
             w.push_back(l.dense_part(j));

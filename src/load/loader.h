@@ -26,6 +26,13 @@ struct LoadOptions {
   std::string quantize;
   int64_t blocksize = 64;
   bool double_quant = true;
+  // GGUF files: Linears stored as Q4_0 / Q4_1 / Q8_0 (and a tied output head in one of those)
+  // stay in their blocks, as stored (CPU only; `quantize` and CUDA dequantize). true: every
+  // tensor is dequantized to dtype.
+  bool dequantize = false;
+  // GGUF blocks kept as stored multiply int8 activations (per 32-element block); false: fp32.
+  // Off by default: the int8 path does not yet give the default model's greedy answers.
+  bool gguf_q8_act = false;
 };
 
 struct LoadedModel {
@@ -36,6 +43,9 @@ struct LoadedModel {
   std::map<std::string, int64_t> file_tensor_types;  // e.g. {"Q4_1": 210, "F32": 61}
   uint64_t file_bytes = 0;                           // tensor bytes as stored in the file
   std::string display_name;                          // general.name or directory name
+  // GGUF: each tensor's stored GGML type by its Hugging Face name ("model.layers.0.self_attn.
+  // q_proj.weight" -> "Q4_1"); empty for directories (their dtypes are in file_tensor_types).
+  std::map<std::string, std::string> stored_types;
 };
 
 LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});

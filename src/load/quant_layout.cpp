@@ -86,6 +86,11 @@ std::string layout_of(const model::Linear& l) {
           [](const model::DenseFormat&) { return std::string(); },
           [](const model::Nf4Format&) { return std::string("bitsandbytes 4-bit"); },
           [](const model::Int8Format&) { return std::string("bitsandbytes int8"); },
+          [](const model::GgufFormat&) -> std::string {
+            SLLM_FAIL(
+                "GGUF blocks have no Hugging Face checkpoint layout (save_hf_dir writes "
+                "them dense)");
+          },
           [](const model::IntQFormat& f) {
             if (f.method == "gptq" || f.method == "rtn") return std::string("GPTQ");
             if (f.method == "awq") return std::string("AWQ");
@@ -110,7 +115,7 @@ std::vector<std::pair<std::string, NamedTensors>> module_tensors(int64_t i, cons
     }
   };
   std::visit(
-      model::Overloaded{[](const model::DenseFormat&) {},
+      model::Overloaded{[](const model::DenseFormat&) {}, [](const model::GgufFormat&) {},
                         [&](const model::Nf4Format&) { out = bnb::linear_tensors(i, l, dtype); },
                         [&](const model::Int8Format&) {
                           per_part([&](const std::string& module, int j) {
@@ -246,7 +251,8 @@ std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Sc
 // ---- saving ----
 
 NamedTensors hf_tensors(const model::LlamaModel& m, at::ScalarType dtype) {
-  SLLM_CHECK(m.lm_head().is<model::DenseFormat>(),
+  // A tied head is not written (the embedding is), whatever its format.
+  SLLM_CHECK(m.lm_head().is<model::DenseFormat>() || m.config().tie_embeddings,
              "a quantized lm_head cannot be saved (the checkpoint layouts keep lm_head dense)");
   // "<module>.weight" -> the module's quantized tensors, spliced into the dense state dict below.
   std::map<std::string, NamedTensors> splice;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "ops/gguf.h"
 #include "ops/intq.h"
 #include "ops/nf4.h"
 #include "quant/intq.h"
@@ -120,6 +121,22 @@ quant::Int8Weight Int8Format::slice(int64_t off, int64_t rows) const {
   q.q.assign(w.data_ptr<int8_t>(), w.data_ptr<int8_t>() + w.numel());
   q.scb.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
   return q;
+}
+
+// ---- gguf ----
+
+at::Tensor GgufFormat::forward(const at::Tensor& x, const at::Tensor& bias) const {
+  return ops::gguf_linear(x, t, bias);
+}
+
+at::Tensor GgufFormat::dequantize() const { return ops::gguf_dequantize(t, at::kFloat); }
+
+std::string GgufFormat::name() const {
+  return "gguf " + t.type_name() + (t.q8_act ? " (int8 activations)" : " (fp32 activations)");
+}
+
+GgufFormat GgufFormat::to(at::Device device, std::optional<at::ScalarType>) const {
+  return {{t.to(device)}};
 }
 
 }  // namespace sllm::model

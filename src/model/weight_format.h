@@ -1,7 +1,7 @@
 // The storage formats of a Linear's weight, one struct each: dense, bitsandbytes NF4/FP4,
-// group-wise int-N (GPTQ, AWQ, RTN) and LLM.int8(). Every struct holds the whole (possibly fused)
-// weight and has the same members, so that Linear dispatches with one std::visit and a new
-// format is one struct (plus its kernels):
+// group-wise int-N (GPTQ, AWQ, RTN), LLM.int8() and GGUF blocks (Q4_0, Q4_1, Q8_0) as stored. Every
+// struct holds the whole (possibly fused) weight and has the same members, so that Linear
+// dispatches with one std::visit and a new format is one struct (plus its kernels):
 //   kind                 short name ("dense", "nf4", ...)
 //   forward(x, bias)     x [..., in] -> [..., out]
 //   dequantize()         [out, in]: the stored tensor for dense, fp32 for the others
@@ -20,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "ops/gguf.h"
 #include "ops/intq.h"
 #include "ops/nf4.h"
 
@@ -100,7 +101,19 @@ struct Int8Format : QuantizedFormat<ops::Int8Tensors> {
   quant::Int8Weight slice(int64_t offset, int64_t rows) const;  // as IntQFormat::slice
 };
 
-using LinearWeight = std::variant<DenseFormat, Nf4Format, IntQFormat, Int8Format>;
+// GGUF blocks as the file stores them (ops/gguf.h): a GGUF model's Linears and its tied output
+// head run on them without a dense copy.
+struct GgufFormat : QuantizedFormat<ops::GgufTensors> {
+  static constexpr std::string_view kind = "gguf";
+
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias) const;
+  at::Tensor dequantize() const;
+  std::string name() const;  // "gguf Q4_1 (int8 activations)"
+  at::Device device() const { return t.blocks.device(); }
+  GgufFormat to(at::Device device, std::optional<at::ScalarType> dtype) const;
+};
+
+using LinearWeight = std::variant<DenseFormat, Nf4Format, IntQFormat, Int8Format, GgufFormat>;
 
 // std::visit over several lambdas: std::visit(Overloaded{[](const DenseFormat&) {}, ...}, w).
 template <class... Fs>

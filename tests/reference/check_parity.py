@@ -151,7 +151,10 @@ class Sllm:
         self.threads = threads
 
     def model_args(self, model: str) -> list[str]:
-        return ["--model", model] + (["--threads", str(self.threads)] if self.threads > 0 else [])
+        # A GGUF file runs dequantized to fp32, the weights transformers computes with (its blocks
+        # as stored are compared with this path in tests/model/test_gguf_stored.cpp).
+        deq = ["--dequantize"] if model.endswith(".gguf") else []
+        return ["--model", model, *deq] + (["--threads", str(self.threads)] if self.threads > 0 else [])
 
     def run(self, args: list[str], timeout: float) -> str:
         cmd = [self.bin, *args]

@@ -1,0 +1,303 @@
+// GGUF block matmul bodies (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 as stored), one instantiation per ISA
+// translation unit (gguf_isa_*.cpp), which enables its instruction set before including this.
+// Contracts: gguf_matmul.h. The block dot products of the q8 path work on 32 int8 lanes (one block
+// per 256-bit vector): weights as unsigned nibbles (Q4_1) or signed values (Q4_0 minus 8, Q8_0; the
+// sign moved onto x so that vpdpbusd / vpmaddubsw see |w| unsigned), exact in int32.
+// No include guard: one inclusion per ISA translation unit.
+#ifndef SLLM_GGUF_ISA
+#error "define SLLM_GGUF_ISA (and the matching #pragma GCC target) before including this"
+#endif
+// The vector code exists only in the SIMD translation units (SLLM_GGUF_SIMD 1).
+#ifndef SLLM_GGUF_SIMD
+#define SLLM_GGUF_SIMD 0
+#endif
+
+namespace sllm::kernels::cpu::gguf_isa {
+namespace {
+
+constexpr Isa kIsa = SLLM_GGUF_ISA;
+constexpr int kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8;
+// Types with a minimum (w = d * q + m, q unsigned); the others are w = d * (signed q).
+constexpr bool has_min(int t) { return t == kQ4_1 || t == kQ5_1; }
+constexpr int kMaxTile = 4;  // rows of x per pass over the weight
+
+inline uint16_t ld16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (static_cast<uint16_t>(p[1]) << 8));
+}
+
+inline float half(const uint8_t* p) {
+#if SLLM_GGUF_SIMD
+  if constexpr (kIsa != Isa::scalar) return _cvtsh_ss(ld16(p));
+#endif
+  return fp16_to_fp32(ld16(p));
+}
+
+// Block b of a row: its scale, minimum (Q4_1, Q5_1), fifth bits (Q5_x) and quantized values.
+struct Block {
+  float d, m;
+  uint32_t qh;
+  const uint8_t* qs;
+};
+template <int T>
+inline Block block_at(const uint8_t* row, int64_t b) {
+  if constexpr (T == kQ4_0) {
+    const uint8_t* p = row + b * 18;
+    return {half(p), 0.f, 0, p + 2};
+  } else if constexpr (T == kQ4_1) {
+    const uint8_t* p = row + b * 20;
+    return {half(p), half(p + 2), 0, p + 4};
+  } else if constexpr (T == kQ5_0) {
+    const uint8_t* p = row + b * 22;
+    uint32_t qh;
+    std::memcpy(&qh, p + 2, 4);
+    return {half(p), 0.f, qh, p + 6};
+  } else if constexpr (T == kQ5_1) {
+    const uint8_t* p = row + b * 24;
+    uint32_t qh;
+    std::memcpy(&qh, p + 4, 4);
+    return {half(p), half(p + 2), qh, p + 8};
+  } else {
+    const uint8_t* p = row + b * 34;
+    return {half(p), 0.f, 0, p + 2};
+  }
+}
+
+// Element j of a block as the integer the scale multiplies: Q8_0 its int8, Q4 / Q5 the low
+// nibble of byte j (j < 16) or the high nibble of byte j - 16, plus bit j of qh as the fifth
+// bit; minus 8 / 16 for the types without a minimum.
+template <int T>
+inline int weight_int(const Block& k, int j) {
+  if constexpr (T == kQ8_0) return static_cast<int8_t>(k.qs[j]);
+  const int nib = j < 16 ? (k.qs[j] & 0xF) : (k.qs[j - 16] >> 4);
+  if constexpr (T == kQ5_0 || T == kQ5_1) {
+    const int q = nib | static_cast<int>(((k.qh >> j) & 1u) << 4);
+    return T == kQ5_0 ? q - 16 : q;
+  }
+  return T == kQ4_0 ? nib - 8 : nib;
+}
+
+// Scalar block dot: sum over the block of the integer weights times qx.
+template <int T>
+inline int32_t dot_scalar(const Block& k, const int8_t* qx) {
+  int32_t s = 0;
+  for (int j = 0; j < 32; ++j) s += weight_int<T>(k, j) * qx[j];
+  return s;
+}
+
+#if SLLM_GGUF_SIMD
+// The 32 weights of a block as bytes in element order: Q4 nibbles 0..15 (Q4_0: minus 8, signed),
+// Q8_0 the int8 values.
+template <int T>
+SLLM_VEC_INLINE __m256i block_bytes(const Block& k) {
+  if constexpr (T == kQ8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qs));
+  } else {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k.qs));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+    if constexpr (T == kQ5_0 || T == kQ5_1) {
+      // byte j = 0xFF where bit j of qh is set: byte j / 8 of qh spread over 8 lanes, each lane
+      // OR-ed with every bit but its own
+      const __m256i spread = _mm256_shuffle_epi8(
+          _mm256_set1_epi32(static_cast<int>(k.qh)),
+          _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+      const __m256i set = _mm256_cmpeq_epi8(
+          _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi8(-1));
+      w = _mm256_or_si256(w, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    }
+    if constexpr (T == kQ4_0) return _mm256_sub_epi8(w, _mm256_set1_epi8(8));
+    if constexpr (T == kQ5_0) return _mm256_sub_epi8(w, _mm256_set1_epi8(16));
+    return w;
+  }
+}
+
+// u8 x s8 products summed in groups of 4 into 8 int32 lanes.
+SLLM_VEC_INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
+  if constexpr (kIsa == Isa::avx512) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+  } else {
+    // |u| <= 128 and |s| <= 127: a pair sums to at most 32512, inside int16
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+  }
+}
+
+template <int T>
+SLLM_VEC_INLINE __m256i dot_block(__m256i w, const int8_t* qx) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx));
+  if constexpr (has_min(T)) return dot_u8s8(w, x);
+  return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+
+SLLM_VEC_INLINE float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+// R rows of x against outputs [o0, o1), q8 path.
+template <int T, int R>
+void q8_tile(const GgufView& w, const int8_t* qx, const float* dx, const float* sx,
+             const float* bias, float* y, int64_t o0, int64_t o1) {
+  const int64_t nb = w.in / 32, rb = w.row_bytes();
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* row = w.blocks + o * rb;
+    float mins[R] = {};
+    float res[R];
+#if SLLM_GGUF_SIMD
+    if constexpr (kIsa != Isa::scalar) {
+      __m256 acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const Block k = block_at<T>(row, b);
+        const __m256i wv = block_bytes<T>(k);
+        for (int r = 0; r < R; ++r) {
+          const int64_t xb = r * nb + b;
+          const __m256i s = dot_block<T>(wv, qx + xb * 32);
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(k.d * dx[xb]), acc[r]);
+          if constexpr (has_min(T)) mins[r] += k.m * sx[xb];
+        }
+      }
+      for (int r = 0; r < R; ++r) res[r] = hsum(acc[r]);
+    } else
+#endif
+    {
+      for (int r = 0; r < R; ++r) res[r] = 0.f;
+      for (int64_t b = 0; b < nb; ++b) {
+        const Block k = block_at<T>(row, b);
+        for (int r = 0; r < R; ++r) {
+          const int64_t xb = r * nb + b;
+          res[r] += static_cast<float>(dot_scalar<T>(k, qx + xb * 32)) * (k.d * dx[xb]);
+          if constexpr (has_min(T)) mins[r] += k.m * sx[xb];
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const float v = res[r] + mins[r];
+      y[r * w.out + o] = bias ? v + bias[o] : v;
+    }
+  }
+}
+
+// A block decoded to fp32 (the dequantizers' arithmetic).
+template <int T>
+inline void decode(const Block& k, float* f) {
+  for (int j = 0; j < 32; ++j) {
+    const float q = static_cast<float>(weight_int<T>(k, j));
+    f[j] = has_min(T) ? k.d * q + k.m : k.d * q;
+  }
+}
+
+// R rows of x against outputs [o0, o1), f32 path.
+template <int T, int R>
+void f32_tile(const GgufView& w, const float* x, const float* bias, float* y, int64_t o0,
+              int64_t o1) {
+  using V = Vec<kIsa>;
+  constexpr int W = V::kWidth;
+  const int64_t nb = w.in / 32, rb = w.row_bytes();
+  alignas(64) float f[32];
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* row = w.blocks + o * rb;
+    typename V::F acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = V::zero();
+    for (int64_t b = 0; b < nb; ++b) {
+      decode<T>(block_at<T>(row, b), f);
+      for (int r = 0; r < R; ++r) {
+        const float* xr = x + r * w.in + b * 32;
+#pragma GCC unroll 32
+        for (int j = 0; j < 32; j += W) acc[r] = V::fma(V::load(f + j), V::load(xr + j), acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const float v = V::reduce_add(acc[r]);
+      y[r * w.out + o] = bias ? v + bias[o] : v;
+    }
+  }
+}
+
+template <int T>
+void q8_rows(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx, const float* sx,
+             const float* bias, float* y, int64_t o0, int64_t o1) {
+  const int64_t nb = w.in / 32;
+  for (int64_t r = 0; r < rows; r += kMaxTile) {
+    const int64_t n = std::min<int64_t>(kMaxTile, rows - r);
+    const int8_t* q = qx + r * w.in;
+    const float *d = dx + r * nb, *s = sx + r * nb;
+    float* yr = y + r * w.out;
+    switch (n) {
+      case 1:
+        q8_tile<T, 1>(w, q, d, s, bias, yr, o0, o1);
+        break;
+      case 2:
+        q8_tile<T, 2>(w, q, d, s, bias, yr, o0, o1);
+        break;
+      case 3:
+        q8_tile<T, 3>(w, q, d, s, bias, yr, o0, o1);
+        break;
+      default:
+        q8_tile<T, 4>(w, q, d, s, bias, yr, o0, o1);
+    }
+  }
+}
+
+template <int T>
+void f32_rows(const GgufView& w, int64_t rows, const float* x, const float* bias, float* y,
+              int64_t o0, int64_t o1) {
+  for (int64_t r = 0; r < rows; r += kMaxTile) {
+    const int64_t n = std::min<int64_t>(kMaxTile, rows - r);
+    const float* xr = x + r * w.in;
+    float* yr = y + r * w.out;
+    switch (n) {
+      case 1:
+        f32_tile<T, 1>(w, xr, bias, yr, o0, o1);
+        break;
+      case 2:
+        f32_tile<T, 2>(w, xr, bias, yr, o0, o1);
+        break;
+      case 3:
+        f32_tile<T, 3>(w, xr, bias, yr, o0, o1);
+        break;
+      default:
+        f32_tile<T, 4>(w, xr, bias, yr, o0, o1);
+    }
+  }
+}
+
+}  // namespace
+
+template <>
+void gemm_q8<SLLM_GGUF_ISA>(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx,
+                            const float* sx, const float* bias, float* y, int64_t o0, int64_t o1) {
+  switch (w.type) {
+    case kQ4_0:
+      return q8_rows<kQ4_0>(w, rows, qx, dx, sx, bias, y, o0, o1);
+    case kQ4_1:
+      return q8_rows<kQ4_1>(w, rows, qx, dx, sx, bias, y, o0, o1);
+    case kQ5_0:
+      return q8_rows<kQ5_0>(w, rows, qx, dx, sx, bias, y, o0, o1);
+    case kQ5_1:
+      return q8_rows<kQ5_1>(w, rows, qx, dx, sx, bias, y, o0, o1);
+    default:
+      return q8_rows<kQ8_0>(w, rows, qx, dx, sx, bias, y, o0, o1);
+  }
+}
+
+template <>
+void gemm_f32<SLLM_GGUF_ISA>(const GgufView& w, int64_t rows, const float* x, const float* bias,
+                             float* y, int64_t o0, int64_t o1) {
+  switch (w.type) {
+    case kQ4_0:
+      return f32_rows<kQ4_0>(w, rows, x, bias, y, o0, o1);
+    case kQ4_1:
+      return f32_rows<kQ4_1>(w, rows, x, bias, y, o0, o1);
+    case kQ5_0:
+      return f32_rows<kQ5_0>(w, rows, x, bias, y, o0, o1);
+    case kQ5_1:
+      return f32_rows<kQ5_1>(w, rows, x, bias, y, o0, o1);
+    default:
+      return f32_rows<kQ8_0>(w, rows, x, bias, y, o0, o1);
+  }
+}
+
+}  // namespace sllm::kernels::cpu::gguf_isa

@@ -1,0 +1,19 @@
+// The AVX-512 VNNI instantiation of the GGUF block kernels: int8 block dots through vpdpbusd on
+// 256-bit vectors (one 32-element block each), fp32 blocks on 512-bit vectors. Only the body
+// gets the target (gguf_isa.h keeps the baseline).
+#include "kernels/cpu/gguf_isa.h"
+
+#ifdef SLLM_CPU_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+// GCC 12 warns on the deliberately undefined pass-through operands inside its own AVX-512
+// intrinsics when they are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define SLLM_GGUF_ISA Isa::avx512
+#define SLLM_GGUF_SIMD 1
+#include "kernels/cpu/gguf_body.h"
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
