@@ -153,13 +153,13 @@ int run_generate_answers(const json& cfg) {
              "--generate writes the teacher's answers to --out FILE.jsonl (got '{}')", out);
   const auto items = read_prompts(cfg["generate"]["prompts"].get<std::string>());
   auto t = load_teacher(cfg, false);
-  data::DatasetOptions prompt;
-  prompt.chat_template = use_chat_template(*t.tokenizer, cfg["data"]["chat_template"]);
-  prompt.system = config::get<std::string>(cfg, "data.system");
+  TaskEvalSettings s;
+  s.prompt.chat_template = use_chat_template(*t.tokenizer, cfg["data"]["chat_template"]);
+  s.prompt.system = config::get<std::string>(cfg, "data.system");
+  s.max_new_tokens = config::get<int64_t>(cfg, "generate.max_new_tokens");
+  s.max_seqs = config::get<int64_t>(cfg, "generate.max_seqs");
   at::NoGradGuard no_grad;
-  auto r = run_task_eval(t.model, t.tokenizer, items, prompt,
-                         config::get<int64_t>(cfg, "generate.max_new_tokens"),
-                         config::get<int64_t>(cfg, "generate.max_seqs"), "teacher answers");
+  auto r = run_task_eval(t.model, t.tokenizer, items, s, "teacher answers");
   std::string text;
   for (const auto& res : r.results) {
     json j = {{"prompt", res.item.prompt}, {"completion", res.got}};

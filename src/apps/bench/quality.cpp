@@ -21,11 +21,11 @@ using nlohmann::json;
 json op_task(WorkerState& w, const json& req) {
   const auto file = req.at("file").get<std::string>();
   const auto items = eval::load_task_file(file, req.at("limit").get<int64_t>());
-  data::DatasetOptions prompt;
-  prompt.chat_template = use_chat_template(*w.m.tokenizer, req.at("chat_template"));
+  TaskEvalSettings s;
+  s.prompt.chat_template = use_chat_template(*w.m.tokenizer, req.at("chat_template"));
+  s.max_new_tokens = req.at("max_new_tokens").get<int64_t>();
   at::NoGradGuard no_grad;
-  const auto r = run_task_eval(w.m.model, w.m.tokenizer, items, prompt,
-                               req.at("max_new_tokens").get<int64_t>(), 16, "task eval");
+  const auto r = run_task_eval(w.m.model, w.m.tokenizer, items, s, "task eval");
   return {{"exact_match", r.summary.exact_match},
           {"exact", r.summary.exact},
           {"n", r.summary.n},
