@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
     auto cfg = sllm::options::defaults(sllm::apps::model_group().table());
     cfg["model"] = argv[1];
     cfg["threads"] = argc >= 10 ? std::stoll(argv[9]) : 2;
+    cfg["dequantize"] = true;  // GPTQ starts from dense weights, as sllm quantize does
     const auto m = sllm::apps::load_from_config(cfg);
     sllm::quantize::CalibOptions co;
     if (argc == 11) co.samples = std::stoll(argv[10]);
