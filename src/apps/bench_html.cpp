@@ -94,8 +94,9 @@ std::string offline_tables(const json& r) {
   for (const auto& m : models_of(r)) {
     if (!m.is_object()) continue;
     std::string row = cell(at(m, {"name"})) + cell(at(m, {"spec"})) + cell(at(m, {"load_s"}));
-    row += "<td>" + mib(at(m, {"weights_bytes"})) + "</td><td>" + mib(at(m, {"peak_rss_bytes"})) +
-           "</td>";
+    for (const char* k :
+         {"weights_bytes", "peak_rss_bytes", "cuda_allocated_bytes", "cuda_reserved_bytes"})
+      row += "<td>" + mib(at(m, {k})) + "</td>";
     for (const char* p : {"p50", "p95", "p99"}) row += cell(at(m, {"latency_ms", p}));
     row += cell(at(m, {"ttft_ms", "p50"})) + cell(at(m, {"tpot_ms", "p50"}));
     row += "<td>" + xml_escape(mean_std(at(m, {"prefill_tok_s"}))) + "</td>";
@@ -104,12 +105,12 @@ std::string offline_tables(const json& r) {
     row += cell(at(m, {"ratio_vs_first"})) + cell(at(m, {"error"}));
     rows.push_back(row);
   }
-  std::string out =
-      "<h2>Models</h2>\n" +
-      table({"model", "spec", "load s", "weights MiB", "peak RSS MiB", "e2e p50 ms", "e2e p95 ms",
-             "e2e p99 ms", "TTFT p50 ms", "TPOT p50 ms", "prefill tok/s", "decode tok/s",
-             "exact match", "ppl", "KLD", "vs first", "error"},
-            rows);
+  std::string out = "<h2>Models</h2>\n" +
+                    table({"model", "spec", "load s", "weights MiB", "peak RSS MiB",
+                           "CUDA alloc MiB", "CUDA reserved MiB", "e2e p50 ms", "e2e p95 ms",
+                           "e2e p99 ms", "TTFT p50 ms", "TPOT p50 ms", "prefill tok/s",
+                           "decode tok/s", "exact match", "ppl", "KLD", "vs first", "error"},
+                          rows);
   for (const auto& m : models_of(r)) {
     if (!m.is_object()) continue;
     const std::string name = xml_escape(text(at(m, {"name"})));

@@ -85,6 +85,47 @@ const char* const kBenchHtmlScript = R"JS(
       });
     }
   };
+  // Quartile of sorted values v (linear interpolation, as numpy's default).
+  function quantile(v, q) {
+    var pos = (v.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+  }
+  // Draws a box plot over each dataset's points, at the points' mean x: the box spans the first
+  // to the third quartile, the thick line is the median, the whiskers reach the furthest point
+  // within 1.5 interquartile ranges (Tukey); points beyond them stay visible as dots.
+  var boxes = {
+    id: 'boxes',
+    afterDatasetsDraw: function (chart) {
+      var ctx = chart.ctx, xs = chart.scales.x, ys = chart.scales.y, drawn = 0;
+      chart.data.datasets.forEach(function (ds, di) {
+        if (chart.getDatasetMeta(di).hidden || ds.data.length === 0) return;
+        var v = ds.data.map(function (p) { return p.y; }).sort(function (a, b) { return a - b; });
+        var q1 = quantile(v, 0.25), med = quantile(v, 0.5), q3 = quantile(v, 0.75);
+        var lo = v.filter(function (y) { return y >= q1 - 1.5 * (q3 - q1); })[0];
+        var hi = v.filter(function (y) { return y <= q3 + 1.5 * (q3 - q1); }).pop();
+        var cx = xs.getPixelForValue(ds.boxAt), half = 0.3 * Math.abs(
+            xs.getPixelForValue(1) - xs.getPixelForValue(0));
+        var py = function (y) { return ys.getPixelForValue(y); };
+        ctx.save();
+        ctx.strokeStyle = ds.backgroundColor;
+        ctx.lineWidth = 1.5;
+        ctx.strokeRect(cx - half, py(q3), 2 * half, py(q1) - py(q3));
+        ctx.beginPath();
+        ctx.moveTo(cx, py(q3)); ctx.lineTo(cx, py(hi));
+        ctx.moveTo(cx - half / 2, py(hi)); ctx.lineTo(cx + half / 2, py(hi));
+        ctx.moveTo(cx, py(q1)); ctx.lineTo(cx, py(lo));
+        ctx.moveTo(cx - half / 2, py(lo)); ctx.lineTo(cx + half / 2, py(lo));
+        ctx.stroke();
+        ctx.lineWidth = 3;
+        ctx.beginPath();
+        ctx.moveTo(cx - half, py(med)); ctx.lineTo(cx + half, py(med));
+        ctx.stroke();
+        ctx.restore();
+        drawn++;
+      });
+      body.dataset.latencyBoxes = String(drawn);
+    }
+  };
   function sweep(key, title, yTitle) {
     var ds = models.map(function (m, i) {
       var pts = (Array.isArray(m.sweep) ? m.sweep : []).map(function (s) {
@@ -118,9 +159,10 @@ const char* const kBenchHtmlScript = R"JS(
         var pts = (Array.isArray(m.requests) ? m.requests : []).map(function (q, k) {
           return {x: i + ((k * 0.618034) % 1 - 0.5) * 0.5, y: num(get(q, ['e2e_ms']))};
         }).filter(function (p) { return p.y !== null; });
-        return {label: names[i], data: pts, backgroundColor: color(i), pointRadius: 3};
+        return {label: names[i], data: pts, backgroundColor: color(i), pointRadius: 3, boxAt: i};
       });
-      var o = base('End-to-end latency per request', 'model', 'ms');
+      var o = base('End-to-end latency per request (box: quartiles, whiskers: 1.5 IQR)',
+                   'model', 'ms');
       // One tick per model, at its index, labelled with its name.
       o.scales.x = {type: 'linear', min: -0.5, max: models.length - 0.5,
                     title: {display: true, text: 'model'},
@@ -130,7 +172,7 @@ const char* const kBenchHtmlScript = R"JS(
                     ticks: {callback: function (v) {
                       return v >= 0 && v < names.length ? names[v] : '';
                     }}};
-      return {type: 'scatter', data: {datasets: ds}, options: o};
+      return {type: 'scatter', data: {datasets: ds}, options: o, plugins: [boxes]};
     },
     'tok-s': function () {
       var ds = [['prefill_tok_s', 'prefill'], ['decode_tok_s', 'decode']].map(function (k, j) {

@@ -3,6 +3,7 @@
 // dtype, contiguity) stay in src/ops, so every function here may assume valid CUDA inputs.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "core/error.h"
@@ -114,6 +115,14 @@ at::Tensor int8_dequantize(const Int8Tensors& w, at::ScalarType dtype) {
   return out;
 }
 
+void peak_memory(int device, uint64_t* allocated, uint64_t* reserved) {
+  namespace alloc = c10::cuda::CUDACachingAllocator;
+  const auto stats = alloc::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+  const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  *allocated = static_cast<uint64_t>(stats.allocated_bytes[all].peak);
+  *reserved = static_cast<uint64_t>(stats.reserved_bytes[all].peak);
+}
+
 const CudaOps kOps{.abi_version = kCudaOpsAbi,
                    .rms_norm = rms_norm,
                    .silu_mul = silu_mul,
@@ -123,7 +132,8 @@ const CudaOps kOps{.abi_version = kCudaOpsAbi,
                    .intq_dequantize = intq_dequantize,
                    .intq_gemv = intq_gemv,
                    .intq_gemv_max_rows = kc::kIntqGemvMaxRows,
-                   .int8_dequantize = int8_dequantize};
+                   .int8_dequantize = int8_dequantize,
+                   .peak_memory = peak_memory};
 
 }  // namespace
 }  // namespace sllm::ops

@@ -64,4 +64,10 @@ const CudaOps* cuda_ops() {
 
 bool cuda_available() { return cuda_ops() != nullptr && at::hasCUDA(); }
 
+CudaPeakMemory cuda_peak_memory(int device) {
+  CudaPeakMemory m;
+  if (const auto* ops = cuda_ops()) ops->peak_memory(device, &m.allocated, &m.reserved);
+  return m;
+}
+
 }  // namespace sllm::ops

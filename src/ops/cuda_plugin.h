@@ -28,14 +28,24 @@ struct CudaOps {
   at::Tensor (*intq_gemv)(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias);
   int64_t intq_gemv_max_rows;
   at::Tensor (*int8_dequantize)(const Int8Tensors& w, at::ScalarType dtype);
+  // Peak bytes allocated to tensors and reserved by libtorch's caching allocator on a device
+  // since the process started.
+  void (*peak_memory)(int device, uint64_t* allocated, uint64_t* reserved);
 };
-constexpr int kCudaOpsAbi = 2;
+constexpr int kCudaOpsAbi = 3;
 
 // Loads the plugin once (thread-safe) and returns its table, or nullptr when sllm was built
 // without CUDA or the plugin cannot be loaded (the reason is logged at debug level).
 const CudaOps* cuda_ops();
 // The plugin is loaded and libtorch reports a usable GPU.
 bool cuda_available();
+
+struct CudaPeakMemory {
+  uint64_t allocated = 0;  // peak bytes held by tensors
+  uint64_t reserved = 0;   // peak bytes the caching allocator held from the driver
+};
+// Peak figures of `device` (a CUDA device index); zeros when the plugin is not loaded.
+CudaPeakMemory cuda_peak_memory(int device);
 
 }  // namespace sllm::ops
 

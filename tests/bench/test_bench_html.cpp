@@ -98,6 +98,15 @@ void check_in_browser(const json& result, const std::string& name) {
       << body;
   for (const auto& id : charts)
     EXPECT_NE(dom.find("<canvas id=\"chart-" + id + "\""), std::string::npos) << id;
+  // One latency box per model that has per-request figures.
+  int64_t with_requests = 0;
+  for (const auto& mod : result.value("models", json::array()))
+    with_requests += mod.contains("requests") && !mod["requests"].empty();
+  if (with_requests > 0) {
+    EXPECT_NE(body.find("data-latency-boxes=\"" + std::to_string(with_requests) + "\""),
+              std::string::npos)
+        << body;
+  }
 
   args = common;
   args.insert(args.end(), {"--screenshot=" + png, "--window-size=1280,1600", "file://" + html});

@@ -83,7 +83,8 @@ struct ModelRun {
   std::optional<std::string> error;
   nlohmann::json info;  // the worker's load reply: load_s, weights_bytes, layers, ...
   uint64_t peak_rss = 0;
-  std::vector<RequestRecord> requests;  // measured reps only
+  uint64_t cuda_allocated = 0, cuda_reserved = 0;  // peaks on a CUDA device; 0 on the CPU
+  std::vector<RequestRecord> requests;             // measured reps only
   int64_t reps_done = 0;
   nlohmann::json quality = {{"exact_match", nullptr}, {"ppl", nullptr}, {"kld", nullptr}};
   nlohmann::json pp_tg, sweep, sweep_summary;  // null when not run

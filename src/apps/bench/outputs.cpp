@@ -48,6 +48,8 @@ const std::vector<Column>& columns() {
       {"load s", [](const json& m) { return num(m["load_s"], 2); }},
       {"weights", [](const json& m) { return bytes(m["weights_bytes"]); }},
       {"peak RSS", [](const json& m) { return bytes(m["peak_rss_bytes"]); }},
+      {"CUDA alloc", [](const json& m) { return bytes(m["cuda_allocated_bytes"]); }},
+      {"CUDA reserved", [](const json& m) { return bytes(m["cuda_reserved_bytes"]); }},
       {"p50 ms", [](const json& m) { return num(at_path(m, "latency_ms.p50")); }},
       {"p95 ms", [](const json& m) { return num(at_path(m, "latency_ms.p95")); }},
       {"p99 ms", [](const json& m) { return num(at_path(m, "latency_ms.p99")); }},
@@ -63,6 +65,18 @@ const std::vector<Column>& columns() {
   return c;
 }
 
+// The columns with a figure for at least one model: the CUDA memory columns of a CPU run are
+// left out rather than printed as dashes.
+std::vector<Column> shown_columns(const json& report) {
+  std::vector<Column> out;
+  for (const auto& c : columns()) {
+    bool any = c.title.rfind("CUDA", 0) != 0;
+    for (const auto& m : report["models"]) any = any || c.cell(m) != "-";
+    if (any) out.push_back(c);
+  }
+  return out;
+}
+
 std::string status(const json& m) {
   if (m["error"].is_string()) return "error: " + m["error"].get<std::string>();
   if (!m["outputs_identical_across_reps"].get<bool>())
@@ -74,12 +88,13 @@ std::string status(const json& m) {
 
 std::string console_table(const json& report) {
   std::vector<std::vector<std::string>> rows;
+  const auto cols = shown_columns(report);
   std::vector<std::string> head;
-  for (const auto& c : columns()) head.push_back(c.title);
+  for (const auto& c : cols) head.push_back(c.title);
   rows.push_back(head);
   for (const auto& m : report["models"]) {
     std::vector<std::string> r;
-    for (const auto& c : columns()) r.push_back(c.cell(m));
+    for (const auto& c : cols) r.push_back(c.cell(m));
     rows.push_back(r);
   }
   std::vector<size_t> w(head.size(), 0);
@@ -111,6 +126,8 @@ std::string csv_table(const json& report) {
                                                 "load_s",
                                                 "weights_bytes",
                                                 "peak_rss_bytes",
+                                                "cuda_allocated_bytes",
+                                                "cuda_reserved_bytes",
                                                 "reps_done",
                                                 "latency_ms.p50",
                                                 "latency_ms.p95",
@@ -178,15 +195,16 @@ std::string markdown_report(const json& report) {
                   s["prompt_set"].get<std::string>(), s["prompts"].dump(),
                   s["max_new_tokens"].dump(), s["reps"].dump(), s["warmup"].dump(),
                   s["batch"].dump(), report["complete"].get<bool>() ? "" : " — **incomplete run**");
+  const auto cols = shown_columns(report);
   std::string line = "|", rule = "|";
-  for (const auto& c : columns()) {
+  for (const auto& c : cols) {
     line += " " + c.title + " |";
     rule += "---|";
   }
   out += line + "\n" + rule + "\n";
   for (const auto& m : report["models"]) {
     out += "|";
-    for (const auto& c : columns()) out += " " + c.cell(m) + " |";
+    for (const auto& c : cols) out += " " + c.cell(m) + " |";
     out += "\n";
   }
   for (const auto& m : report["models"])

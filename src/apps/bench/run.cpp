@@ -119,6 +119,10 @@ int run_bench(const json& cfg) {
       auto r = kids[i]->call(req);
       if (r.contains("peak_rss_bytes"))
         run.peak_rss = std::max<uint64_t>(run.peak_rss, r["peak_rss_bytes"]);
+      if (r.contains("cuda_allocated_bytes")) {
+        run.cuda_allocated = std::max<uint64_t>(run.cuda_allocated, r["cuda_allocated_bytes"]);
+        run.cuda_reserved = std::max<uint64_t>(run.cuda_reserved, r["cuda_reserved_bytes"]);
+      }
       return r;
     } catch (const Interrupted&) {
       throw;

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/memory.h"
 #include "core/timer.h"
+#include "ops/cuda_plugin.h"
 
 namespace fs = std::filesystem;
 
@@ -36,6 +37,18 @@ uint64_t disk_bytes(const std::string& path) {
 namespace {
 
 bool g_crash_on_run = false;  // tests: SLLM_TEST_BENCH_CRASH=<model name>
+
+// Every reply carries the process's peak memory so far: RSS, and on a CUDA device the caching
+// allocator's peaks (what torch.cuda.max_memory_allocated / max_memory_reserved report).
+void add_memory(json& r, const WorkerState& w) {
+  r["peak_rss_bytes"] = memory::peak_rss_bytes();
+  if (!w.m.model) return;
+  const auto dev = w.m.model->device();
+  if (!dev.is_cuda()) return;
+  const auto peak = ops::cuda_peak_memory(dev.has_index() ? dev.index() : 0);
+  r["cuda_allocated_bytes"] = peak.allocated;
+  r["cuda_reserved_bytes"] = peak.reserved;
+}
 
 json op_load(WorkerState& w, const json& req) {
   const std::string name = req.at("name").get<std::string>();
@@ -106,8 +119,7 @@ json op_load(WorkerState& w, const json& req) {
           {"vocab_size", mc.vocab_size},
           {"dtype_bytes", c10::elementSize(w.m.model->dtype())},
           {"device", w.m.model->device().str()},
-          {"prompt_tokens", prompt_tokens},
-          {"peak_rss_bytes", memory::peak_rss_bytes()}};
+          {"prompt_tokens", prompt_tokens}};
 }
 
 json op_run(WorkerState& w) {
@@ -133,17 +145,20 @@ json op_run(WorkerState& w) {
                    {"tokens", r.tokens},
                    {"text", r.text},
                    {"finish_reason", std::string(engine::to_string(r.finish_reason))}});
-  return {{"requests", out}, {"peak_rss_bytes", memory::peak_rss_bytes()}};
+  return {{"requests", out}};
 }
 
 json handle(WorkerState& w, const json& req) {
   const std::string op = req.at("op").get<std::string>();
-  if (op == "load") return op_load(w, req);
-  if (op == "run") return op_run(w);
   if (op == "quit") return json::object();
-  SLLM_CHECK(w.m.model, "{} before load", op);
   json r;
-  if (op == "task")
+  if (op == "load")
+    r = op_load(w, req);
+  else if (op == "run")
+    r = op_run(w);
+  else if (!w.m.model)
+    SLLM_FAIL("{} before load", op);
+  else if (op == "task")
     r = op_task(w, req);
   else if (op == "ppl")
     r = op_ppl(w, req);
@@ -153,7 +168,7 @@ json handle(WorkerState& w, const json& req) {
     r = op_sweep(w, req);
   else
     SLLM_FAIL("unknown worker request '{}'", op);
-  r["peak_rss_bytes"] = memory::peak_rss_bytes();
+  add_memory(r, w);
   return r;
 }
 
