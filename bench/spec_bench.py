@@ -93,28 +93,33 @@ def main():
     print(f"{'task':<7} {'mode':<12} {'decode tok/s':>12} {'speed-up':>9} {'accepted':>9} "
           f"{'per step':>9}  same text")
     for task, prompts in tasks:
-        base, base_texts = None, None
-        for mode, extra in modes:
-            speeds, texts, prop, acc, steps = [], None, 0, 0, 0
-            for _ in range(args.repeats):
-                s, texts, prop, acc, steps = run_mode(args, prompts, extra)
-                speeds.append(s)
+        # Modes take turns repeat by repeat, so that the machine's drift hits all of them alike.
+        runs = {mode: [] for mode, _ in modes}
+        for _ in range(args.repeats):
+            for mode, extra in modes:
+                runs[mode].append(run_mode(args, prompts, extra))
+        base = statistics.median(r[0] for r in runs["target"])
+        base_texts = runs["target"][0][1]
+        for mode, _ in modes:
+            speeds = [r[0] for r in runs[mode]]
             speed = statistics.median(speeds)
-            if mode == "target":
-                base, base_texts = speed, texts
+            _, texts, prop, acc, steps = runs[mode][0]
+            ratios = [r[0] / t[0] for r, t in zip(runs[mode], runs["target"])]
             row = {"task": task, "mode": mode, "prompts": len(prompts), "decode_tok_s": speed,
-                   "speedup": speed / base, "draft_proposed": prop, "draft_accepted": acc,
+                   "decode_tok_s_runs": speeds, "speedup": speed / base,
+                   "speedup_per_repeat": ratios, "draft_proposed": prop, "draft_accepted": acc,
                    "acceptance_rate": acc / prop if prop else None,
                    "mean_accepted_per_step": acc / steps if steps else None,
-                   "same_text_as_target": texts == base_texts}
+                   "same_text_as_target": all(r[1] == base_texts for r in runs[mode])}
             res["rows"].append(row)
             rate = f"{100 * row['acceptance_rate']:.1f}%" if prop else "-"
             per = f"{row['mean_accepted_per_step']:.2f}" if steps else "-"
             print(f"{task:<7} {mode:<12} {speed:12.2f} {row['speedup']:8.2f}x {rate:>9} {per:>9}  "
                   f"{row['same_text_as_target']}", flush=True)
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", args.name + ".json")
-    with open(out, "w") as f:
+    with open(out + ".tmp", "w") as f:
         json.dump(res, f, indent=2)
+    os.replace(out + ".tmp", out)
     print(f"wrote {out}")
     if not all(r["same_text_as_target"] for r in res["rows"]):
         print("error: a speculative run's greedy text differs from the target's", file=sys.stderr)

@@ -191,3 +191,15 @@ TEST(Sampler, RepetitionPenaltyAsTransformers) {
 }
 
 }  // namespace
+
+// The bench's CUDA memory columns: the caching allocator's peaks cover a tensor just allocated,
+// and reserved (what the allocator took from the driver) is at least allocated.
+TEST(OpsCuda, cuda_PeakMemoryCoversAnAllocation) {
+  if (!sllm::ops::cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const auto before = sllm::ops::cuda_peak_memory(0);
+  auto t = at::empty({64, 1024, 1024}, at::TensorOptions().device(at::kCUDA, 0));  // 256 MiB
+  const auto after = sllm::ops::cuda_peak_memory(0);
+  EXPECT_GE(after.allocated, before.allocated);
+  EXPECT_GE(after.allocated, static_cast<uint64_t>(t.nbytes()));
+  EXPECT_GE(after.reserved, after.allocated);
+}
