@@ -40,6 +40,7 @@ std::string find_data_file(const std::string& relative);
 struct Settings {
   std::string prompt_set;
   int64_t max_new_tokens = 128, reps = 3, warmup = 1, batch = 1, threads = 0;
+  int64_t processes = 1;  // workers per model, one after another, sharing the reps
   bool ignore_eos = false;
   std::string dtype = "fp32", device = "cpu", chat_template = "auto";
   std::string task, ppl;  // "" = off

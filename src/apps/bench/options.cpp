@@ -26,7 +26,11 @@ options::Table bench_options() {
        "-n,--max-new-tokens"},
       {"ignore_eos", false, "keep generating past end-of-sequence", "--ignore-eos"},
       {"reps", 3, "measured repetitions of the whole prompt set", "--reps"},
-      {"warmup", 1, "unmeasured repetitions first", "--warmup"},
+      {"warmup", 1, "unmeasured repetitions first (in every worker process)", "--warmup"},
+      {"processes", 1,
+       "worker processes per model: the reps are split among this many workers started one "
+       "after another, so that the ± std includes how much one process differs from the next",
+       "--processes"},
       {"batch", 1, "prompts decoded together", "--batch"},
       {"threads", 0, "CPU threads per worker (0: libtorch default)", "--threads"},
       {"dtype", "fp32", "weights/activations dtype: fp32, bf16, fp16", "--dtype"},
@@ -155,6 +159,7 @@ Settings read_settings(const json& cfg) {
   s.ignore_eos = config::get<bool>(cfg, "ignore_eos");
   s.reps = config::get<int64_t>(cfg, "reps");
   s.warmup = config::get<int64_t>(cfg, "warmup");
+  s.processes = config::get<int64_t>(cfg, "processes");
   s.batch = config::get<int64_t>(cfg, "batch");
   s.threads = config::get<int64_t>(cfg, "threads");
   s.dtype = config::get<std::string>(cfg, "dtype");
@@ -192,6 +197,8 @@ Settings read_settings(const json& cfg) {
              "builtin:office");
   SLLM_CHECK(s.reps >= 1, "--reps must be at least 1, got {}", s.reps);
   SLLM_CHECK(s.warmup >= 0, "--warmup must be 0 or more, got {}", s.warmup);
+  SLLM_CHECK(s.processes >= 1 && s.processes <= s.reps,
+             "--processes must be between 1 and --reps ({}), got {}", s.reps, s.processes);
   SLLM_CHECK(s.batch >= 1, "--batch must be at least 1, got {}", s.batch);
   SLLM_CHECK(s.max_new_tokens >= 1, "--max-new-tokens must be at least 1, got {}",
              s.max_new_tokens);

@@ -104,8 +104,8 @@ int run_bench(const json& cfg) {
   std::vector<std::unique_ptr<Child>> kids(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) runs[i].spec = specs[i];
   const int64_t n = static_cast<int64_t>(specs.size());
-  const int64_t per_model = 1 + s.warmup + s.reps + !s.task.empty() + !s.ppl.empty() +
-                            (s.pp > 0 || s.tg > 0) + !s.sweep_batch.empty();
+  const int64_t per_model = s.processes * (1 + s.warmup) + s.reps + !s.task.empty() +
+                            !s.ppl.empty() + (s.pp > 0 || s.tg > 0) + !s.sweep_batch.empty();
   ProgressBar bar("bench", n * per_model);
   int64_t done = 0;
   auto emit = [&](bool complete) {
@@ -154,14 +154,27 @@ int run_bench(const json& cfg) {
       kids[i] = std::make_unique<Child>(m.name);
       if (auto r = call(i, load_request(s, m, prompts))) runs[i].info = *r;
     }
-    for (int64_t rep = 0; rep < s.warmup + s.reps; ++rep) {
-      for (size_t i = 0; i < specs.size(); ++i, bar.update(++done)) {
-        const auto r = call(i, {{"op", "run"}});
-        if (!r || rep < s.warmup) continue;
-        add_requests(runs[i], *r, rep - s.warmup);
-        runs[i].reps_done++;
-        emit(false);  // each finished model/rep is in the files at once
+    // The reps in s.processes groups; every group after the first starts each model's worker
+    // anew (load, warm-up), models still taking turns rep by rep.
+    for (int64_t g = 0, measured = 0; g < s.processes; ++g) {
+      const int64_t group_reps = s.reps / s.processes + (g < s.reps % s.processes);
+      for (size_t i = 0; g > 0 && i < specs.size(); ++i, bar.update(++done)) {
+        if (runs[i].error || !kids[i]) continue;
+        call(i, {{"op", "quit"}});
+        kids[i].reset();  // reaped before the next one loads: no two copies in memory
+        kids[i] = std::make_unique<Child>(specs[i].name);
+        call(i, load_request(s, specs[i], prompts));
       }
+      for (int64_t rep = 0; rep < s.warmup + group_reps; ++rep) {
+        for (size_t i = 0; i < specs.size(); ++i, bar.update(++done)) {
+          const auto r = call(i, {{"op", "run"}});
+          if (!r || rep < s.warmup) continue;
+          add_requests(runs[i], *r, measured + rep - s.warmup);
+          runs[i].reps_done++;
+          emit(false);  // each finished model/rep is in the files at once
+        }
+      }
+      measured += group_reps;
     }
     if (!s.task.empty())
       for (size_t i = 0; i < specs.size(); ++i, bar.update(++done))
