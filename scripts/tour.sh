@@ -35,7 +35,7 @@ step "quantize the tuned model: NF4 (bitsandbytes layout)" build/sllm quantize -
 step "quantize the tuned model: LLM.int8() (bitsandbytes layout)" build/sllm quantize --method int8 \
   --model $R/merged --out $R/merged-int8
 step "bench: base, tuned, tuned+AWQ, tuned+NF4, tuned+int8 (same prompts and max_new_tokens)" \
-  build/sllm bench --prompt-set builtin:chat --max-new-tokens 32 --reps 3 --warmup 1 --threads 2 \
+  build/sllm bench --prompt-set builtin:chat --max-new-tokens 32 --reps 8 --processes 4 --warmup 1 --threads 2 \
   --models "base=$M,tuned=$R/merged,tuned-awq=$R/merged-awq,tuned-nf4=$R/merged-nf4,tuned-int8=$R/merged-int8" \
   --task data/office/test.jsonl --task-limit 40 --ppl tests/data/ppl_en.txt \
   --markdown $R/bench.md --json $R/bench.json --html $R/bench.html

@@ -190,11 +190,13 @@ std::string markdown_report(const json& report) {
                      p["commit"].is_string() ? p["commit"].get<std::string>() : "-",
                      p["date"].get<std::string>(), p["machine"]["cpu"].get<std::string>(),
                      p["machine"]["cores"].dump());
-  out +=
-      fmt::format("- prompts: {} ({}), max_new_tokens {}, reps {} (+{} warm-up), batch {}{}\n\n",
-                  s["prompt_set"].get<std::string>(), s["prompts"].dump(),
-                  s["max_new_tokens"].dump(), s["reps"].dump(), s["warmup"].dump(),
-                  s["batch"].dump(), report["complete"].get<bool>() ? "" : " — **incomplete run**");
+  out += fmt::format(
+      "- prompts: {} ({}), max_new_tokens {}, reps {} (+{} warm-up{}), batch {}{}\n\n",
+      s["prompt_set"].get<std::string>(), s["prompts"].dump(), s["max_new_tokens"].dump(),
+      s["reps"].dump(), s["warmup"].dump(),
+      s.value("processes", 1) > 1 ? fmt::format(" in each of {} processes", s["processes"].dump())
+                                  : "",
+      s["batch"].dump(), report["complete"].get<bool>() ? "" : " — **incomplete run**");
   const auto cols = shown_columns(report);
   std::string line = "|", rule = "|";
   for (const auto& c : cols) {
