@@ -51,7 +51,7 @@ def run_mode(args, prompts, extra):
         cmd = [args.sllm, "generate", "--model", args.model, "--prompt-file", pf, "--json",
                "--temperature", "0", "--chat-template", "true", "--max-seqs", "1",
                "-n", str(args.max_new_tokens), "--threads", str(args.threads),
-               "--dtype", args.dtype, "--log-level", "warn", *extra]
+               "--dtype", args.dtype, "--log-level", "warn", *args.sllm_arg, *extra]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=3600).stdout
     rows = [json.loads(l) for l in out.splitlines() if l.strip()]
     toks = sum(max(r["completion_tokens"] - 1, 0) for r in rows)
@@ -75,6 +75,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sllm-arg", action="append", default=[],
+                    help="extra option for every sllm run, e.g. --sllm-arg=--dequantize")
     ap.add_argument("--name", required=True, help="writes bench/results/<name>.json")
     args = ap.parse_args()
 
@@ -88,7 +90,7 @@ def main():
 
     res = {**provenance.collect(args.sllm), "model": args.model, "draft_model": args.draft_model,
            "num_speculative_tokens": args.num_speculative_tokens, "threads": args.threads,
-           "dtype": args.dtype, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+           "dtype": args.dtype, "sllm_args": args.sllm_arg, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
            "office_prompts": len(tasks[0][1]), "rows": []}
     print(f"{'task':<7} {'mode':<12} {'decode tok/s':>12} {'speed-up':>9} {'accepted':>9} "
           f"{'per step':>9}  same text")

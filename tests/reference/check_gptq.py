@@ -11,7 +11,12 @@ codes / scales / zeros, and sllm's RTN of W. For every Linear this script requir
      and the error feedback then follows a slightly different path; the codes' agreement is
      printed);
   3. sllm's GPTQ loss is not above RTN's (same bits, group, symmetry) on the calibration data:
-     GPTQ minimises exactly this loss, so a Linear where it loses to RTN is a defect.
+     GPTQ minimises exactly this loss, so a Linear where it loses to RTN is a defect;
+  4. the Hessian sllm collected for the first Linear (layer 0 q,k,v) equals 2/N X X^T with X
+     computed here from the GGUF file itself (gguf's dequantized token embeddings of the dumped
+     calibration ids, RMS-normalised with the file's epsilon and attn_norm weight), within
+     HESSIAN_RTOL (relative Frobenius norm). The later Linears' Hessians (after attention, after
+     quantized stages) are sllm's own and are taken as given.
 
 Each configuration (asymmetric / symmetric, with / without act-order) is one dump. Exit 1 on any
 violation (listing all), never a skip: a missing package or input is a failure.
@@ -29,6 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 
@@ -36,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gptq_reference as ref  # noqa: E402
 
 LOSS_RTOL = 1e-2
+HESSIAN_RTOL = 1e-4
 STAGES = ("qkv", "o", "gate_up", "down")
 CONFIGS = {  # name: (bits, group, sym, act_order)
     "int4-g128-asym": (4, 128, False, False),
@@ -50,6 +57,25 @@ def dump(args, cfg, text: str, samples: int, out: Path) -> str | None:
            str(int(act)), str(out), str(args.threads), str(samples)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     return None if r.returncode == 0 else f"sllm_gptq_layers failed: {r.stderr.strip()[-500:]}"
+
+
+def first_hessian(model: str, ids: torch.Tensor) -> torch.Tensor:
+    """2/N X X^T of layer 0's q,k,v inputs, from the GGUF file (fp64)."""
+    import gguf
+    r = gguf.GGUFReader(model)
+    field = lambda k: r.fields[k].parts[r.fields[k].data[0]]  # noqa: E731
+    arch = bytes(field("general.architecture")).decode()
+    eps = float(field(f"{arch}.attention.layer_norm_rms_epsilon")[0])
+    t = {x.name: x for x in r.tensors}
+
+    def tensor(name):
+        x = t[name]
+        return torch.from_numpy(np.array(gguf.quants.dequantize(x.data, x.tensor_type)))
+
+    x = tensor("token_embd.weight")[ids.long().flatten()].double()
+    x = x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+    x = x * tensor("blk.0.attn_norm.weight").double()
+    return 2.0 / x.shape[0] * x.T @ x
 
 
 def heldout_hessians(args, name: str, cfg, tmp: Path) -> tuple[dict, int]:
@@ -76,6 +102,16 @@ def run_config(args, name: str, cfg, tmp: Path) -> tuple[list[dict], list[str]]:
         tokens = int(meta["calib_samples"]) * int(meta["calib_seqlen"])
         damp = float(meta["damp"])
         keys = set(f.keys())
+        if "calib" not in keys or "L0.s0.h" not in keys:
+            errors.append(f"{name}: the dump lacks the calibration ids or layer 0's Hessian")
+        else:
+            h_ref = first_hessian(args.model, f.get_tensor("calib"))
+            h_rel = float((f.get_tensor("L0.s0.h").double() - h_ref).norm() / h_ref.norm())
+            print(f"{name} layer 0 qkv: Hessian vs one computed from the GGUF file: "
+                  f"{h_rel:.1e} relative", flush=True)
+            if not h_rel <= HESSIAN_RTOL:
+                errors.append(f"{name}: layer 0 qkv Hessian differs from 2/N X X^T computed from "
+                              f"the GGUF file by {h_rel:.2e} relative (> {HESSIAN_RTOL})")
         for layer in range(args.layers):
             for s, stage in enumerate(STAGES):
                 p = f"L{layer}.s{s}."
@@ -160,7 +196,7 @@ def main() -> int:
         print(f"FAIL: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
         return 1
     print(f"OK: {len(rows)} Linears; GPTQ's layer loss <= RTN's on every one, and equal to the "
-          f"reference's within {LOSS_RTOL}")
+          f"reference's within {LOSS_RTOL}; layer 0's first Hessian equals the GGUF-computed one")
     return 0
 
 

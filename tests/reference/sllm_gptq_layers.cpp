@@ -9,8 +9,8 @@
 //
 // SAMPLES: calibration windows of 256 tokens (default 32, as `sllm quantize`).
 // OUT is a safetensors file with tensors "L<layer>.s<stage>.<what>", what in w, h, q, scales,
-// zeros, g_idx (act-order only), rtn_q, rtn_scales, rtn_zeros. Exit 1 with one line on stderr on
-// any error.
+// zeros, g_idx (act-order only), rtn_q, rtn_scales, rtn_zeros, and "calib": the calibration
+// token ids [samples, seqlen] (int32). Exit 1 with one line on stderr on any error.
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
     o.sym = o.gptq.sym = flag(argv[6]);
     o.gptq.act_order = flag(argv[7]);
     Writer out;
+    const auto ids = calib.to(at::kInt).contiguous();
+    out.add("calib", DType::i32, ids.sizes().vec(), ids.data_ptr<int32_t>(),
+            static_cast<size_t>(ids.numel()));
     o.gptq_observer = [&](const sllm::quantize::GptqStage& s) {
       const auto p = "L" + std::to_string(s.layer) + ".s" + std::to_string(s.stage) + ".";
       out.add(p + "w", s.weight);
