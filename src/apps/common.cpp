@@ -125,7 +125,10 @@ options::Table speculative_table() {
        "draft model (GGUF or HF directory) with the target's tokenizer: speculative decoding",
        "--draft-model"},
       {"speculative.draft", nullptr, "ngram: draft by prompt lookup, no draft model", "--draft"},
-      {"speculative.num_tokens", 4, "tokens drafted per step and verified in one forward (1-32)",
+      // 3: the verify forward's 4 positions fill one tile of the fused GGUF kernels (4 rows per
+      // pass over the weights); 5 take two passes, which cost more than k = 4 gains
+      // (docs/speculative.md, bench/results/spec_cpu_*.json).
+      {"speculative.num_tokens", 3, "tokens drafted per step and verified in one forward (1-32)",
        "--num-speculative-tokens"},
       {"speculative.ngram_min", 1, "shortest n-gram prompt lookup matches"},
       {"speculative.ngram_max", 3, "longest n-gram prompt lookup matches (tried first)"},
