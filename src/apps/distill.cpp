@@ -77,6 +77,7 @@ load::LoadedModel load_teacher(const json& cfg, bool dense) {
   const auto q = config::get<std::string>(cfg, "teacher.quant");
   SLLM_CHECK(q == "none" || q == "nf4", "teacher.quant must be none or nf4 (got '{}')", q);
   if (!dense && q == "nf4") o.quantize = "nf4";
+  if (dense) o.dequantize = true;  // a student is cut from dense weights, never GGUF blocks
   auto m = load::load_model(cfg["model"].get<std::string>(), o);
   log::info("teacher {} ({} layers{})", m.display_name, m.model->config().num_layers,
             o.quantize.empty() ? "" : ", NF4");
@@ -98,6 +99,7 @@ load::LoadedModel load_student(const json& cfg, const std::string& run_dir,
   if (cfg["student"]["model"].is_string()) {
     const auto path = cfg["student"]["model"].get<std::string>();
     auto o = model_group().fill(cfg);
+    o.dequantize = true;  // the student trains: dense (or quantized for LoRA), not GGUF blocks
     const auto q = config::get<std::string>(cfg, "quant.type");
     if (q != "none") o.quantize = q;
     auto s = load::load_model(path, o);
@@ -107,9 +109,10 @@ load::LoadedModel load_student(const json& cfg, const std::string& run_dir,
   }
   const auto dir = (fs::path(run_dir) / "student-init").string();
   if (!fs::exists(fs::path(dir) / "config.json")) {
-    // Cut from the base weights: reload dense when the teacher is NF4 or carries an adapter.
+    // Cut from the base weights: reload dense when the teacher is NF4, GGUF blocks run as
+    // stored, or carries an adapter.
     const bool plain = config::get<std::string>(cfg, "teacher.quant") == "none" &&
-                       !cfg["teacher"]["adapter"].is_string();
+                       !cfg["teacher"]["adapter"].is_string() && teacher.format != "gguf";
     auto dense = plain ? teacher : load_teacher(cfg, /*dense=*/true);
     const auto layers = layer_list(cfg, dense.model->config().num_layers);
     auto s = dense;
