@@ -12,8 +12,9 @@ the first token, summed over the prompts, median over --repeats.
         --model models/SmolLM2-135M-Instruct.Q4_1.gguf --draft-model runs/student/model \
         --threads 2 --name spec_cpu_2threads
 
-writes bench/results/<name>.json (with its provenance). Without --draft-model the draft-model
-rows are skipped.
+writes bench/results/<name>.json (with its provenance; --out FILE writes elsewhere). Without
+--draft-model the draft-model rows are skipped; --office-task extract_meeting keeps the office
+prompts of one task.
 """
 import argparse
 import json
@@ -30,14 +31,20 @@ CHAT_PROMPT = ("Explain to a new colleague how our team's weekly planning meetin
                "attends, what we review, and how tasks get assigned. Keep it to a few paragraphs.")
 
 
-def office_prompts(path, n):
+def office_prompts(path, n, task=None):
+    """The first n prompts of the file (of one task, e.g. extract_meeting, when given)."""
     rows = []
     with open(path) as f:
         for line in f:
-            if line.strip():
-                rows.append(json.loads(line)["prompt"])
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            if task is None or item.get("task") == task:
+                rows.append(item["prompt"])
             if len(rows) == n:
                 break
+    if not rows:
+        sys.exit(f"error: no prompts of task {task!r} in {path}")
     return rows
 
 
@@ -68,8 +75,9 @@ def main():
     ap.add_argument("--sllm", default="build/sllm")
     ap.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--draft-model", help="draft model (same tokenizer); omitted: no draft rows")
-    ap.add_argument("--num-speculative-tokens", type=int, default=4)
+    ap.add_argument("--num-speculative-tokens", type=int, default=3)
     ap.add_argument("--office", default="data/office/test.jsonl")
+    ap.add_argument("--office-task", help="only this task's prompts (e.g. extract_meeting)")
     ap.add_argument("--prompts", type=int, default=20, help="office prompts used")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -77,8 +85,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sllm-arg", action="append", default=[],
                     help="extra option for every sllm run, e.g. --sllm-arg=--dequantize")
-    ap.add_argument("--name", required=True, help="writes bench/results/<name>.json")
+    ap.add_argument("--name", help="writes bench/results/<name>.json")
+    ap.add_argument("--out", help="writes this file instead (e.g. a trial run outside results/)")
     args = ap.parse_args()
+    if not args.name and not args.out:
+        ap.error("give --name (bench/results/<name>.json) or --out FILE")
 
     k = str(args.num_speculative_tokens)
     modes = [("target", [])]
@@ -86,11 +97,13 @@ def main():
         modes.append(("draft_model", ["--draft-model", args.draft_model,
                                       "--num-speculative-tokens", k]))
     modes.append(("ngram", ["--draft", "ngram", "--num-speculative-tokens", k]))
-    tasks = [("office", office_prompts(args.office, args.prompts)), ("chat", [CHAT_PROMPT])]
+    tasks = [("office", office_prompts(args.office, args.prompts, args.office_task)),
+             ("chat", [CHAT_PROMPT])]
 
     res = {**provenance.collect(args.sllm), "model": args.model, "draft_model": args.draft_model,
            "num_speculative_tokens": args.num_speculative_tokens, "threads": args.threads,
-           "dtype": args.dtype, "sllm_args": args.sllm_arg, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+           "dtype": args.dtype, "sllm_args": args.sllm_arg, "max_new_tokens": args.max_new_tokens,
+           "repeats": args.repeats, "office_task": args.office_task,
            "office_prompts": len(tasks[0][1]), "rows": []}
     print(f"{'task':<7} {'mode':<12} {'decode tok/s':>12} {'speed-up':>9} {'accepted':>9} "
           f"{'per step':>9}  same text")
@@ -118,7 +131,8 @@ def main():
             per = f"{row['mean_accepted_per_step']:.2f}" if steps else "-"
             print(f"{task:<7} {mode:<12} {speed:12.2f} {row['speedup']:8.2f}x {rate:>9} {per:>9}  "
                   f"{row['same_text_as_target']}", flush=True)
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", args.name + ".json")
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   args.name + ".json")
     with open(out + ".tmp", "w") as f:
         json.dump(res, f, indent=2)
     os.replace(out + ".tmp", out)

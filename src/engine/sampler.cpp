@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "engine/nucleus.h"
 
 namespace sllm::engine {
 
@@ -68,23 +69,7 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>
   for (size_t i = 0; i < n; ++i)
     total += prob[i] = std::exp(static_cast<double>(cand_[i].first - mx));
   for (auto& p : prob) p /= total;
-  size_t keep = n;
-  if (p_.top_p < 1.0) {
-    double cum = 0;
-    for (size_t i = 0; i < n; ++i) {
-      cum += prob[i];
-      if (cum >= p_.top_p) {
-        keep = i + 1;
-        break;
-      }
-    }
-  }
-  if (p_.min_p > 0) {
-    const double thr = p_.min_p * prob[0];
-    size_t k = 1;
-    while (k < keep && prob[k] >= thr) ++k;
-    keep = k;
-  }
+  const size_t keep = nucleus_size(prob, p_.top_p, p_.min_p);
   double mass = 0;
   for (size_t i = 0; i < keep; ++i) mass += prob[i];
   std::uniform_real_distribution<double> u(0.0, mass);

@@ -5,31 +5,11 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "engine/nucleus.h"
 
 namespace sllm::engine {
 
 namespace {
-
-// Keeps the leading entries of probs (sorted descending, summing to 1) that top-p and min-p
-// keep, as the sampler does.
-size_t nucleus(const SamplingParams& p, const std::vector<double>& probs) {
-  size_t keep = probs.size();
-  if (p.top_p < 1.0) {
-    double cum = 0;
-    for (size_t i = 0; i < probs.size(); ++i)
-      if ((cum += probs[i]) >= p.top_p) {
-        keep = i + 1;
-        break;
-      }
-  }
-  if (p.min_p > 0) {
-    const double floor = p.min_p * probs[0];
-    size_t k = 1;
-    while (k < keep && probs[k] >= floor) ++k;
-    keep = k;
-  }
-  return keep;
-}
 
 bool by_token(const TokenProb& a, const TokenProb& b) { return a.token < b.token; }
 
@@ -63,7 +43,7 @@ Distribution sampling_distribution(const SamplingParams& p, float* logits, int64
   double z = 0;
   for (size_t i = 0; i < n; ++i) z += probs[i] = std::exp(static_cast<double>(c[i].first - top));
   for (auto& q : probs) q /= z;
-  const size_t keep = nucleus(p, probs);
+  const size_t keep = nucleus_size(probs, p.top_p, p.min_p);
   double mass = 0;
   for (size_t i = 0; i < keep; ++i) mass += probs[i];
   Distribution d(keep);

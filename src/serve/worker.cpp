@@ -181,10 +181,7 @@ void Worker::update_gauges() {
     std::lock_guard lk(mu_);
     queued = static_cast<int64_t>(queue_.size());
   }
-  metrics_.set("sllm_requests_running", static_cast<double>(eng_->num_running()));
-  metrics_.set("sllm_requests_waiting", static_cast<double>(queued + eng_->num_waiting()));
-  metrics_.set("sllm_kv_cache_usage_percent",
-               st.num_blocks > 0 ? 100.0 * st.used_blocks / st.num_blocks : 0.0);
+  // Before the gauges: a reader that sees the server idle sees every draft counted.
   if (eng_->speculative()) {
     const auto& es = eng_->stats();
     metrics_.inc("sllm_spec_draft_tokens_total", "",
@@ -194,6 +191,10 @@ void Worker::update_gauges() {
     drafted_ = es.draft_proposed;
     accepted_ = es.draft_accepted;
   }
+  metrics_.set("sllm_requests_running", static_cast<double>(eng_->num_running()));
+  metrics_.set("sllm_requests_waiting", static_cast<double>(queued + eng_->num_waiting()));
+  metrics_.set("sllm_kv_cache_usage_percent",
+               st.num_blocks > 0 ? 100.0 * st.used_blocks / st.num_blocks : 0.0);
   std::lock_guard lk(mu_);  // last: idle() implies the gauges above are current
   running_ = static_cast<int64_t>(live_.size());
 }

@@ -65,6 +65,12 @@ expect_error "speculative: k 0" "num_speculative_tokens must be in" "${GEN[@]}" 
   --num-speculative-tokens 0
 expect_error "speculative: k 33" "num_speculative_tokens must be in" "${GEN[@]}" --draft ngram \
   --num-speculative-tokens 33
+expect_error "speculative: k -1" "num_speculative_tokens must be in" "${GEN[@]}" --draft ngram \
+  --num-speculative-tokens -1
+expect_error "speculative: k 0 with a draft model" "num_speculative_tokens must be in" "${GEN[@]}" \
+  --draft-model "$MODEL" --num-speculative-tokens 0
+expect_error "speculative serve: k 0" "num_speculative_tokens must be in" "$BIN" serve --model "$MODEL" \
+  --port 0 --draft ngram --num-speculative-tokens 0
 expect_error "speculative: unknown drafter" "--draft must be 'ngram'" "${GEN[@]}" --draft eagle
 expect_error "speculative: two drafters" "not both" "${GEN[@]}" --draft ngram --draft-model "$MODEL"
 mkdir -p "$T/hf_vocab"
@@ -73,6 +79,13 @@ sed -i 's/"added_tokens": \[/"added_tokens": [{"id": 49152, "content": "<extra>"
   "$T/hf_vocab/tokenizer.json"
 expect_error "speculative: draft with another vocabulary" "draft model's tokenizer has 49153 tokens" \
   "${GEN[@]}" --draft-model "$T/hf_vocab"
+mkdir -p "$T/hf_othertok"  # the same size, one special token spelled differently
+cp "$T/hf/"* "$T/hf_othertok/"
+sed -i 's/<|im_start|>/<|im_begin|>/g' "$T/hf_othertok/tokenizer.json" "$T/hf_othertok/tokenizer_config.json"
+expect_error "speculative: draft with another token spelling" "vocabulary differs from the target's at token" \
+  "${GEN[@]}" --draft-model "$T/hf_othertok"
+expect_error "speculative serve: draft with another vocabulary" "draft model's tokenizer has 49153 tokens" \
+  "$BIN" serve --model "$MODEL" --port 0 --draft-model "$T/hf_vocab"
 
 # Fine-tuning and task evaluation.
 TRAIN=("$BIN" sft --model "$MODEL" --out "$T/runs" --max-steps 1)
@@ -94,9 +107,6 @@ expect_error "adapter dir missing" "adapter" "$BIN" eval --model "$MODEL" --adap
 
 # Distillation: one tokenizer for student and teacher, layers that exist, a known loss.
 DISTILL=("$BIN" distill --model "$MODEL" --out "$T/runs" --max-steps 1 --data "$T/train_ok.jsonl")
-mkdir -p "$T/hf_othertok"
-cp "$T/hf/"* "$T/hf_othertok/"
-sed -i 's/<|im_start|>/<|im_begin|>/g' "$T/hf_othertok/tokenizer.json" "$T/hf_othertok/tokenizer_config.json"
 expect_error "distill: student with another tokenizer" "same tokenizer" "${DISTILL[@]}" \
   --name othertok "student.model=$T/hf_othertok"
 expect_error "distill: layer out of range" "layer 30 is out of range" "${DISTILL[@]}" --name layers \

@@ -111,6 +111,18 @@ class Server:
         self.kill()
 
 
+def wait_idle(srv: Server) -> dict:
+    """The metrics once nothing runs or waits and the KV cache is empty (or after 60 s)."""
+    deadline = time.time() + 60
+    while True:
+        m = srv.metrics()
+        idle = (m["sllm_requests_running"], m["sllm_requests_waiting"],
+                m["sllm_kv_cache_usage_percent"]) == (0, 0, 0)
+        if idle or time.time() > deadline:
+            return m
+        time.sleep(0.1)
+
+
 def default_model(repo: str) -> str | None:
     path = os.path.join(repo, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
     return path if os.path.exists(path) else None

@@ -23,7 +23,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from serve_harness import Server, default_model  # noqa: E402
+from serve_harness import Server, default_model, wait_idle  # noqa: E402
 
 import openai  # noqa: E402
 import text_generation  # noqa: E402
@@ -190,18 +190,6 @@ def concurrent_answers_equal_alone(c: Ctx):
     with cf.ThreadPoolExecutor(len(prompts)) as ex:
         together = list(ex.map(lambda p: complete(c, p, 16).choices[0].text, prompts))
     assert together == alone, [(a, b) for a, b in zip(alone, together) if a != b]
-
-
-def wait_idle(srv: Server) -> dict:
-    """The metrics once nothing runs or waits and the KV cache is empty (or after 60 s)."""
-    deadline = time.time() + 60
-    while True:
-        m = srv.metrics()
-        idle = (m["sllm_requests_running"], m["sllm_requests_waiting"],
-                m["sllm_kv_cache_usage_percent"]) == (0, 0, 0)
-        if idle or time.time() > deadline:
-            return m
-        time.sleep(0.1)
 
 
 def expect_error(c: Ctx, path: str, status: int, says: str, body=None, raw: bytes | None = None):

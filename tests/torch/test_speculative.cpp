@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <string>
 
 #include "core/error.h"
 #include "engine/draft.h"
@@ -226,10 +227,12 @@ namespace {
 
 double chi_square(const std::vector<double>& expected_p, const std::vector<int64_t>& counts,
                   int64_t n, int* dof) {
-  // Cells expected below 5 are pooled into one.
+  // Cells expected below 5 are pooled into one; a token drawn where the target's probability
+  // is 0 fails outright (a pool expecting nothing would hide it).
   double chi = 0, pool_e = 0, pool_o = 0;
   int cells = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
+    if (expected_p[i] == 0 && counts[i] > 0) return INFINITY;
     const double e = expected_p[i] * static_cast<double>(n);
     if (e < 5) {
       pool_e += e;
@@ -251,6 +254,16 @@ double chi_square(const std::vector<double>& expected_p, const std::vector<int64
 // broken acceptance rule lands far above it.
 double chi_bound(int dof) { return dof + 5 * std::sqrt(2.0 * dof) + 5; }
 
+// counts (n draws) follow expected_p: the statistic first, then the bound of its dof.
+void expect_follows(const std::vector<double>& expected_p, const std::vector<int64_t>& counts,
+                    int64_t n, const std::string& what) {
+  int dof = 0;
+  const double chi = chi_square(expected_p, counts, n, &dof);
+  EXPECT_LT(chi, chi_bound(dof)) << what
+                                 << (std::isinf(chi) ? ": a token the target never draws"
+                                                     : " (dof " + std::to_string(dof) + ")");
+}
+
 engine::Distribution dist_of(std::vector<double> p) {
   engine::Distribution d;
   for (size_t i = 0; i < p.size(); ++i)
@@ -265,7 +278,7 @@ TEST(Speculative, AcceptanceRuleKeepsTheTargetDistribution) {
   const std::vector<double> q = {0.05, 0.1, 0.2, 0.05, 0.3, 0.3};
   const auto P = dist_of(p), Q = dist_of(q);
   std::mt19937_64 rng(123);
-  const int64_t n = 200000;
+  const int64_t n = 1000000;
   std::vector<int64_t> from_model(p.size()), from_ngram(p.size());
   int64_t rejected = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -276,9 +289,8 @@ TEST(Speculative, AcceptanceRuleKeepsTheTargetDistribution) {
     const auto w = engine::verify_draft(P, nullptr, static_cast<int32_t>(i % 3 == 0 ? 5 : 1), rng);
     from_ngram[w.token]++;
   }
-  int dof = 0;
-  EXPECT_LT(chi_square(p, from_model, n, &dof), chi_bound(dof));
-  EXPECT_LT(chi_square(p, from_ngram, n, &dof), chi_bound(dof));
+  expect_follows(p, from_model, n, "draft model");
+  expect_follows(p, from_ngram, n, "n-gram");
   EXPECT_GT(rejected, n / 10);
   EXPECT_EQ(from_model[5], 0);
   // Greedy: one-hot p keeps a matching draft and replaces any other by the argmax.
@@ -315,8 +327,9 @@ void expect_sampled_distribution(bool draft_model) {
   const double temp = 0.9;
   const int64_t top_k = 6;
 
-  // Exact marginals of the first three generated tokens.
-  std::vector<double> m1 = exact_next(*target, prompt, temp, top_k), m2(16), m3(16);
+  // Exact marginals of the first three generated tokens, and their joint distribution: exact
+  // zeros wherever a token is outside the top-k after the tokens before it.
+  std::vector<double> m1 = exact_next(*target, prompt, temp, top_k), m2(16), m3(16), joint(4096);
   for (int32_t a = 0; a < 16; ++a) {
     if (m1[a] == 0) continue;
     auto pa = prompt;
@@ -328,7 +341,10 @@ void expect_sampled_distribution(bool draft_model) {
       auto pb = pa;
       pb.push_back(b);
       const auto p3 = exact_next(*target, pb, temp, top_k);
-      for (int32_t x = 0; x < 16; ++x) m3[x] += m1[a] * p2[b] * p3[x];
+      for (int32_t x = 0; x < 16; ++x) {
+        m3[x] += m1[a] * p2[b] * p3[x];
+        joint[(a * 16 + b) * 16 + x] = m1[a] * p2[b] * p3[x];
+      }
     }
   }
 
@@ -337,7 +353,7 @@ void expect_sampled_distribution(bool draft_model) {
   eo.max_step_tokens = 512;
   engine::Engine eng(target, tok, eo);
   eng.enable_speculation(draft_model ? draft_with(draft, tok, 2) : ngram(2));
-  const int64_t n = 3000;
+  const int64_t n = 6000;
   std::vector<engine::Request> reqs;
   for (int64_t i = 0; i < n; ++i) {
     engine::Request r;
@@ -350,16 +366,16 @@ void expect_sampled_distribution(bool draft_model) {
     reqs.push_back(std::move(r));
   }
   std::vector<std::vector<int64_t>> counts(3, std::vector<int64_t>(16));
+  std::vector<int64_t> joint_counts(4096);
   for (const auto& r : eng.generate(std::move(reqs))) {
     ASSERT_EQ(r.tokens.size(), 3u);
     for (int j = 0; j < 3; ++j) counts[j][r.tokens[j]]++;
+    joint_counts[(r.tokens[0] * 16 + r.tokens[1]) * 16 + r.tokens[2]]++;
   }
   const std::vector<double>* want[3] = {&m1, &m2, &m3};
-  for (int j = 0; j < 3; ++j) {
-    int dof = 0;
-    const double chi = chi_square(*want[j], counts[j], n, &dof);
-    EXPECT_LT(chi, chi_bound(dof)) << "token " << j + 1 << " (dof " << dof << ")";
-  }
+  for (int j = 0; j < 3; ++j)
+    expect_follows(*want[j], counts[j], n, "token " + std::to_string(j + 1));
+  expect_follows(joint, joint_counts, n, "tokens 1-3 together");
   const auto& st = eng.stats();
   EXPECT_GT(st.draft_accepted, 0);  // both the accepting and the rejecting path ran
   EXPECT_LT(st.draft_accepted, st.draft_proposed);
