@@ -99,9 +99,8 @@ TEST_F(GgufStored, Fp32ActivationsGiveTheDequantizedLogitsAndTokens) {
     EXPECT_EQ(greedy_tokens(*f32_, q, 32), greedy_tokens(*deq_, q, 32)) << q;
 }
 
-// The int8 path's perplexity (prefill: x rounded through its int8 blocks, dequantized tiles).
-// Its fused decode kernels do not yet give the greedy answers of the fp32 paths (no "Paris"),
-// which is why --gguf-act defaults to f32.
+// The int8 path's perplexity (prefill: x rounded through its int8 blocks, dequantized tiles);
+// its fused decode kernels and greedy tokens: test_gguf_q8_act.cpp.
 TEST_F(GgufStored, Int8ActivationsStayCloseInPerplexity) {
   const std::string text = io::read_file(kText);
   const auto ids = apps::ppl_tokens(*deq_->tokenizer, text, kText);

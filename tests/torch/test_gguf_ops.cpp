@@ -153,6 +153,35 @@ TEST_P(GgufOps, KernelsMatchReferenceOnEveryIsa) {
   }
 }
 
+// Activations shaped like a real model's (in 1536 as SmolLM2's down_proj): most blocks led by one
+// large value of either sign (the others a few int8 steps from zero), an all-zero block.
+TEST_P(GgufOps, KernelsExactOnSpikyActivationBlocks) {
+  const int type = GetParam();
+  auto w = random_gguf(type, 40, 1536, 6);
+  kernels::cpu::GgufView v{w.blocks.data_ptr<uint8_t>(), w.type, w.out, w.in};
+  for (const int64_t rows : {1, 6, 16}) {
+    auto x = at::randn({rows, w.in});
+    auto blocks = x.view({rows, w.in / 32, 32});
+    blocks.select(2, 3).mul_(40);
+    blocks.select(1, 1).select(1, 9).fill_(-300.f);
+    blocks.select(1, 2).zero_();
+    const int64_t nb = rows * w.in / 32;
+    std::vector<int8_t> qx(static_cast<size_t>(rows * w.in));
+    std::vector<float> dx(static_cast<size_t>(nb)), sx(static_cast<size_t>(nb));
+    kernels::cpu::gguf_quantize_q8(x.data_ptr<float>(), rows * w.in, qx.data(), dx.data(),
+                                   sx.data());
+    const auto want = ops::ref::gguf_linear(x, w, {});
+    for (auto simd : simds()) {
+      auto y = at::full({rows, w.out}, NAN);
+      kernels::cpu::gguf_gemm_q8(v, rows, qx.data(), dx.data(), sx.data(), nullptr,
+                                 y.data_ptr<float>(), 0, w.out, simd);
+      expect_close(
+          y, want, 1e-5,
+          "rows " + std::to_string(rows) + " simd " + std::to_string(static_cast<int>(simd)));
+    }
+  }
+}
+
 TEST_P(GgufOps, LinearOverEveryPath) {
   const int type = GetParam();
   for (const bool q8 : {true, false}) {
