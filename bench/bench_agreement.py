@@ -91,7 +91,7 @@ def main() -> int:
     print(f"{agreed} of {len(rows)} figures agree within one sigma of their difference, "
           f"{two} within two")
     if args.json:
-        out = {"provenance": provenance.collect(), "run_a": args.run_a, "run_b": args.run_b,
+        out = {**provenance.collect(), "run_a": args.run_a, "run_b": args.run_b,
                "run_a_provenance": a["provenance"], "run_b_provenance": b["provenance"],
                "criterion": "|mean_A - mean_B| <= sqrt(std_A^2 + std_B^2)",
                "figures_agreeing": agreed, "figures_within_2_sigma": two, "figures": len(rows),
