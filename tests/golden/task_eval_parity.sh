@@ -3,16 +3,9 @@
 # on the same model (the NF4 base, then the NF4 base + the trained adapter) and the same file give
 # the same answer for every item, and both print the same generation settings.
 #   task_eval_parity.sh SLLM
-set -u
 BIN=$1
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-M=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$M" ] || { echo "FAIL $M is missing: run scripts/setup.sh"; exit 1; }
-T=$(mktemp -d)
-[ -n "${KEEP:-}" ] || trap 'rm -rf "$T"' EXIT; echo "work dir $T"
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh"
+default_model
 
 head -n 8 "$ROOT/data/office/train.jsonl" >"$T/train.jsonl"
 head -n 8 "$ROOT/data/office/test.jsonl" >"$T/test.jsonl"

@@ -4,16 +4,10 @@
 # same ids as the whole model (whose ids check_parity.py compares with transformers), while a
 # command that needs the weights (info) still fails on them.
 #   tokenize_only.sh SLLM PYTHON
-set -u
 BIN=$1 PY=$2
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-MODEL=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$MODEL" ] || { echo "missing $MODEL: run scripts/setup.sh"; exit 1; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh"
+default_model
+MODEL=$M
 
 # The file up to the start of its tensor data (offset from the gguf package's reader).
 off=$("$PY" -c 'import sys, gguf; print(gguf.GGUFReader(sys.argv[1]).data_offset)' "$MODEL") ||

@@ -5,16 +5,10 @@
 # resume), a full disk while checkpointing (error, earlier checkpoint intact), and the PEFT
 # adapter written at the end.
 #   train_tiny.sh SLLM PYTHON
-set -u
 BIN=$1 PY=$2
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$(dirname "$0")/lib.sh"
 REF_SCRIPT=$ROOT/tests/reference/check_train_peft.py
 DATA=$ROOT/tests/data/train_tiny.jsonl
-T=$(mktemp -d)
-[ -n "${KEEP:-}" ] || trap 'rm -rf "$T"' EXIT; echo "work dir $T"
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 
 "$PY" "$ROOT/tests/reference/make_tiny_hf.py" "$T/tiny" --arch llama --tied --seed 3 >/dev/null ||
   { echo "FAIL cannot build the tiny model"; exit 1; }
