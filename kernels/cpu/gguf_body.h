@@ -180,9 +180,25 @@ void q8_tile(const GgufView& w, const int8_t* qx, const float* dx, const float* 
   }
 }
 
-// A block decoded to fp32 (the dequantizers' arithmetic).
+// A block decoded to fp32 (the dequantizers' arithmetic: d * q, plus m for the types with a
+// minimum). The SIMD form widens block_bytes' 32 int8 values 8 at a time.
 template <int T>
 inline void decode(const Block& k, float* f) {
+#if SLLM_GGUF_SIMD
+  if constexpr (kIsa != Isa::scalar) {
+    const __m256i wb = block_bytes<T>(k);
+    const __m256 d = _mm256_set1_ps(k.d), m = _mm256_set1_ps(k.m);
+    const __m128i halves[2] = {_mm256_castsi256_si128(wb), _mm256_extracti128_si256(wb, 1)};
+    for (int h = 0; h < 2; ++h)
+      for (int e = 0; e < 2; ++e) {
+        const __m128i b8 = e ? _mm_srli_si128(halves[h], 8) : halves[h];
+        __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b8)));
+        if constexpr (has_min(T)) v = _mm256_add_ps(v, m);
+        _mm256_store_ps(f + h * 16 + e * 8, v);
+      }
+    return;
+  }
+#endif
   for (int j = 0; j < 32; ++j) {
     const float q = static_cast<float>(weight_int<T>(k, j));
     f[j] = has_min(T) ? k.d * q + k.m : k.d * q;
