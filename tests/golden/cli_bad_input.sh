@@ -160,6 +160,8 @@ expect_error "bench: prompt line without prompt" "bench_nofield.jsonl:2" "$BIN" 
 expect_error "bench: empty prompt set" "no prompts" "$BIN" bench --prompt-set "$T/bench_empty.jsonl" --models "a=$MODEL"
 expect_error "bench: unknown built-in set" "builtin:nope" "$BIN" bench --prompt-set builtin:nope --models "a=$MODEL"
 expect_error "bench: gate without baseline" "--baseline" "${BENCH[@]}" --models "a=$MODEL" --fail-on quality
+expect_error "bench: more processes than reps" "--processes must be between 1 and --reps" \
+  "${BENCH[@]}" --models "a=$MODEL" --processes 2
 expect_error "bench: bad tolerance" "--tolerance" "${BENCH[@]}" --models "a=$MODEL" --tolerance lots
 
 echo "$passes passed, $fails failed"
