@@ -71,6 +71,7 @@ std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
     req.prompt = ids;
     req.params = p;
     req.params.seed = seed + static_cast<uint64_t>(i);
+    req.logprobs = r.logprobs;
     job->requests.push_back(std::move(req));
   }
   access().prompt_tokens = n;
