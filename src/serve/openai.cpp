@@ -95,7 +95,7 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
                  {"model", st.opt.model_name},
                  {"system_fingerprint", nullptr}};
     if (!r.stream) {
-      wait_job(st, *job, Api::openai);
+      wait_job(st, req, *job, Api::openai);
       json choices = json::array();
       for (size_t i = 0; i < job->choices.size(); ++i) {
         const auto& res_i = job->choices[i].result;

@@ -71,7 +71,7 @@ void generate(State& st, const httplib::Request& req, httplib::Response& res, bo
     auto job = submit_job(st, r, Api::tgi);
     const std::string prefix = r.return_full_text ? r.prompt : "";
     if (!r.stream) {
-      wait_job(st, *job, Api::tgi);
+      wait_job(st, req, *job, Api::tgi);
       const auto& c = job->choices[0];
       json out = {{"generated_text", prefix + c.result.text}};
       if (r.details || compat) {
