@@ -78,6 +78,9 @@ int64_t Engine::submit(Request req) {
              "the prompt has {} tokens but the context holds {}: shorten the prompt or raise "
              "--ctx (the model supports {})",
              n, opts_.context, model_->config().max_position);
+  SLLM_CHECK(req.logprobs >= -1 && req.logprobs <= kMaxTopLogprobs,
+             "logprobs must be -1 (off) or the number of alternatives in [0, {}], got {}",
+             kMaxTopLogprobs, req.logprobs);
   for (int32_t t : req.prompt)
     SLLM_CHECK(t >= 0 && t < model_->config().vocab_size, "token id {} is outside the vocabulary",
                t);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/plan/batch_layout.h"
@@ -40,6 +41,15 @@ struct SpeculativeOptions {
 };
 inline constexpr int64_t kMaxSpeculativeTokens = 32;
 
+// The log-probability of one generated token and of the most likely tokens at its position,
+// from the model's raw next-token distribution: log_softmax of the logits before penalties,
+// temperature and truncation (what vLLM reports by default).
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;  // most likely first
+};
+
 struct Request {
   std::vector<int32_t> prompt;  // token ids (BOS already added if the model wants it)
   SamplingParams params;
@@ -47,6 +57,11 @@ struct Request {
   std::function<void(const std::string&)> on_text;
   // Called with each generated token id (stop tokens excluded), before the text it completes.
   std::function<void(int32_t)> on_token;
+  // -1: no log-probabilities (no cost). N in [0, kMaxTopLogprobs]: each generated token's
+  // TokenLogprob with its N most likely alternatives, in Result::logprobs and on_logprob.
+  int32_t logprobs = -1;
+  // Called with each generated token's TokenLogprob just before on_token.
+  std::function<void(const TokenLogprob&)> on_logprob;
 };
 
 enum class FinishReason {
@@ -59,7 +74,8 @@ enum class FinishReason {
 std::string_view to_string(FinishReason r);
 
 struct Result {
-  std::vector<int32_t> tokens;  // generated ids (stop token excluded)
+  std::vector<int32_t> tokens;         // generated ids (stop token excluded)
+  std::vector<TokenLogprob> logprobs;  // one per token when Request::logprobs >= 0
   std::string text;
   FinishReason finish_reason = FinishReason::stop;
   int64_t prompt_tokens = 0;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "engine/draft.h"
@@ -10,6 +11,33 @@
 #include "engine/sequence.h"
 
 namespace sllm::engine {
+
+namespace {
+
+// log_softmax(row)[tok] and the top n entries, in double for the normalizer.
+TokenLogprob token_logprob(const float* row, int64_t vocab, int32_t tok, int32_t n) {
+  const float mx = *std::max_element(row, row + vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(row[i] - mx));
+  const double lse = static_cast<double>(mx) + std::log(sum);
+  TokenLogprob out;
+  out.token = tok;
+  out.logprob = static_cast<float>(row[tok] - lse);
+  if (n > 0) {
+    std::vector<int32_t> ids(static_cast<size_t>(vocab));
+    for (int64_t i = 0; i < vocab; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    const auto k = std::min<int64_t>(n, vocab);
+    // Ties by the lower id, as argmax picks.
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+      return row[a] > row[b] || (row[a] == row[b] && a < b);
+    });
+    for (int64_t i = 0; i < k; ++i)
+      out.top.emplace_back(ids[i], static_cast<float>(row[ids[i]] - lse));
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string_view to_string(FinishReason r) {
   switch (r) {
@@ -33,6 +61,11 @@ void Engine::sample(const std::vector<Chunk>& chunks, const at::Tensor& logits) 
     row += c.num_logits();
     Sequence& s = sequence(c.seq);
     if (s.cancelled) continue;
+    if (s.req.logprobs >= 0) {  // the raw rows, before the sampler changes them in place
+      s.lp_rows.assign(l, l + c.num_logits() * vocab);
+      s.lp_next = 0;
+      s.lp_vocab = vocab;
+    }
     if (c.seq->draft > 0) {
       verify(s, l, vocab);
       continue;
@@ -52,6 +85,14 @@ std::optional<FinishReason> Engine::accept(Sequence& s, int32_t tok) {
     return FinishReason::stop;
   s.st.tokens.push_back(tok);
   s.generated.push_back(tok);
+  if (s.req.logprobs >= 0) {
+    const auto vocab = static_cast<size_t>(s.lp_vocab);
+    SLLM_CHECK((s.lp_next + 1) * vocab <= s.lp_rows.size(),
+               "no logits row left for the log-probability of token {}", tok);
+    s.logprobs.push_back(
+        token_logprob(s.lp_rows.data() + s.lp_next++ * vocab, s.lp_vocab, tok, s.req.logprobs));
+    if (s.req.on_logprob) s.req.on_logprob(s.logprobs.back());
+  }
   if (s.req.on_token) s.req.on_token(tok);
   s.text += s.decoder->push(tok);
   for (const auto& st : s.req.params.stop) {
@@ -86,6 +127,7 @@ void Engine::finish(Sequence& s, FinishReason reason) {
   emit_text(s, true);
   Result r;
   r.tokens = s.generated;
+  r.logprobs = std::move(s.logprobs);
   r.text = s.text;
   r.finish_reason = reason;
   r.prompt_tokens = s.prompt_len;

@@ -9,6 +9,9 @@
 
 namespace sllm::engine {
 
+// The most alternatives a request may ask log-probabilities for (Request::logprobs).
+inline constexpr int32_t kMaxTopLogprobs = 20;
+
 struct SamplingParams {
   double temperature = 0.7;
   int64_t top_k = 0;                // 0: off

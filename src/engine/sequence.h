@@ -24,6 +24,13 @@ struct Engine::Sequence {
   Timer timer;  // from admission
   double first_token_ms = -1;
   std::vector<int32_t> generated;
+  // Log-probabilities (req.logprobs >= 0): the raw logits rows of this step, one per token
+  // the step may accept (more than one when verifying drafts), the next row to use, and the
+  // entries of the generated tokens.
+  std::vector<float> lp_rows;
+  size_t lp_next = 0;
+  int64_t lp_vocab = 0;
+  std::vector<TokenLogprob> logprobs;
   bool cancelled = false;  // cancel asked for during a step
   bool finishing = false;
   // Speculative decoding: the draft's distribution of each pending draft token (empty for

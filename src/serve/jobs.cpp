@@ -1,6 +1,12 @@
 // From a parsed request to a queued job, and the two ways of answering it: wait for the whole
 // result, or stream it as server-sent events.
 #include <fmt/format.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <filesystem>
 
 #include "core/error.h"
 #include "serve/routes.h"
@@ -16,6 +22,49 @@ struct InFlight {
   explicit InFlight(State& s) : st(s) { st.in_flight++; }
   ~InFlight() { st.in_flight--; }
 };
+
+// "host:port" of a socket address, numeric, as httplib writes Request::remote_addr/port.
+std::string address(const sockaddr_storage& a, socklen_t len) {
+  char host[NI_MAXHOST], port[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof host, port, sizeof port,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return {};
+  return std::string(host) + ":" + port;
+}
+
+// The request's connection: the open socket whose local and peer addresses are the request's
+// (httplib 0.11 gives handlers no socket). -1 when none is found.
+int connection_socket(const httplib::Request& req) {
+  const std::string peer = fmt::format("{}:{}", req.remote_addr, req.remote_port);
+  const std::string local = fmt::format("{}:{}", req.local_addr, req.local_port);
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(e.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISSOCK(sb.st_mode)) continue;
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || address(a, len) != peer)
+      continue;
+    len = sizeof a;
+    if (req.local_addr.empty() ||
+        (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 && address(a, len) == local))
+      return fd;
+  }
+  return -1;
+}
+
+// Whether the client closed its side (or the connection broke). Data it sent is left unread.
+bool peer_closed(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 }  // namespace
 
 std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
@@ -71,6 +120,7 @@ std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
     req.prompt = ids;
     req.params = p;
     req.params.seed = seed + static_cast<uint64_t>(i);
+    req.logprobs = r.logprobs;
     job->requests.push_back(std::move(req));
   }
   access().prompt_tokens = n;
@@ -78,10 +128,14 @@ std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
   return job;
 }
 
-void wait_job(State& st, Job& job, Api api) {
+void wait_job(State& st, const httplib::Request& req, Job& job, Api api) {
   InFlight guard(st);
+  const int fd = connection_socket(req);
   std::unique_lock lk(job.mu);
-  job.cv.wait(lk, [&] { return job.done(); });
+  // A client that hangs up is noticed within a poll period: its sequences (and KV blocks) are
+  // freed then, not when the generation would have ended.
+  while (!job.cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return job.done(); }))
+    if (fd >= 0 && !job.cancel_requested && peer_closed(fd)) job.cancel_requested = true;
   int64_t generated = 0;
   for (const auto& c : job.choices) generated += static_cast<int64_t>(c.result.tokens.size());
   access().completion_tokens = generated;

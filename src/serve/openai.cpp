@@ -27,6 +27,55 @@ json usage(const Job& job) {
   return {{"prompt_tokens", prompt}, {"completion_tokens", gen}, {"total_tokens", prompt + gen}};
 }
 
+// One token as OpenAI shows it: its text and its raw bytes (a token may hold part of a
+// multi-byte character: its text is then replaced by U+FFFD when written).
+json chat_token(const State& st, int32_t id, float logprob) {
+  const std::string b = st.tok->token_bytes(id);
+  json bytes = json::array();
+  for (unsigned char c : b) bytes.push_back(static_cast<int>(c));
+  return {{"token", st.tok->decode({id})}, {"logprob", logprob}, {"bytes", std::move(bytes)}};
+}
+
+// Chat: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
+json chat_logprobs(const State& st, const std::vector<engine::TokenLogprob>& lps) {
+  json content = json::array();
+  for (const auto& lp : lps) {
+    json e = chat_token(st, lp.token, lp.logprob);
+    json top = json::array();
+    for (const auto& [id, v] : lp.top) top.push_back(chat_token(st, id, v));
+    e["top_logprobs"] = std::move(top);
+    content.push_back(std::move(e));
+  }
+  return {{"content", std::move(content)}};
+}
+
+// Completions (legacy): {tokens, token_logprobs, top_logprobs: [{text: logprob}], text_offset};
+// offset: the position of the first token in the generated text, advanced past the tokens.
+json completion_logprobs(const State& st, const std::vector<engine::TokenLogprob>& lps,
+                         size_t& offset) {
+  json tokens = json::array(), values = json::array(), tops = json::array(),
+       offsets = json::array();
+  for (const auto& lp : lps) {
+    const std::string text = st.tok->decode({lp.token});
+    tokens.push_back(text);
+    values.push_back(lp.logprob);
+    json top = json::object();
+    for (const auto& [id, v] : lp.top) top[st.tok->decode({id})] = v;
+    tops.push_back(std::move(top));
+    offsets.push_back(offset);
+    offset += text.size();
+  }
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(values)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offsets)}};
+}
+
+json logprobs_json(const State& st, bool chat, const std::vector<engine::TokenLogprob>& lps,
+                   size_t& offset) {
+  return chat ? chat_logprobs(st, lps) : completion_logprobs(st, lps, offset);
+}
+
 void handle(State& st, const httplib::Request& req, httplib::Response& res, bool chat) {
   guarded(Api::openai, res, [&] {
     const GenRequest r =
@@ -46,12 +95,14 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
                  {"model", st.opt.model_name},
                  {"system_fingerprint", nullptr}};
     if (!r.stream) {
-      wait_job(st, *job, Api::openai);
+      wait_job(st, req, *job, Api::openai);
       json choices = json::array();
       for (size_t i = 0; i < job->choices.size(); ++i) {
         const auto& res_i = job->choices[i].result;
+        size_t offset = 0;
         json c = {{"index", i},
-                  {"logprobs", nullptr},
+                  {"logprobs", r.logprobs >= 0 ? logprobs_json(st, chat, res_i.logprobs, offset)
+                                               : json(nullptr)},
                   {"finish_reason", finish_name(res_i.finish_reason)}};
         if (chat)
           c["message"] = {{"role", "assistant"}, {"content", res_i.text}};
@@ -68,13 +119,25 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
     const bool include_usage = r.include_usage;
     if (include_usage) base["usage"] = nullptr;
     auto started = std::make_shared<std::vector<bool>>(job->choices.size(), false);
-    auto on_pieces = [base, chat, started, job](size_t i, std::vector<Piece>& fresh, bool fin) {
+    auto offsets = std::make_shared<std::vector<size_t>>(job->choices.size(), 0);
+    const bool want_lp = r.logprobs >= 0;
+    auto on_pieces = [&st, base, chat, started, offsets, want_lp, job](
+                         size_t i, std::vector<Piece>& fresh, bool fin) {
       std::string text;
-      for (const auto& p : fresh) text += p.text;
+      std::vector<engine::TokenLogprob> lps;
+      for (auto& p : fresh) {
+        text += p.text;
+        if (p.logprob) lps.push_back(std::move(*p.logprob));
+      }
       std::string out;
-      auto chunk = [&](json delta_or_text, json finish) {
+      auto chunk = [&](json delta_or_text, json finish, bool with_lp = true) {
         json j = base;
-        json c = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
+        json lp = nullptr;
+        if (want_lp && with_lp && !lps.empty()) {
+          lp = logprobs_json(st, chat, lps, (*offsets)[i]);
+          lps.clear();
+        }
+        json c = {{"index", i}, {"logprobs", std::move(lp)}, {"finish_reason", std::move(finish)}};
         if (chat)
           c["delta"] = std::move(delta_or_text);
         else
@@ -84,9 +147,11 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
       };
       if (chat && !(*started)[i]) {
         (*started)[i] = true;
-        chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
+        chunk({{"role", "assistant"}, {"content", ""}}, nullptr, false);
       }
-      if (!text.empty()) chunk(chat ? json{{"content", text}} : json(text), nullptr);
+      // Tokens whose text is held back still get a chunk: their log-probabilities.
+      if (!text.empty() || !lps.empty())
+        chunk(chat ? json{{"content", text}} : json(text), nullptr);
       if (fin) {
         const std::string why = finish_name(job->choices[i].result.finish_reason);
         chunk(chat ? json::object() : json(""), why);

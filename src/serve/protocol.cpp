@@ -131,7 +131,6 @@ class Fields {
   std::set<std::string> known_;
 };
 
-auto is_zero = [](const json& v) { return v.is_number() && v.get<double>() == 0; };
 auto is_false = [](const json& v) { return v.is_boolean() && !v.get<bool>(); };
 auto is_one = [](const json& v) { return v.is_number_integer() && v.get<int64_t>() == 1; };
 auto is_empty = [](const json& v) { return v.empty(); };
@@ -230,7 +229,10 @@ GenRequest parse_completion(std::string_view body, const ParseLimits& lim) {
   r.prompt = p->get<std::string>();
   if (r.prompt.empty()) f.fail("prompt", "must not be empty");
   f.unsupported("echo", is_false);
-  f.unsupported("logprobs", [](const json& v) { return is_false(v) || is_zero(v); });
+  // The legacy integer; false (accepted before log-probabilities existed) means off.
+  if (const json* v = f.get("logprobs"); !(v && is_false(*v)))
+    if (auto n = f.integer("logprobs", 0, engine::kMaxTopLogprobs))
+      r.logprobs = static_cast<int32_t>(*n);
   f.unsupported("suffix", [](const json& v) { return v.is_string() && v.empty(); });
   f.finish();
   return r;
@@ -274,8 +276,10 @@ GenRequest parse_chat(std::string_view body, const ParseLimits& lim) {
     g.finish();
     r.messages.push_back({*role == "developer" ? "system" : *role, text});
   }
-  f.unsupported("logprobs", is_false);
-  f.unsupported("top_logprobs", is_zero);
+  const bool logprobs = f.boolean("logprobs").value_or(false);
+  const auto top = f.integer("top_logprobs", 0, engine::kMaxTopLogprobs).value_or(0);
+  if (top > 0 && !logprobs) f.fail("top_logprobs", "needs 'logprobs' to be true");
+  if (logprobs) r.logprobs = static_cast<int32_t>(top);
   f.unsupported("tools", is_empty);
   f.unsupported("tool_choice", [](const json& v) { return v == "none"; });
   f.unsupported("response_format", [](const json& v) {
@@ -298,6 +302,7 @@ GenRequest parse_tgi(std::string_view body, const ParseLimits& lim, bool stream_
   r.stream = f.boolean("stream").value_or(false) || stream_route;
   r.params.max_new_tokens = 100;  // TGI's default
   r.params.temperature = 0;
+  int64_t top_n = 0;
   if (const json* p = f.get("parameters")) {
     if (!p->is_object()) f.fail("parameters", "must be an object");
     Fields g(*p, Api::tgi);
@@ -329,12 +334,14 @@ GenRequest parse_tgi(std::string_view body, const ParseLimits& lim, bool stream_
     g.unsupported("best_of", is_one);
     g.unsupported("watermark", is_false);
     g.unsupported("decoder_input_details", is_false);
-    g.unsupported("top_n_tokens", is_zero);
+    top_n = g.integer("top_n_tokens", 0, engine::kMaxTopLogprobs).value_or(0);
     g.unsupported("grammar", [](const json&) { return false; });
     g.unsupported("adapter_id", [](const json&) { return false; });
     g.finish();
   }
   f.finish();
+  // Token events always carry their log-probability, so a stream or details compute them.
+  if (r.stream || r.details) r.logprobs = static_cast<int32_t>(top_n);
   return r;
 }
 

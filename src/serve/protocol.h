@@ -50,6 +50,9 @@ struct GenRequest {
   int64_t n = 1;                  // OpenAI choices
   bool details = false;           // TGI details
   bool return_full_text = false;  // TGI: prompt + generated text
+  // Log-probabilities: -1 off, else each token's with this many alternatives (OpenAI chat
+  // logprobs + top_logprobs, completions logprobs, TGI top_n_tokens with details or a stream).
+  int32_t logprobs = -1;
 };
 
 // Static bounds checked while parsing (the token counts are checked after tokenization).

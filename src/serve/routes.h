@@ -43,8 +43,9 @@ void guarded(Api api, httplib::Response& res, const std::function<void()>& body)
 
 // Tokenizes, checks the token limits, queues the job (n copies of the request).
 std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api);
-// Blocks until the job is done; ApiError on timeout, refusal or shutdown.
-void wait_job(State& st, Job& job, Api api);
+// Blocks until the job is done; ApiError on timeout, refusal or shutdown. A client that closes
+// req's connection meanwhile cancels the job.
+void wait_job(State& st, const httplib::Request& req, Job& job, Api api);
 
 // Streams a job as server-sent events. on_pieces(choice, new pieces, finished) returns the
 // events to write (complete "data: ...\n\n" text); on_end() the closing ones. A failed write

@@ -1,8 +1,9 @@
 // Text Generation Inference routes: POST /generate, /generate_stream and / (the route the
 // text-generation client posts to), POST /tokenize. Token events carry {id, text, logprob,
-// special}; log-probabilities are not computed (null).
+// special}; top_n_tokens adds the most likely tokens at each position (top_tokens).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "serve/routes.h"
@@ -27,8 +28,20 @@ std::string finish_name(engine::FinishReason r) {
 json token_json(const State& st, const Piece& p) {
   return {{"id", p.token},
           {"text", p.text},
-          {"logprob", nullptr},
+          {"logprob", p.logprob ? json(p.logprob->logprob) : json(nullptr)},
           {"special", p.token >= 0 && st.tok->is_special(p.token)}};
+}
+
+// The alternatives at a token's position (TGI's top_tokens), most likely first.
+json top_tokens(const State& st, const Piece& p) {
+  json out = json::array();
+  if (p.logprob)
+    for (const auto& [id, v] : p.logprob->top)
+      out.push_back({{"id", id},
+                     {"text", st.tok->decode({id})},
+                     {"logprob", v},
+                     {"special", st.tok->is_special(id)}});
+  return out;
 }
 
 // Text-only pieces (held-back text released at the end) join the token before them.
@@ -52,20 +65,25 @@ json details(const Job& job, const engine::Result& r) {
 void generate(State& st, const httplib::Request& req, httplib::Response& res, bool stream_route,
               bool compat) {
   guarded(Api::tgi, res, [&] {
-    const GenRequest r = parse_tgi(req.body, st.limits(), stream_route);
+    GenRequest r = parse_tgi(req.body, st.limits(), stream_route);
+    if (compat) r.logprobs = std::max(r.logprobs, 0);  // its answers always have details
     access().id = new_id("gen-");
     auto job = submit_job(st, r, Api::tgi);
     const std::string prefix = r.return_full_text ? r.prompt : "";
     if (!r.stream) {
-      wait_job(st, *job, Api::tgi);
+      wait_job(st, req, *job, Api::tgi);
       const auto& c = job->choices[0];
       json out = {{"generated_text", prefix + c.result.text}};
       if (r.details || compat) {
         json d = details(*job, c.result);
         d["prefill"] = json::array();
-        json toks = json::array();
-        for (const auto& p : merge_text(c.pieces)) toks.push_back(token_json(st, p));
+        json toks = json::array(), tops = json::array();
+        for (const auto& p : merge_text(c.pieces)) {
+          toks.push_back(token_json(st, p));
+          tops.push_back(top_tokens(st, p));
+        }
         d["tokens"] = std::move(toks);
+        if (r.logprobs > 0) d["top_tokens"] = std::move(tops);
         out["details"] = std::move(d);
       }
       send_json(res, 200, compat ? json::array({out}) : out);
@@ -76,10 +94,11 @@ void generate(State& st, const httplib::Request& req, httplib::Response& res, bo
       int64_t index = 0;
     };
     auto held = std::make_shared<Held>();
-    auto event = [](const json& token, int64_t index, json text, json det) {
+    const bool with_top = r.logprobs > 0;
+    auto event = [&st, with_top](const Piece& p, int64_t index, json text, json det) {
       json j = {{"index", index},
-                {"token", token},
-                {"top_tokens", nullptr},
+                {"token", token_json(st, p)},
+                {"top_tokens", with_top ? top_tokens(st, p) : json(nullptr)},
                 {"generated_text", std::move(text)},
                 {"details", std::move(det)}};
       return "data:" + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
@@ -93,15 +112,14 @@ void generate(State& st, const httplib::Request& req, httplib::Response& res, bo
           held->piece->text += p.text;
           continue;
         }
-        if (held->piece)
-          out += event(token_json(st, *held->piece), held->index++, nullptr, nullptr);
+        if (held->piece) out += event(*held->piece, held->index++, nullptr, nullptr);
         held->piece = std::move(p);
       }
       if (fin) {
         const auto& r = job->choices[0].result;
-        Piece last = held->piece ? *held->piece : Piece{st.tok->eos_id, ""};
+        Piece last = held->piece ? *held->piece : Piece{st.tok->eos_id, "", {}};
         held->piece.reset();
-        out += event(token_json(st, last), held->index++, prefix + r.text, details(*job, r));
+        out += event(last, held->index++, prefix + r.text, details(*job, r));
       }
       return out;
     };

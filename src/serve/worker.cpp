@@ -97,18 +97,23 @@ void Worker::start(const std::shared_ptr<Job>& job) {
         metrics_.observe("sllm_inter_token_latency_seconds", seconds(t - l.last_token));
       l.got_token = true;
       l.last_token = t;
-      l.staged.push_back({tok, {}});
+      l.staged.push_back({tok, {}, std::move(l.logprob)});
+      l.logprob.reset();
       metrics_.inc("sllm_generation_tokens_total");
     };
+    if (req.logprobs >= 0)
+      req.on_logprob = [this, id_box](const engine::TokenLogprob& lp) {
+        live_.at(*id_box).logprob = lp;
+      };
     req.on_text = [this, id_box](const std::string& s) {
       Live& l = live_.at(*id_box);
-      if (l.staged.empty()) l.staged.push_back({-1, {}});
+      if (l.staged.empty()) l.staged.push_back({-1, {}, {}});
       l.staged.back().text += s;
     };
     try {
       const int64_t id = eng_->submit(std::move(req));
       *id_box = id;
-      live_[id] = Live{job, i, {}, now, false};
+      live_[id] = Live{job, i, {}, {}, now, false};
       metrics_.inc("sllm_prompt_tokens_total", "",
                    static_cast<double>(job->requests[i].prompt.size()));
     } catch (const std::exception& e) {

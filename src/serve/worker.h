@@ -22,11 +22,12 @@ namespace sllm::serve {
 
 using Clock = std::chrono::steady_clock;
 
-// One generated token (token -1: text only, e.g. held-back text released at the end) and the
-// text it completed.
+// One generated token (token -1: text only, e.g. held-back text released at the end), the
+// text it completed and, when asked for, its log-probabilities.
 struct Piece {
   int32_t token = -1;
   std::string text;
+  std::optional<engine::TokenLogprob> logprob;
 };
 
 struct Choice {
@@ -77,6 +78,7 @@ class Worker {
     std::shared_ptr<Job> job;
     size_t index;
     std::vector<Piece> staged;  // this step's pieces, published when the step ends
+    std::optional<engine::TokenLogprob> logprob;  // of the token on_token is about to stage
     Clock::time_point last_token;
     bool got_token = false;
   };

@@ -126,3 +126,40 @@ def wait_idle(srv: Server) -> dict:
 def default_model(repo: str) -> str | None:
     path = os.path.join(repo, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
     return path if os.path.exists(path) else None
+
+
+def script_args(doc: str, repo: str):
+    """--sllm and --model (default: the default model) of a test script; exits 77 (ctest:
+    skipped) when the model is absent."""
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--sllm", required=True)
+    ap.add_argument("--model", default=default_model(repo))
+    args = ap.parse_args()
+    if not args.model or not os.path.exists(args.model):
+        print("SKIP: the default model is absent (scripts/setup.sh downloads it)")
+        sys.exit(77)
+    return args
+
+
+class Checks:
+    """Runs labelled checks, reporting each; a failure is printed and the next one runs."""
+
+    def __init__(self):
+        self.failures = 0
+
+    def run(self, label: str, fn, *args):
+        import traceback
+        try:
+            out = fn(*args)
+            print(f"PASS {label}")
+            return out
+        except Exception:  # noqa: BLE001 - report and go on
+            self.failures += 1
+            print(f"FAIL {label}\n{traceback.format_exc()}")
+            return None
+
+    def exit_code(self) -> int:
+        print("ALL PASSED" if self.failures == 0 else f"{self.failures} FAILED")
+        return 1 if self.failures else 0

@@ -165,6 +165,34 @@ def tgi_client_generate_and_stream(c: Ctx):
 
 
 @check
+def logprobs_through_the_official_clients(c: Ctx):
+    # The values themselves are checked against transformers in test_serve_logprobs.py; here the
+    # clients parse the shapes and the greedy token is its own best alternative.
+    msgs = [{"role": "user", "content": QUESTION}]
+    r = c.oai.chat.completions.create(model=c.name, max_tokens=8, temperature=0, messages=msgs,
+                                      logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens, (content, r.usage)
+    for e in content:
+        assert len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token, e
+        assert e.top_logprobs[0].logprob == e.logprob <= 0, e
+    parts = list(c.oai.chat.completions.create(model=c.name, max_tokens=8, temperature=0,
+                                               messages=msgs, logprobs=True, top_logprobs=3,
+                                               stream=True))
+    streamed = [e for p in parts if p.choices and p.choices[0].logprobs
+                for e in p.choices[0].logprobs.content]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+    lp = complete(c, PROMPT, 8, logprobs=2).choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 8, lp
+    assert all(max(t.values()) == v for t, v in zip(lp.top_logprobs, lp.token_logprobs)), lp
+    r = c.tgi.generate(PROMPT, max_new_tokens=8, top_n_tokens=2)
+    assert all(t.logprob is not None and t.logprob <= 0 for t in r.details.tokens), r.details
+    events = list(c.tgi.generate_stream(PROMPT, max_new_tokens=8, top_n_tokens=2))
+    assert [e.token.logprob for e in events] == [t.logprob for t in r.details.tokens]
+    assert all(len(e.top_tokens) == 2 and e.top_tokens[0].id == e.token.id for e in events)
+
+
+@check
 def tgi_routes_info_tokenize_generate(c: Ctx):
     s, info = c.srv.request("GET", "/info")
     assert s == 200 and info["model_id"] == c.name and info["max_total_tokens"] == CTX, info
@@ -214,7 +242,11 @@ def bad_requests_get_clear_errors_and_the_server_keeps_serving(c: Ctx):
     expect_error(c, v1, 400, "exceeds max_total_tokens", {**ok, "max_tokens": CTX - 2})
     expect_error(c, v1, 400, "tokens but at most", {**ok, "prompt": "hello " * 2000})
     expect_error(c, v1, 404, "does not exist", {**ok, "model": "gpt-9"})
-    expect_error(c, v1, 400, "not supported", {**ok, "logprobs": 3})
+    expect_error(c, v1, 400, "not supported", {**ok, "echo": True})
+    expect_error(c, v1, 400, "[0, 20]", {**ok, "logprobs": 21})
+    expect_error(c, "/v1/chat/completions", 400, "needs 'logprobs' to be true",
+                 {"model": c.name, "messages": [{"role": "user", "content": "x"}],
+                  "top_logprobs": 2})
     expect_error(c, v1, 400, "not a recognized", {**ok, "frobnicate": True})
     expect_error(c, "/v1/chat/completions", 400, "messages",
                  {"model": c.name, "messages": "hi"})

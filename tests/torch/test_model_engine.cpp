@@ -140,6 +140,57 @@ TEST(ModelEngine, StopStringAndLength) {
   EXPECT_EQ(streamed, stopped.text);
 }
 
+// Each token's log-probability and top alternatives are log_softmax of the raw logits (a full
+// forward over prompt + generated tokens), whatever penalties and temperature sampled it.
+void expect_raw_logprobs(const model::LlamaModel& m, const std::vector<int32_t>& prompt,
+                         const engine::Result& r, int32_t n) {
+  at::NoGradGuard g;
+  std::vector<int64_t> ids(prompt.begin(), prompt.end());
+  ids.insert(ids.end(), r.tokens.begin(), r.tokens.end());
+  const auto ref = at::log_softmax(
+      m.forward_full(at::tensor(ids, at::kLong).unsqueeze(0))[0].to(at::kDouble), -1);
+  ASSERT_EQ(r.logprobs.size(), r.tokens.size());
+  for (size_t i = 0; i < r.tokens.size(); ++i) {
+    const auto row = ref[static_cast<int64_t>(prompt.size() + i) - 1];
+    const auto& lp = r.logprobs[i];
+    EXPECT_EQ(lp.token, r.tokens[i]);
+    EXPECT_NEAR(lp.logprob, row[lp.token].item<double>(), 1e-4) << "token " << i;
+    ASSERT_EQ(lp.top.size(), static_cast<size_t>(n));
+    const auto best = std::get<0>(row.topk(n));
+    for (int32_t j = 0; j < n; ++j) {
+      EXPECT_NEAR(lp.top[j].second, best[j].item<double>(), 1e-4) << i << " " << j;
+      EXPECT_NEAR(lp.top[j].second, row[lp.top[j].first].item<double>(), 1e-4) << i << " " << j;
+    }
+  }
+}
+
+TEST(ModelEngine, LogprobsAreTheRawLogSoftmax) {
+  auto m = fixtures::tiny_model(fixtures::tiny_config(), 4);
+  engine::Engine eng(m, fixtures::tiny_tokenizer());
+  const auto prompt = random_prompt(11, 7);
+  auto greedy = greedy_request(prompt, 8);
+  greedy.logprobs = 4;
+  std::vector<int32_t> streamed;
+  greedy.on_logprob = [&](const engine::TokenLogprob& lp) { streamed.push_back(lp.token); };
+  auto sampled = greedy_request(prompt, 8);
+  sampled.logprobs = 3;
+  sampled.params.temperature = 0.7;
+  sampled.params.top_k = 5;
+  sampled.params.repetition_penalty = 1.5;
+  sampled.params.presence_penalty = 1;
+  auto res = eng.generate({std::move(greedy), std::move(sampled), greedy_request(prompt, 8)});
+  expect_raw_logprobs(*m, prompt, res[0], 4);
+  expect_raw_logprobs(*m, prompt, res[1], 3);
+  EXPECT_EQ(streamed, res[0].tokens);
+  for (const auto& lp : res[0].logprobs) EXPECT_EQ(lp.top[0].first, lp.token);  // the argmax
+  EXPECT_TRUE(res[2].logprobs.empty());                                         // not asked for
+  auto bad = greedy_request(prompt, 2);
+  bad.logprobs = engine::kMaxTopLogprobs + 1;
+  EXPECT_THROW(eng.submit(bad), Error);
+  bad.logprobs = -2;
+  EXPECT_THROW(eng.submit(bad), Error);
+}
+
 TEST(ModelEngine, BadRequestsAreErrors) {
   auto m = fixtures::tiny_model(fixtures::tiny_config());
   engine::EngineOptions o;

@@ -88,6 +88,27 @@ TEST(ServeProtocol, TgiParameters) {
   EXPECT_EQ(r.params.seed, 7u);
 }
 
+// Log-probabilities: off unless asked for; N alternatives otherwise (TGI: with a stream or
+// details, whose token events carry them).
+TEST(ServeProtocol, Logprobs) {
+  const std::string chat = R"({"model":"m","messages":[{"role":"user","content":"x"}])";
+  EXPECT_EQ(parse_chat(chat + "}", kLim).logprobs, -1);
+  EXPECT_EQ(parse_chat(chat + R"(,"logprobs":false})", kLim).logprobs, -1);
+  EXPECT_EQ(parse_chat(chat + R"(,"logprobs":true})", kLim).logprobs, 0);
+  EXPECT_EQ(parse_chat(chat + R"(,"logprobs":true,"top_logprobs":20})", kLim).logprobs, 20);
+  EXPECT_EQ(parse_chat(chat + R"(,"logprobs":true,"top_logprobs":null})", kLim).logprobs, 0);
+  const std::string cmpl = R"({"model":"m","prompt":"x")";
+  EXPECT_EQ(parse_completion(cmpl + "}", kLim).logprobs, -1);
+  EXPECT_EQ(parse_completion(cmpl + R"(,"logprobs":false})", kLim).logprobs, -1);
+  EXPECT_EQ(parse_completion(cmpl + R"(,"logprobs":0})", kLim).logprobs, 0);
+  EXPECT_EQ(parse_completion(cmpl + R"(,"logprobs":5})", kLim).logprobs, 5);
+  EXPECT_EQ(parse_tgi(R"({"inputs":"a"})", kLim, false).logprobs, -1);
+  EXPECT_EQ(parse_tgi(R"({"inputs":"a","parameters":{"top_n_tokens":3}})", kLim, false).logprobs,
+            -1);
+  EXPECT_EQ(parse_tgi(R"({"inputs":"a","parameters":{"details":true}})", kLim, false).logprobs, 0);
+  EXPECT_EQ(parse_tgi(R"({"inputs":"a","parameters":{"top_n_tokens":3}})", kLim, true).logprobs, 3);
+}
+
 struct Bad {
   const char* body;
   int status;
@@ -115,7 +136,10 @@ TEST(ServeProtocol, OpenAiMistakesAreOneClearError) {
       {R"({"model":"m","prompt":"x","stop":["a","b","c","d","e"]})", 400, "stop", "at most 4"},
       {R"({"model":"m","prompt":"x","stream_options":{"include_usage":true}})", 400,
        "stream_options", "stream"},
-      {R"({"model":"m","prompt":"x","logprobs":2})", 400, "logprobs", "not supported"},
+      {R"({"model":"m","prompt":"x","logprobs":21})", 400, "logprobs", "[0, 20]"},
+      {R"({"model":"m","prompt":"x","logprobs":-1})", 400, "logprobs", "[0, 20]"},
+      {R"({"model":"m","prompt":"x","logprobs":true})", 400, "logprobs", "integer"},
+      {R"({"model":"m","prompt":"x","logprobs":1.5})", 400, "logprobs", "integer"},
       {R"({"model":"m","prompt":"x","echo":true})", 400, "echo", "not supported"},
       {R"({"model":"m","prompt":"x","frequency_penalty":2.5})", 400, "frequency_penalty",
        "[-2, 2]"},
@@ -143,6 +167,16 @@ TEST(ServeProtocol, OpenAiMistakesAreOneClearError) {
        "messages[0].extra", "not a recognized"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{}]})", 400, "tools",
        "not supported"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":1})", 400, "logprobs",
+       "boolean"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2})", 400,
+       "top_logprobs", "'logprobs' to be true"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true,
+          "top_logprobs":21})",
+       400, "top_logprobs", "[0, 20]"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true,
+          "top_logprobs":"3"})",
+       400, "top_logprobs", "integer"},
   };
   for (const auto& c : chat) {
     SCOPED_TRACE(c.body);
@@ -163,6 +197,9 @@ TEST(ServeProtocol, TgiMistakesAreValidationErrors) {
       {R"({"inputs":"a","parameters":{"watermark":true}})", 422, "watermark", "not supported"},
       {R"({"inputs":"a","parameters":{"truncate":10}})", 422, "truncate", "not supported"},
       {R"({"inputs":"a","parameters":"x"})", 422, "parameters", "object"},
+      {R"({"inputs":"a","parameters":{"top_n_tokens":21}})", 422, "top_n_tokens", "[0, 20]"},
+      {R"({"inputs":"a","parameters":{"top_n_tokens":-2}})", 422, "top_n_tokens", "[0, 20]"},
+      {R"({"inputs":"a","parameters":{"top_n_tokens":true}})", 422, "top_n_tokens", "integer"},
       {"{\"inputs\":", 400, "", "not valid JSON"},
   };
   for (const auto& c : cases) {
