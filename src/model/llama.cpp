@@ -228,7 +228,8 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::hf_state_dict() cons
     add_linear(p, L.down);
   }
   out.emplace_back("model.norm.weight", final_norm_);
-  if (!config_.tie_embeddings) out.emplace_back("lm_head.weight", lm_head_.dense_weight());
+  // A quantized head (never tied) is dequantized here; quant_layout writes its stored layout.
+  if (!config_.tie_embeddings) out.emplace_back("lm_head.weight", lm_head_.dense_part(0));
   return out;
 }
 
@@ -244,7 +245,7 @@ uint64_t LlamaModel::weight_bytes() const {
 
 int64_t LlamaModel::num_parameters() const {
   int64_t n = embed_.numel() + final_norm_.numel();
-  if (!config_.tie_embeddings) n += lm_head_.dense_weight().numel();
+  if (!config_.tie_embeddings) n += lm_head_.in_features() * lm_head_.out_features();
   auto lin = [](const Linear& l) {
     int64_t k = l.in_features() * l.out_features() + (l.bias.defined() ? l.bias.numel() : 0);
     for (const auto& a : l.lora) k += a.A.numel() + a.B.numel();
@@ -282,7 +283,12 @@ std::vector<at::Tensor> LlamaModel::dense_parameters() const {
     }
   }
   out.push_back(final_norm_);
-  if (!config_.tie_embeddings) out.push_back(lm_head_.dense_weight());
+  if (!config_.tie_embeddings) {
+    SLLM_CHECK(lm_head_.is<DenseFormat>(),
+               "full fine-tuning needs a dense lm_head; this model's is {}",
+               lm_head_.format_name());
+    out.push_back(lm_head_.dense_weight());
+  }
   return out;
 }
 
@@ -294,6 +300,15 @@ LlamaModel LlamaModel::map_linears(const std::function<Linear(int64_t, const Lin
     layers.push_back(std::move(L));
   }
   return LlamaModel(config_, embed_, std::move(layers), final_norm_, lm_head_);
+}
+
+LlamaModel LlamaModel::with_lm_head(Linear head) const {
+  SLLM_CHECK(head.out_features() == config_.vocab_size && head.in_features() == config_.hidden_size,
+             "lm_head of shape [{}, {}] does not fit the model ([{}, {}])", head.out_features(),
+             head.in_features(), config_.vocab_size, config_.hidden_size);
+  ModelConfig c = config_;
+  c.tie_embeddings = false;
+  return LlamaModel(std::move(c), embed_, layers_, final_norm_, std::move(head));
 }
 
 LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {

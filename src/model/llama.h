@@ -100,6 +100,10 @@ class LlamaModel {
   at::Tensor mlp_block(const DecoderLayer& L, const at::Tensor& h) const;
   // Returns a copy with layer i replaced (the rest shared).
   LlamaModel with_layer(int64_t i, DecoderLayer layer) const;
+  // Returns a copy whose output head is `head` ([vocab, hidden], e.g. quantized), the rest
+  // shared. The head is then its own weight: the copy's config no longer ties it to the
+  // embedding (which stays as it is).
+  LlamaModel with_lm_head(Linear head) const;
 
   // Returns a copy with every weight converted to dtype / moved to device (4-bit weights keep
   // their format and only move; LoRA adapters keep their dtype).
