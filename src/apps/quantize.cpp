@@ -20,6 +20,7 @@
 #include "core/timer.h"
 #include "io/atomic_write.h"
 #include "quantize/calibration.h"
+#include "quantize/lm_head.h"
 #include "quantize/quantizer.h"
 
 namespace fs = std::filesystem;
@@ -121,7 +122,11 @@ options::Table quantize_options() {
          "down)",
          "--true-sequential"},
         {"damp", 0.01, "gptq: dampening, fraction of the Hessian's mean diagonal", "--damp"},
-        {"threshold", 6.0, "int8: outlier threshold on |x| (0: none)", "--threshold"}},
+        {"threshold", 6.0, "int8: outlier threshold on |x| (0: none)", "--threshold"},
+        {"lm_head", "keep",
+         "keep | int8: the output head dense as loaded, or row-wise int8 (bitsandbytes' int8 "
+         "layout; only sllm reads it next to gptq/awq/rtn/nf4/fp4)",
+         "--lm-head"}},
        calib_group().table(),
        {{"ppl", nullptr, "text file: perplexity before/after and KL divergence", "--ppl"},
         {"ctx", 512, "perplexity window length", "--ctx"},
@@ -142,6 +147,9 @@ int run_quantize(const nlohmann::json& cfg) {
   SLLM_CHECK(bnb4 || method == "rtn" || method == "int8" || method == "gptq" || method == "awq",
              "unknown --method '{}': use rtn, int8, gptq, awq, nf4 or fp4", method);
   const auto o = options_from(cfg, method);
+  const auto lm_head = config::get<std::string>(cfg, "lm_head");
+  SLLM_CHECK(lm_head == "keep" || lm_head == "int8", "unknown --lm-head '{}': use keep or int8",
+             lm_head);
   const std::string model = cfg["model"].get<std::string>();
   const std::string out = cfg["out"].get<std::string>();
   // Fail before the slow part rather than after it.
@@ -194,6 +202,10 @@ int run_quantize(const nlohmann::json& cfg) {
     q = base;
     q.model = quantize::quantize_model(*base.model, o, calib);
   }
+  // The head of a bitsandbytes int8 directory runs with the checkpoint's one outlier threshold;
+  // elsewhere it has none (docs/quantization.md).
+  if (lm_head == "int8")
+    q.model = quantize::quantize_lm_head(*q.model, method == "int8" ? o.int8_threshold : 0.0);
   const double t_quant = tq.seconds();
   std::optional<PplResult> after;
   if (ppl_text) {
@@ -227,6 +239,9 @@ int run_quantize(const nlohmann::json& cfg) {
                                      : method == "int8" ? nlohmann::json()  // row-wise
                                                         : nlohmann::json(o.group_size)},
                       {"quantized_modules", modules},
+                      {"lm_head", lm_head},
+                      {"lm_head_format", q.model->lm_head().format_name()},
+                      {"lm_head_bytes", q.model->lm_head().weight_bytes()},
                       {"quantized_parameters", params},
                       {"size_before_bytes", size_before},
                       {"size_after_bytes", size_after},
@@ -241,8 +256,9 @@ int run_quantize(const nlohmann::json& cfg) {
   }
   fmt::print("quantized      {} -> {}\n", model, out);
   fmt::print("method         {}\n", method_line(method, o, cfg));
-  fmt::print("modules        {} ({:.1f} M parameters); embeddings, norms, lm_head kept dense {}\n",
-             modules, params / 1e6, config::get<std::string>(cfg, "dtype"));
+  fmt::print("modules        {} ({:.1f} M parameters); embeddings, norms kept dense {}\n", modules,
+             params / 1e6, config::get<std::string>(cfg, "dtype"));
+  fmt::print("lm_head        {}\n", quantize::describe_lm_head(*q.model));
   fmt::print("size on disk   {} -> {} ({:.2f}x)\n", memory::format_bytes(size_before),
              memory::format_bytes(size_after),
              double(size_before) / double(std::max<uint64_t>(size_after, 1)));

@@ -17,6 +17,7 @@
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
 #include "load/bnb_layout.h"
+#include "load/intq_layout.h"
 #include "load/quant_layout.h"
 #include "load/tensor_io.h"
 #include "ops/cuda_plugin.h"
@@ -205,12 +206,26 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   // Modules a Hugging Face directory stores quantized (bitsandbytes 4-bit or int8, GPTQ, AWQ)
   // are taken as they are: never re-quantized.
   const io::SafetensorsSet* st = src.safetensors();
-  if (st != nullptr)
-    for (const char* t : {"lm_head.qweight", "lm_head.SCB", "lm_head.weight.absmax"})
+  // A head stored as int8 + SCB (bitsandbytes' int8 layout, what sllm quantize --lm-head int8
+  // writes) runs as it is stored; other quantized heads have no reader here.
+  std::optional<model::Linear> int8_head;
+  if (st != nullptr) {
+    for (const char* t : {"lm_head.qweight", "lm_head.weight.absmax"})
       SLLM_CHECK(st->find(t) == nullptr,
-                 "{}: lm_head is stored quantized ('{}'); sllm keeps lm_head dense and cannot "
-                 "load it",
+                 "{}: lm_head is stored quantized ('{}'); sllm reads a quantized lm_head only as "
+                 "int8 + SCB (bitsandbytes' int8 layout, as sllm quantize --lm-head int8 writes "
+                 "it): dequantize the head or quantize the dense model again",
                  src.where, t);
+    if (intq::is_int8(*st, "lm_head")) {
+      // bitsandbytes int8 checkpoints apply their one llm_int8_threshold to every int8 Linear;
+      // in the other layouts the head has no outlier decomposition.
+      const double threshold = scheme.method == "int8" ? scheme.intq.threshold : 0.0;
+      int8_head = model::make_int8_linear({{"lm_head", c.vocab_size}},
+                                          {intq::read_int8(*st, "lm_head", {c.vocab_size, hid})},
+                                          {}, threshold)
+                      .to(o.device);
+    }
+  }
   bool warned = false;
   std::optional<ProgressBar> bar;  // quantizing takes seconds; plain loading is quiet
   if (!o.quantize.empty() && !(st && quant_layout::is_quantized(*st, hf_names().layer(0, "q"))))
@@ -306,11 +321,17 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
                                      {{c.vocab_size, hid}}, {0}, o.gguf_q8_act);
   model::Linear head{embed, {}};
   head.parts = {{"lm_head", c.vocab_size}};
-  if (stored_head)
+  auto config = c;
+  if (int8_head) {
+    head = std::move(*int8_head);
+    config.tie_embeddings = false;  // the head is its own tensor, whatever config.json says
+  } else if (stored_head) {
     head = std::move(*stored_head);
-  else if (!c.tie_embeddings)
+  } else if (!c.tie_embeddings) {
     head.dense_weight() = cv(src.get(n.lm_head, {c.vocab_size, hid}));
-  return std::make_shared<const model::LlamaModel>(c, embed, std::move(layers), final_norm, head);
+  }
+  return std::make_shared<const model::LlamaModel>(config, embed, std::move(layers), final_norm,
+                                                   head);
 }
 
 model::ModelConfig config_from_gguf(const io::GgufFile& f, int64_t vocab_from_tokens) {
@@ -434,6 +455,16 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& o) {
   return m;
 }
 
+// A dense Linear with l's values (dequantized), parts and bias.
+model::Linear dense_copy(const model::Linear& l) {
+  std::vector<at::Tensor> w;
+  for (int j = 0; j < static_cast<int>(std::max<size_t>(l.parts.size(), 1)); ++j)
+    w.push_back(l.dense_part(j));
+  model::Linear d{w.size() == 1 ? w[0] : at::cat(w, 0), l.bias};
+  d.parts = l.parts;
+  return d;
+}
+
 }  // namespace
 
 at::ScalarType parse_dtype(const std::string& n) {
@@ -484,13 +515,12 @@ void save_hf_dir(const LoadedModel& m, const std::string& out_dir, at::ScalarTyp
         m.model->map_linears([&](int64_t, const model::Linear& l) {
           if (l.is<model::DenseFormat>() || (!so.dequantize && !l.is<model::GgufFormat>()))
             return l;
-          std::vector<at::Tensor> w;
-          for (int j = 0; j < static_cast<int>(std::max<size_t>(l.parts.size(), 1)); ++j)
-            w.push_back(l.dense_part(j));
-          model::Linear d{w.size() == 1 ? w[0] : at::cat(w, 0), l.bias};
-          d.parts = l.parts;
-          return d;
+          return dense_copy(l);
         }));
+  // An untied quantized head (--lm-head int8) is written dense too when dequantizing.
+  if (so.dequantize && !c.tie_embeddings && !saved->lm_head().is<model::DenseFormat>())
+    saved = std::make_shared<const model::LlamaModel>(
+        saved->with_lm_head(dense_copy(saved->lm_head())));
   const std::string dtype_name = dtype == at::kFloat      ? "float32"
                                  : dtype == at::kBFloat16 ? "bfloat16"
                                                           : "float16";

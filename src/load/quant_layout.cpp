@@ -251,9 +251,13 @@ std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Sc
 // ---- saving ----
 
 NamedTensors hf_tensors(const model::LlamaModel& m, at::ScalarType dtype) {
-  // A tied head is not written (the embedding is), whatever its format.
-  SLLM_CHECK(m.lm_head().is<model::DenseFormat>() || m.config().tie_embeddings,
-             "a quantized lm_head cannot be saved (the checkpoint layouts keep lm_head dense)");
+  // A tied head is not written (the embedding is), whatever its format; an untied int8 head is
+  // written in bitsandbytes' int8 layout (lm_head.weight int8, lm_head.SCB, weight_format).
+  const auto& head = m.lm_head();
+  const bool int8_head = !m.config().tie_embeddings && head.is<model::Int8Format>();
+  SLLM_CHECK(m.config().tie_embeddings || int8_head || head.is<model::DenseFormat>(),
+             "a {} lm_head cannot be saved (sllm writes lm_head dense or int8)",
+             head.format_name());
   // "<module>.weight" -> the module's quantized tensors, spliced into the dense state dict below.
   std::map<std::string, NamedTensors> splice;
   // hf_state_dict() names and orders every tensor; quantized Linears are swapped for dense stubs
@@ -268,6 +272,7 @@ NamedTensors hf_tensors(const model::LlamaModel& m, at::ScalarType dtype) {
   });
   NamedTensors out;
   size_t spliced = 0;
+  if (int8_head) splice["lm_head.weight"] = intq::int8_module_tensors("lm_head", head.int8_part(0));
   for (auto& [name, t] : stub.hf_state_dict()) {
     auto it = splice.find(name);
     if (it == splice.end()) {
@@ -282,7 +287,10 @@ NamedTensors hf_tensors(const model::LlamaModel& m, at::ScalarType dtype) {
   return out;
 }
 
-nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dtype) {
+namespace {
+
+// The quantization_config of m's decoder Linears (the head aside).
+nlohmann::json decoder_config(const model::LlamaModel& m, at::ScalarType dtype) {
   std::set<std::string> kinds;
   std::vector<const model::Linear*> q;                       // quantized Linears
   std::vector<std::string> dense;                            // full paths of dense decoder modules
@@ -351,6 +359,40 @@ nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dt
   }
   return intq::gptq_config(*bits.begin(), group_size, *sym.begin(), act_order,
                            all_rtn ? "rtn" : "gptq", in_block);
+}
+
+}  // namespace
+
+nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dtype) {
+  auto qc = decoder_config(m, dtype);
+  const auto* head = m.lm_head().get_if<model::Int8Format>();
+  if (m.config().tie_embeddings || head == nullptr) return qc;
+  SLLM_CHECK(!qc.is_null(),
+             "an int8 lm_head is saved with quantized decoder Linears only (their "
+             "quantization_config says how the directory is read)");
+  const double threshold = head->t.threshold;
+  if (qc.value("quant_method", "") == "bitsandbytes" && qc.value("load_in_8bit", false)) {
+    // transformers converts every Linear not in llm_int8_skip_modules to Linear8bitLt with the
+    // one llm_int8_threshold; null means its default list, which is the output head.
+    SLLM_CHECK(qc["llm_int8_threshold"].get<double>() == threshold,
+               "the int8 lm_head uses outlier threshold {} and the decoder {}; "
+               "llm_int8_threshold holds one",
+               threshold, qc["llm_int8_threshold"].get<double>());
+    auto skip = nlohmann::json::array();
+    if (qc["llm_int8_skip_modules"].is_array())
+      for (const auto& name : qc["llm_int8_skip_modules"])
+        if (name != "lm_head") skip.push_back(name);
+    qc["llm_int8_skip_modules"] = std::move(skip);
+    return qc;
+  }
+  // No GPTQ / AWQ / 4-bit reader knows an int8 head: it is recorded in sllm's own key (loaders
+  // find it by its tensors, lm_head.weight int8 + lm_head.SCB).
+  SLLM_CHECK(threshold == 0,
+             "an int8 lm_head next to {} Linears is stored without an outlier threshold (it has "
+             "{}); make it with threshold 0",
+             qc.value("quant_method", ""), threshold);
+  qc["sllm"] = {{"lm_head", "int8"}};
+  return qc;
 }
 
 }  // namespace sllm::load::quant_layout

@@ -121,6 +121,8 @@ expect_error "quantize: unknown method" "unknown --method" "$BIN" quantize --mod
   --method q3
 expect_error "quantize: too little calibration text" "needs 8192 tokens" "$BIN" quantize --model "$MODEL" \
   --out "$T/q" --method gptq --calib "$T/calib_small.txt"
+expect_error "quantize: unknown head format" "unknown --lm-head 'q3': use keep or int8" "$BIN" quantize \
+  --model "$MODEL" --out "$T/q" --method rtn --lm-head q3
 expect_error "quantize: no calibration file" "--calib" "$BIN" quantize --model "$MODEL" --out "$T/q" --method awq
 expect_error "quantize: bits the method lacks" "awq supports --bits 4" "$BIN" quantize --model "$MODEL" \
   --out "$T/q" --method awq --bits 8 --calib "$T/calib_small.txt"

@@ -17,6 +17,7 @@
 #include "load/bnb_layout.h"
 #include "load/loader.h"
 #include "load/tensor_io.h"
+#include "load_checks.h"
 #include "model/linear.h"
 #include "quant/nf4.h"
 #include "tiny_model.h"
@@ -153,17 +154,7 @@ void erase(Tensors& t, const std::string& name) {
   t.erase(it);
 }
 
-// load_model throws sllm::Error whose message contains every one of `parts`.
-void expect_load_error(const std::string& dir, const std::vector<std::string>& parts) {
-  try {
-    load::load_model(dir);
-    ADD_FAILURE() << "loading " << dir << " did not fail";
-  } catch (const Error& e) {
-    for (const auto& p : parts)
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "'" << p << "' not in: " << e.what();
-  }
-}
+using fixtures::expect_load_error;
 
 const std::string kQ = "model.layers.1.self_attn.k_proj.weight";
 

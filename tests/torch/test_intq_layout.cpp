@@ -17,6 +17,7 @@
 #include "io/safetensors.h"
 #include "load/loader.h"
 #include "load/tensor_io.h"
+#include "load_checks.h"
 #include "model/linear.h"
 #include "quant/intq.h"
 #include "quant/intq_pack.h"
@@ -212,16 +213,7 @@ void erase(Tensors& t, const std::string& name) {
   t.erase(it);
 }
 
-void expect_load_error(const std::string& dir, const std::vector<std::string>& parts) {
-  try {
-    load::load_model(dir);
-    ADD_FAILURE() << "loading " << dir << " did not fail";
-  } catch (const Error& e) {
-    for (const auto& p : parts)
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "'" << p << "' not in: " << e.what();
-  }
-}
+using fixtures::expect_load_error;
 
 const std::string kK = "model.layers.1.self_attn.k_proj";  // [32, 64]
 const std::string kDown = "model.layers.0.mlp.down_proj";  // [64, 96]
