@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/memory.h"
 #include "kv/kv_cache.h"
+#include "quantize/lm_head.h"
 #include "tokenizer/chat_template.h"
 
 namespace sllm::apps {
@@ -110,6 +111,7 @@ int run_info(const nlohmann::json& cfg) {
   j["rope_theta"] = c.rope_theta;
   j["rope_scaling"] = c.rope_scaling.type;
   j["tie_embeddings"] = c.tie_embeddings;
+  j["lm_head"] = quantize::describe_lm_head(*m.model);
   j["file_tensor_types"] = m.file_tensor_types;
   j["file_tensor_bytes"] = m.file_bytes;
   j["loaded_dtype"] = std::string(c10::toString(m.model->dtype()));
@@ -163,6 +165,7 @@ int run_info(const nlohmann::json& cfg) {
     formats += fmt::format("{}{} x{}", formats.empty() ? "" : ", ", k, v);
   fmt::print("weight formats {}{}\n", formats,
              config::get<bool>(cfg, "tensors") ? "" : " (--tensors lists each tensor)");
+  fmt::print("lm_head        {}\n", quantize::describe_lm_head(*m.model));
   if (config::get<bool>(cfg, "tensors"))
     for (const auto& mi : modules)
       fmt::print("  {:<48} {:<14} {:>10}  {}{}\n", mi.name,

@@ -48,6 +48,7 @@ for m in (a, b):
     assert m["outputs_identical_across_reps"] is True, m["output_mismatches"]
     assert [q["output_tokens"] for q in m["requests"]] == [6, 4, 6, 4]  # --ignore-eos, per-prompt budget
     assert m["weights_bytes"] > 0 and m["peak_rss_bytes"] > 0
+    assert m["lm_head"].startswith("dense float (tied to the embedding)"), m["lm_head"]
     assert math.isfinite(m["quality"]["ppl"]) and m["quality"]["exact_match"] is not None
     assert [s["batch"] for s in m["sweep"]] == [1, 2]
     for s in m["sweep"]: assert s["kv_bytes_formula"] <= s["kv_bytes_measured"]  # whole blocks

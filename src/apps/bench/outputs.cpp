@@ -47,6 +47,10 @@ const std::vector<Column>& columns() {
       {"model", [](const json& m) { return m["name"].get<std::string>(); }},
       {"load s", [](const json& m) { return num(m["load_s"], 2); }},
       {"weights", [](const json& m) { return bytes(m["weights_bytes"]); }},
+      {"lm_head",
+       [](const json& m) {
+         return m["lm_head"].is_string() ? m["lm_head"].get<std::string>() : "-";
+       }},
       {"peak RSS", [](const json& m) { return bytes(m["peak_rss_bytes"]); }},
       {"CUDA alloc", [](const json& m) { return bytes(m["cuda_allocated_bytes"]); }},
       {"CUDA reserved", [](const json& m) { return bytes(m["cuda_reserved_bytes"]); }},

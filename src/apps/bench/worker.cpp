@@ -17,6 +17,7 @@
 #include "core/memory.h"
 #include "core/timer.h"
 #include "ops/cuda_plugin.h"
+#include "quantize/lm_head.h"
 
 namespace fs = std::filesystem;
 
@@ -112,6 +113,7 @@ json op_load(WorkerState& w, const json& req) {
           {"weights_bytes", on_disk},
           {"format", w.m.format},
           {"display_name", w.m.display_name},
+          {"lm_head", quantize::describe_lm_head(*w.m.model)},
           {"parameters", params},
           {"layers", mc.num_layers},
           {"kv_heads", mc.num_kv_heads},
