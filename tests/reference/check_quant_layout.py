@@ -34,7 +34,6 @@ Prints a table and exits 1 if any check fails (2 on bad usage), as check_parity.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -498,18 +497,11 @@ def compare_with_bnb(rep, cp, hf, sllm, logits, S, vdir, tiny, qdir, T, qc):
 def main(argv=None) -> int:
     ap = cp.common_parser("sllm GPTQ/AWQ/int8 checkpoints vs the layouts")
     ap.add_argument("--only", default=None, help="run the variants whose name contains this")
-    ap.add_argument("--sllm-logits", default=None,
-                    help="path to the sllm_logits test binary (default: tests/reference/"
-                         "sllm_logits next to the sllm binary)")
-    a = ap.parse_args(argv)
-    binary = cp.executable(a.sllm)
-    if binary is None:
+    import logits_io
+    parsed = logits_io.parse_args(ap, argv)
+    if parsed is None:
         return 2
-    logits_bin = Path(a.sllm_logits) if a.sllm_logits else \
-        binary.parent / "tests" / "reference" / "sllm_logits"
-    if not (logits_bin.is_file() and os.access(logits_bin, os.X_OK)):
-        print(f"error: {logits_bin} not found or not executable (build the sllm_logits target)")
-        return 2
+    a, binary, logits_bin = parsed
 
     import hf_reference as hf
     import torch

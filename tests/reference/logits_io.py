@@ -5,10 +5,29 @@ and adapter loaded as `sllm eval --adapter` loads them, run through the full-seq
 given token ids."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import check_parity as cp
+
+
+def parse_args(ap, argv):
+    """ap's arguments plus --sllm-logits: (args, sllm binary, sllm_logits binary), or None after
+    an error line when either binary is missing (sllm_logits defaults to the one next to sllm)."""
+    ap.add_argument("--sllm-logits", default=None,
+                    help="path to the sllm_logits test binary (default: tests/reference/"
+                         "sllm_logits next to the sllm binary)")
+    a = ap.parse_args(argv)
+    binary = cp.executable(a.sllm)
+    if binary is None:
+        return None
+    path = Path(a.sllm_logits) if a.sllm_logits else \
+        binary.parent / "tests" / "reference" / "sllm_logits"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        print(f"error: {path} not found or not executable (build the sllm_logits target)")
+        return None
+    return a, binary, path
 
 
 class SllmLogits:
