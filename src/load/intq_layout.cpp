@@ -261,8 +261,8 @@ IntQConfig parse_config(const nlohmann::json& qc, const std::string& source) {
                "reads checkpoint_format gptq (v1) and gptq_v2",
                source);
     SLLM_CHECK(!boolean("lm_head", false),
-               "{}: the checkpoint quantizes lm_head (lm_head: true); sllm keeps lm_head dense "
-               "and cannot load it",
+               "{}: the checkpoint quantizes lm_head with GPTQ (lm_head: true); sllm reads a "
+               "quantized lm_head only as int8 + SCB (sllm quantize --lm-head int8)",
                source);
     std::string fmt_name = str("checkpoint_format");
     if (fmt_name.empty()) fmt_name = str("format");

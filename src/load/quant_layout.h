@@ -60,13 +60,17 @@ std::optional<model::Linear> read_linear(const io::SafetensorsSet& set, const Sc
 
 // Every tensor of m in Hugging Face naming: dense tensors in dtype, quantized Linears split into
 // their modules in their layout (nf4 -> bitsandbytes 4-bit, intq "gptq"/"rtn" -> GPTQ v1,
-// "awq" -> AWQ GEMM, int8 -> bitsandbytes int8). Nothing is dequantized.
+// "awq" -> AWQ GEMM, int8 -> bitsandbytes int8). Nothing is dequantized. An untied int8 lm_head
+// is written as bitsandbytes int8 (lm_head.weight int8, lm_head.SCB) whatever the decoder's
+// layout; other quantized heads are an error.
 std::vector<std::pair<std::string, at::Tensor>> hf_tensors(const model::LlamaModel& m,
                                                            at::ScalarType dtype);
 
 // config.json's "quantization_config" for m (null when every Linear is dense). Throws when m
 // mixes quantization methods, or settings one config cannot describe (bits, group size, sym,
-// int8 threshold differing between modules).
+// int8 threshold differing between modules). With an int8 lm_head: in a bitsandbytes int8 config
+// lm_head leaves llm_int8_skip_modules (and must share llm_int8_threshold); other configs get
+// "sllm": {"lm_head": "int8"} (and the head must have threshold 0).
 nlohmann::json quantization_config(const model::LlamaModel& m, at::ScalarType dtype);
 
 }  // namespace sllm::load::quant_layout

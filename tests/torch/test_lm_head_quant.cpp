@@ -269,6 +269,15 @@ TEST(LmHeadSaved, HeadsSllmCannotReadAreClearErrors) {
   });
   expect_load_error(dir, {"lm_head", "SCB"});
   fs::remove_all(dir);
+  // a GPTQModel config that says its head is GPTQ-quantized
+  const auto gdir = temp_dir("gptq_head");
+  load::save_hf_dir(loaded(m), gdir, at::kFloat);
+  const auto cfg_path = (fs::path(gdir) / "config.json").string();
+  auto cfg = read_json(cfg_path);
+  cfg["quantization_config"]["lm_head"] = true;
+  io::write_file_atomic(cfg_path, cfg.dump(2));
+  expect_load_error(gdir, {"lm_head: true", "int8 + SCB"});
+  fs::remove_all(gdir);
   // an int8 head with an outlier threshold has no place next to GPTQ Linears
   auto bad = quantize::quantize_lm_head(
       *quantized(*fixtures::tiny_model(fixtures::tiny_config()), "rtn"), 6.0);
