@@ -55,13 +55,14 @@ constexpr double kStep = 0.5 + 1e-4;
 // * kStep); x is rounded to fp16 and quantized with step sx/127 per row (outlier columns, when
 // there are any, keep x exactly, which only shrinks the error). So per logit
 // |x.w - x^.w^| <= sum_i |x_i| dw_i + dx_i |w_i| + dx_i dw_i, plus fp32 rounding of the scales.
+// Per element of a row of v: the largest error of fp16 rounding then int8 with step absmax/127.
+at::Tensor int8_step_error(const at::Tensor& v) {
+  auto absmax = v.to(at::kHalf).to(at::kFloat).abs().amax(1, true);
+  return v.abs() * kFp16Rel + absmax / 127 * kStep;
+}
+
 at::Tensor logit_error_bound(const at::Tensor& x, const at::Tensor& w) {
-  auto w16 = w.to(at::kHalf).to(at::kFloat);
-  auto scb = w16.abs().amax(1, true);
-  auto dw = w.abs() * kFp16Rel + scb / 127 * kStep;
-  auto x16 = x.to(at::kHalf).to(at::kFloat);
-  auto sx = x16.abs().amax(1, true);
-  auto dx = x.abs() * kFp16Rel + sx / 127 * kStep;
+  auto dw = int8_step_error(w), dx = int8_step_error(x);
   auto xa = x.abs(), wa = w.abs();
   return at::matmul(xa, dw.t()) + at::matmul(dx, wa.t()) + at::matmul(dx, dw.t()) +
          1e-5 * at::matmul(xa + dx, (wa + dw).t()) + 1e-6;
@@ -82,6 +83,13 @@ TEST_P(LmHeadInt8, LogitsWithinTheQuantizationBound) {
     EXPECT_EQ(m->lm_head().is<model::DenseFormat>(), true);
     auto x = m->hidden_full(ids()).reshape({-1, 64});
     auto w = m->lm_head().dense_weight();
+    // the weight's step is its row's absmax / 127: every element within half a step (after fp16
+    // rounding), and some element close to it (a finer step than promised would not reach 0.45)
+    auto wd = ops::int8_dequantize(q->lm_head().get<model::Int8Format>().t, at::kFloat);
+    auto step = w.to(at::kHalf).to(at::kFloat).abs().amax(1, true) / 127;
+    auto in_steps = (((wd - w).abs() - w.abs() * kFp16Rel) / step).max().item<double>();
+    EXPECT_LE(in_steps, kStep);
+    EXPECT_GT(in_steps, 0.45);
     auto dense = at::matmul(x, w.t());
     auto got = q->logits(x);
     auto bound = logit_error_bound(x, w);
@@ -119,6 +127,13 @@ TEST_P(LmHeadInt8, KernelMatchesTheLibtorchReference) {
     EXPECT_LE((y - ref).abs().max().item<double>(), 1e-5 * ref.abs().max().item<double>());
     auto bound = logit_error_bound(x, dense.dense_weight());
     EXPECT_TRUE(((at::linear(x, dense.dense_weight()) - y).abs() <= bound).all().item<bool>());
+    // dequantize then at::linear: what is left is the activations' int8 step alone
+    auto dx = int8_step_error(x), wa = wd.abs();
+    auto act_bound = at::matmul(dx, wa.t()) + 1e-5 * at::matmul(x.abs() + dx, wa.t()) + 1e-6;
+    auto act_err = (at::linear(x, wd) - y).abs();
+    EXPECT_TRUE((act_err <= act_bound).all().item<bool>())
+        << "worst excess " << (act_err - act_bound).max().item<double>();
+    EXPECT_GT(act_err.max().item<double>(), 0.0);
   }
 }
 
