@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "io/atomic_write.h"
 #include "serve/server.h"
 #include "serve/worker.h"
 
@@ -41,7 +42,11 @@ options::Table serve_options() {
         {"serve.shutdown_grace", 30.0,
          "seconds in-flight requests may finish after SIGTERM/SIGINT before they are cancelled",
          "--shutdown-grace"},
-        {"serve.max_stop", 4, "stop sequences per request at most"}}});
+        {"serve.max_stop", 4, "stop sequences per request at most"},
+        {"serve.chat_template_file", nullptr,
+         "Jinja chat template to render chats with instead of the model's (e.g. one that offers "
+         "tools)",
+         "--chat-template-file"}}});
 }
 
 namespace {
@@ -108,12 +113,28 @@ int run_serve(const nlohmann::json& cfg) {
 
   serve::Worker worker(m.model, m.tokenizer, eo, waiting, metrics, speculative_options(cfg));
   const auto tok = m.tokenizer;
-  const auto tpl = tok::detect_chat_template(*tok);
+  std::string tpl_text = tok->chat_template;
+  const auto& tpl_file = cfg["serve"]["chat_template_file"];
+  if (tpl_file.is_string()) tpl_text = io::read_file(tpl_file.get<std::string>());
+  const auto tpl = tok::detect_chat_template(*tok, tpl_text);
+  SLLM_CHECK(!tpl_file.is_string() || tpl.jinja,
+             "--chat-template-file {}: the template does not compile (the warning above says "
+             "where); fix it or leave the option out",
+             tpl_file.dump());
   serve::Encoders enc;
   enc.text = [tok](const std::string& s) { return encode_prompt(*tok, s, false, ""); };
   enc.chat = [tok, tpl](const std::vector<tok::ChatMessage>& msgs) {
     return encode_chat(*tok, tpl, msgs);
   };
+  enc.chat_json = [tok, tpl](const nlohmann::ordered_json& msgs,
+                             const nlohmann::ordered_json& tools) {
+    return encode_chat(*tok, tpl, msgs, tools);
+  };
+  enc.tool_calls =
+      tpl.jinja ? serve::detect_tool_call_format(tpl_text) : serve::ToolCallFormat::none;
+  log::info("chat template: {}; tool calls: {}",
+            tpl_text == tok->chat_template ? "the model's" : "from --chat-template-file",
+            serve::to_string(enc.tool_calls));
   const nlohmann::json info = {{"model_dtype", cfg["dtype"]},
                                {"model_device_type", cfg["device"]},
                                {"version", "0.1.0"},

@@ -14,6 +14,7 @@
 
 #include "engine/plan/batch_layout.h"
 #include "engine/plan/scheduler.h"
+#include "engine/plan/token_constraint.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
 #include "model/llama.h"
@@ -62,6 +63,10 @@ struct Request {
   int32_t logprobs = -1;
   // Called with each generated token's TokenLogprob just before on_token.
   std::function<void(const TokenLogprob&)> on_logprob;
+  // What the output must look like (e.g. a JSON object), or null. Stateful: one per request.
+  // The sequence ends (FinishReason::stop) as soon as the output is complete; it is never
+  // drafted for (speculation skips it).
+  std::shared_ptr<TokenConstraint> constraint;
 };
 
 enum class FinishReason {

@@ -78,7 +78,12 @@ std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
                    "n");
   std::vector<int32_t> ids;
   try {
-    ids = r.kind == Kind::chat ? st.enc.chat(r.messages) : st.enc.text(r.prompt);
+    if (r.kind != Kind::chat)
+      ids = st.enc.text(r.prompt);
+    else if (!r.messages_json.is_null())
+      ids = st.enc.chat_json(r.messages_json, r.tools_json);
+    else
+      ids = st.enc.chat(r.messages);
   } catch (const Error& e) {
     throw ApiError(bad(api), fmt::format("cannot tokenize the prompt: {}", e.what()));
   }
@@ -121,6 +126,8 @@ std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
     req.params = p;
     req.params.seed = seed + static_cast<uint64_t>(i);
     req.logprobs = r.logprobs;
+    if (r.json_object)
+      req.constraint = std::make_shared<engine::JsonObjectConstraint>(st.json_vocab);
     job->requests.push_back(std::move(req));
   }
   access().prompt_tokens = n;

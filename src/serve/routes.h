@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/plan/json_constraint.h"
 #include "serve/server.h"
 
 namespace sllm::serve {
@@ -18,6 +19,7 @@ struct State {
   Metrics& metrics;
   std::atomic<Phase> phase{Phase::loading};
   std::shared_ptr<const tok::Tokenizer> tok;
+  std::shared_ptr<const engine::JsonVocab> json_vocab;  // for response_format json_object
   Encoders enc;
   Worker* worker = nullptr;
   nlohmann::json info;

@@ -198,6 +198,7 @@ void Server::ready(std::shared_ptr<const tok::Tokenizer> tok, Encoders enc, Work
                    json info, int64_t max_input_tokens, int64_t max_total_tokens) {
   st_->opt.max_input_tokens = max_input_tokens;
   st_->opt.max_total_tokens = max_total_tokens;
+  st_->json_vocab = std::make_shared<const engine::JsonVocab>(*tok);
   st_->tok = std::move(tok);
   st_->enc = std::move(enc);
   st_->worker = &worker;

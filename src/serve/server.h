@@ -14,6 +14,7 @@
 
 #include "serve/metrics.h"
 #include "serve/protocol.h"
+#include "serve/tool_calls.h"
 #include "serve/worker.h"
 #include "tokenizer/tokenizer.h"
 
@@ -41,6 +42,10 @@ struct ServerOptions {
 struct Encoders {
   std::function<std::vector<int32_t>(const std::string&)> text;
   std::function<std::vector<int32_t>(const std::vector<tok::ChatMessage>&)> chat;
+  // Chat with tools or tool turns: the request's messages and tools (null: none) as written.
+  std::function<std::vector<int32_t>(const nlohmann::ordered_json&, const nlohmann::ordered_json&)>
+      chat_json;
+  ToolCallFormat tool_calls = ToolCallFormat::none;  // how the template's model writes calls
 };
 
 struct State;
