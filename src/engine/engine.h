@@ -67,6 +67,9 @@ struct Request {
   // The sequence ends (FinishReason::stop) as soon as the output is complete; it is never
   // drafted for (speculation skips it).
   std::shared_ptr<TokenConstraint> constraint;
+  // 0: the model as loaded. k > 0: with its served LoRA adapter k (lora::add_served_adapter);
+  // requests on different adapters share a batch.
+  int32_t adapter = 0;
 };
 
 enum class FinishReason {
@@ -144,6 +147,8 @@ class Engine {
   Sequence& sequence(const SeqState* st);
   // The forward of one step: logits [M, vocab] fp32 on the CPU for x.logits_index.
   at::Tensor forward(const LayoutIndices& x);
+  // forward() with each chunk's served adapter applied to its rows.
+  at::Tensor forward_with_adapters(const std::vector<Chunk>& chunks, const LayoutIndices& x);
   // Samples the next token of every chunk that reached its last token; finishes sequences.
   void sample(const std::vector<Chunk>& chunks, const at::Tensor& logits);
   // Appends a sampled token; returns why the sequence ends, if it does.

@@ -103,11 +103,7 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
   guarded(Api::openai, res, [&] {
     const GenRequest r =
         chat ? parse_chat(req.body, st.limits()) : parse_completion(req.body, st.limits());
-    if (st.phase == Phase::ready && r.model != st.opt.model_name)
-      throw ApiError(404,
-                     fmt::format("the model '{}' does not exist: this server serves '{}'", r.model,
-                                 st.opt.model_name),
-                     "model");
+    if (st.phase == Phase::ready) (void)resolve_adapter(st, r, Api::openai);  // 404 early
     if (r.tool_calls_wanted() && st.enc.tool_calls == ToolCallFormat::none)
       throw ApiError(400,
                      "this model's chat template does not offer tools to the model; start the "

@@ -426,7 +426,7 @@ GenRequest parse_tgi(std::string_view body, const ParseLimits& lim, bool stream_
     g.unsupported("decoder_input_details", is_false);
     top_n = g.integer("top_n_tokens", 0, engine::kMaxTopLogprobs).value_or(0);
     g.unsupported("grammar", [](const json&) { return false; });
-    g.unsupported("adapter_id", [](const json&) { return false; });
+    r.adapter_id = g.string("adapter_id").value_or("");
     g.finish();
   }
   f.finish();

@@ -61,6 +61,8 @@ struct GenRequest {
   std::string tool_choice = "auto";
   nlohmann::ordered_json messages_json, tools_json;
   bool tool_calls_wanted() const { return !tools.empty() && tool_choice != "none"; }
+  std::string adapter_id;  // TGI: a served LoRA adapter's name ("" = the base model)
+  int32_t adapter = 0;     // the served adapter resolved from model / adapter_id (0 = none)
 };
 
 // Static bounds checked while parsing (the token counts are checked after tokenization).

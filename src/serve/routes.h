@@ -43,6 +43,10 @@ void send_error(httplib::Response& res, Api api, const ApiError& e);
 // Runs a handler, turning ApiError into its response, any other error into a 500.
 void guarded(Api api, httplib::Response& res, const std::function<void()>& body);
 
+// The served adapter a request names (OpenAI model, TGI adapter_id): 0 for the base model;
+// ApiError 404 (OpenAI) / 422 (TGI) for a name nothing is served under.
+int32_t resolve_adapter(const State& st, const GenRequest& r, Api api);
+
 // Tokenizes, checks the token limits, queues the job (n copies of the request).
 std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api);
 // Blocks until the job is done; ApiError on timeout, refusal or shutdown. A client that closes

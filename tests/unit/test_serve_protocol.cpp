@@ -312,6 +312,17 @@ TEST(ServeMetrics, PrometheusText) {
   EXPECT_THROW(m.inc("no_such_metric"), std::exception);
 }
 
+TEST(ServeProtocol, AdapterId) {
+  EXPECT_EQ(
+      parse_tgi(R"({"inputs":"x","parameters":{"adapter_id":"support"}})", kLim, false).adapter_id,
+      "support");
+  EXPECT_EQ(parse_tgi(R"({"inputs":"x","parameters":{"adapter_id":null}})", kLim, false).adapter_id,
+            "");
+  const ApiError e =
+      error_of([&] { parse_tgi(R"({"inputs":"x","parameters":{"adapter_id":3}})", kLim, false); });
+  EXPECT_EQ(e.status, 422);
+  EXPECT_EQ(e.param, "adapter_id");
+}
 
 TEST(ServeProtocol, ToolsKeepTheRequestsObjectsForTheTemplate) {
   auto r = parse_chat(R"({"model":"m","tools":[{"type":"function","function":{"name":"get_weather",
