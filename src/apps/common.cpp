@@ -31,8 +31,8 @@ const options::Group<load::LoadOptions>& model_group() {
                  "--dequantize"},
                 &load::LoadOptions::dequantize),
       G::with<std::string>(
-          {"gguf_act", "f32", "GGUF blocks as stored: activations as fp32 (f32) or int8 blocks (q8)",
-           "--gguf-act"},
+          {"gguf_act", "f32",
+           "GGUF blocks as stored: activations as fp32 (f32) or int8 blocks (q8)", "--gguf-act"},
           [](load::LoadOptions& o, const std::string& v) {
             SLLM_CHECK(v == "q8" || v == "f32", "gguf_act must be q8 or f32 (got '{}')", v);
             o.gguf_q8_act = v == "q8";
@@ -211,14 +211,27 @@ bool use_chat_template(const tok::Tokenizer& t, const nlohmann::json& v) {
   return v == "true";
 }
 
-std::vector<int32_t> encode_chat(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
-                                 const std::vector<tok::ChatMessage>& msgs) {
+namespace {
+std::vector<int32_t> encode_rendered(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
+                                     const std::string& text) {
   std::vector<int32_t> ids;
   // A template that writes BOS itself already has it in the rendered text.
   if (t.add_bos && t.bos_id >= 0 && tpl.bos_text.empty()) ids.push_back(t.bos_id);
-  auto body = t.encode(tok::render_chat(tpl, msgs, /*add_generation_prompt=*/true), true);
+  auto body = t.encode(text, true);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;
+}
+}  // namespace
+
+std::vector<int32_t> encode_chat(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
+                                 const std::vector<tok::ChatMessage>& msgs) {
+  return encode_rendered(t, tpl, tok::render_chat(tpl, msgs, /*add_generation_prompt=*/true));
+}
+
+std::vector<int32_t> encode_chat(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
+                                 const nlohmann::ordered_json& msgs,
+                                 const nlohmann::ordered_json& tools) {
+  return encode_rendered(t, tpl, tok::render_chat(tpl, msgs, tools, true));
 }
 
 std::vector<int32_t> encode_prompt(const tok::Tokenizer& t, const std::string& text, bool chat,

@@ -36,6 +36,11 @@ std::optional<engine::SpeculativeOptions> speculative_options(const nlohmann::js
 // model wants one and the template does not write it).
 std::vector<int32_t> encode_chat(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
                                  const std::vector<tok::ChatMessage>& msgs);
+// The same with OpenAI-style message objects and tool schemas (null: none), as the template
+// receives them.
+std::vector<int32_t> encode_chat(const tok::Tokenizer& t, const tok::ChatTemplate& tpl,
+                                 const nlohmann::ordered_json& msgs,
+                                 const nlohmann::ordered_json& tools);
 // Prompt text -> ids: optional chat template (with system prompt), BOS when the model wants it.
 std::vector<int32_t> encode_prompt(const tok::Tokenizer& t, const std::string& text, bool chat,
                                    const std::string& system);

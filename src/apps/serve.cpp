@@ -9,6 +9,8 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "io/atomic_write.h"
+#include "lora/lora.h"
 #include "serve/server.h"
 #include "serve/worker.h"
 
@@ -41,7 +43,15 @@ options::Table serve_options() {
         {"serve.shutdown_grace", 30.0,
          "seconds in-flight requests may finish after SIGTERM/SIGINT before they are cancelled",
          "--shutdown-grace"},
-        {"serve.max_stop", 4, "stop sequences per request at most"}}});
+        {"serve.max_stop", 4, "stop sequences per request at most"},
+        {"serve.lora_modules", nlohmann::json::array(),
+         "LoRA adapter served by name, NAME=DIR (PEFT layout; repeatable): requests pick it with "
+         "the model field (OpenAI) or adapter_id (TGI) and share batches with the base model",
+         "--lora-modules"},
+        {"serve.chat_template_file", nullptr,
+         "Jinja chat template to render chats with instead of the model's (e.g. one that offers "
+         "tools)",
+         "--chat-template-file"}}});
 }
 
 namespace {
@@ -50,6 +60,27 @@ std::string default_model_name(const std::string& path) {
   while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "dir/" -> "dir"
   const std::string name = p.filename().string();
   return p.extension() == ".gguf" ? p.stem().string() : name;
+}
+// serve.lora_modules: NAME=DIR entries, names unique and other than the model's.
+std::vector<std::pair<std::string, std::string>> served_adapters(const nlohmann::json& cfg,
+                                                                 const std::string& model_name) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const auto& list = cfg["serve"]["lora_modules"];
+  SLLM_CHECK(list.is_array(), "serve.lora_modules must be a list of NAME=DIR");
+  for (const auto& e : list) {
+    const std::string s = e.is_string() ? e.get<std::string>() : "";
+    const auto eq = s.find('=');
+    SLLM_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < s.size(),
+               "--lora-modules '{}': expected NAME=DIR (e.g. support=runs/support/adapter)",
+               e.is_string() ? s : e.dump());
+    std::string name = s.substr(0, eq), dir = s.substr(eq + 1);
+    SLLM_CHECK(name != model_name,
+               "--lora-modules '{}': the name is the base model's; pick another", s);
+    for (const auto& [n, d] : out)
+      SLLM_CHECK(n != name, "--lora-modules: the name '{}' is given twice", name);
+    out.emplace_back(std::move(name), std::move(dir));
+  }
+  return out;
 }
 }  // namespace
 
@@ -75,6 +106,7 @@ int run_serve(const nlohmann::json& cfg) {
   so.model_name = cfg["serve"]["model_name"].is_string()
                       ? cfg["serve"]["model_name"].get<std::string>()
                       : default_model_name(cfg["model"].get<std::string>());
+  const auto served = served_adapters(cfg, so.model_name);  // checked before the model loads
   so.timeout_s = config::get<double>(cfg, "serve.timeout");
   const auto body = config::get<int64_t>(cfg, "serve.max_body_bytes");
   const auto threads = config::get<int64_t>(cfg, "serve.http_threads");
@@ -106,14 +138,37 @@ int run_serve(const nlohmann::json& cfg) {
              "serve.max_input_tokens is {} but must be in [1, {}] (max_total_tokens - 1)",
              max_input, max_total - 1);
 
-  serve::Worker worker(m.model, m.tokenizer, eo, waiting, metrics, speculative_options(cfg));
+  std::shared_ptr<const model::LlamaModel> model = m.model;
+  for (size_t i = 0; i < served.size(); ++i) {
+    model = lora::add_served_adapter(*model, served[i].second, static_cast<int32_t>(i + 1));
+    so.adapters.push_back(served[i].first);
+    log::info("serving adapter '{}' from {}", served[i].first, served[i].second);
+  }
+  server.set_adapters(so.adapters);
+  serve::Worker worker(model, m.tokenizer, eo, waiting, metrics, speculative_options(cfg));
   const auto tok = m.tokenizer;
-  const auto tpl = tok::detect_chat_template(*tok);
+  std::string tpl_text = tok->chat_template;
+  const auto& tpl_file = cfg["serve"]["chat_template_file"];
+  if (tpl_file.is_string()) tpl_text = io::read_file(tpl_file.get<std::string>());
+  const auto tpl = tok::detect_chat_template(*tok, tpl_text);
+  SLLM_CHECK(!tpl_file.is_string() || tpl.jinja,
+             "--chat-template-file {}: the template does not compile (the warning above says "
+             "where); fix it or leave the option out",
+             tpl_file.dump());
   serve::Encoders enc;
   enc.text = [tok](const std::string& s) { return encode_prompt(*tok, s, false, ""); };
   enc.chat = [tok, tpl](const std::vector<tok::ChatMessage>& msgs) {
     return encode_chat(*tok, tpl, msgs);
   };
+  enc.chat_json = [tok, tpl](const nlohmann::ordered_json& msgs,
+                             const nlohmann::ordered_json& tools) {
+    return encode_chat(*tok, tpl, msgs, tools);
+  };
+  enc.tool_calls =
+      tpl.jinja ? serve::detect_tool_call_format(tpl_text) : serve::ToolCallFormat::none;
+  log::info("chat template: {}; tool calls: {}",
+            tpl_text == tok->chat_template ? "the model's" : "from --chat-template-file",
+            serve::to_string(enc.tool_calls));
   const nlohmann::json info = {{"model_dtype", cfg["dtype"]},
                                {"model_device_type", cfg["device"]},
                                {"version", "0.1.0"},

@@ -84,6 +84,15 @@ int64_t Engine::submit(Request req) {
   for (int32_t t : req.prompt)
     SLLM_CHECK(t >= 0 && t < model_->config().vocab_size, "token id {} is outside the vocabulary",
                t);
+  if (req.adapter != 0) {
+    int32_t served = 0;
+    for (const auto& L : model_->layers())
+      for (const auto& [name, l] : L.linears())
+        for (const auto& a : l.lora) served = std::max(served, a.served_id);
+    SLLM_CHECK(req.adapter > 0 && req.adapter <= served,
+               "adapter {} is not served: the model has served adapters 1..{}", req.adapter,
+               served);
+  }
   auto s = std::make_unique<Sequence>(std::move(req));
   s->st.id = next_id_++;
   s->st.tokens = s->req.prompt;
@@ -123,6 +132,26 @@ at::Tensor forward_layout(const model::LlamaModel& m, kv::KvCache& cache, const 
 
 at::Tensor Engine::forward(const LayoutIndices& x) { return forward_layout(*model_, *cache_, x); }
 
+at::Tensor Engine::forward_with_adapters(const std::vector<Chunk>& chunks, const LayoutIndices& x) {
+  // The token rows of each served adapter: chunks are laid out in order.
+  std::vector<std::vector<int64_t>> rows;
+  int64_t at = 0;
+  for (const auto& c : chunks) {
+    const auto k = static_cast<size_t>(sequence(c.seq).req.adapter);
+    if (k > 0) {
+      if (rows.size() <= k) rows.resize(k + 1);
+      for (int64_t i = 0; i < c.n; ++i) rows[k].push_back(at + i);
+    }
+    at += c.n;
+  }
+  if (rows.empty()) return forward(x);
+  std::vector<at::Tensor> idx(rows.size());
+  for (size_t k = 1; k < rows.size(); ++k)
+    if (!rows[k].empty()) idx[k] = at::tensor(rows[k], at::kLong).to(model_->device());
+  model::ServedAdapterRows scope(std::move(idx));
+  return forward(x);
+}
+
 bool Engine::step() {
   Timer t;
   if (drafter_) propose();
@@ -136,7 +165,7 @@ bool Engine::step() {
     // A step of decoding sequences only (with or without drafts) counts as decode.
     const bool decode = std::all_of(plan.chunks.begin(), plan.chunks.end(),
                                     [](const Chunk& c) { return c.seq->decoding(); });
-    const at::Tensor logits = forward(x);
+    const at::Tensor logits = forward_with_adapters(plan.chunks, x);
     for (const auto& c : plan.chunks) c.seq->computed += c.n;
     rejected_ = 0;
     sample(plan.chunks, logits);

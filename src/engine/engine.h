@@ -14,6 +14,7 @@
 
 #include "engine/plan/batch_layout.h"
 #include "engine/plan/scheduler.h"
+#include "engine/plan/token_constraint.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
 #include "model/llama.h"
@@ -62,6 +63,13 @@ struct Request {
   int32_t logprobs = -1;
   // Called with each generated token's TokenLogprob just before on_token.
   std::function<void(const TokenLogprob&)> on_logprob;
+  // What the output must look like (e.g. a JSON object), or null. Stateful: one per request.
+  // The sequence ends (FinishReason::stop) as soon as the output is complete; it is never
+  // drafted for (speculation skips it).
+  std::shared_ptr<TokenConstraint> constraint;
+  // 0: the model as loaded. k > 0: with its served LoRA adapter k (lora::add_served_adapter);
+  // requests on different adapters share a batch.
+  int32_t adapter = 0;
 };
 
 enum class FinishReason {
@@ -139,6 +147,8 @@ class Engine {
   Sequence& sequence(const SeqState* st);
   // The forward of one step: logits [M, vocab] fp32 on the CPU for x.logits_index.
   at::Tensor forward(const LayoutIndices& x);
+  // forward() with each chunk's served adapter applied to its rows.
+  at::Tensor forward_with_adapters(const std::vector<Chunk>& chunks, const LayoutIndices& x);
   // Samples the next token of every chunk that reached its last token; finishes sequences.
   void sample(const std::vector<Chunk>& chunks, const at::Tensor& logits);
   // Appends a sampled token; returns why the sequence ends, if it does.

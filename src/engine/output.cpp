@@ -70,6 +70,10 @@ void Engine::sample(const std::vector<Chunk>& chunks, const at::Tensor& logits) 
       verify(s, l, vocab);
       continue;
     }
+    if (s.req.constraint && !s.req.constraint->mask(l, vocab)) {
+      finish(s, FinishReason::stop);  // nothing may follow: the output ends here
+      continue;
+    }
     const int32_t tok = s.sampler.sample(l, vocab, s.st.tokens);
     if (s.first_token_ms < 0) s.first_token_ms = s.timer.ms();
     if (auto reason = accept(s, tok))
@@ -85,6 +89,7 @@ std::optional<FinishReason> Engine::accept(Sequence& s, int32_t tok) {
     return FinishReason::stop;
   s.st.tokens.push_back(tok);
   s.generated.push_back(tok);
+  if (s.req.constraint) s.req.constraint->advance(tok);
   if (s.req.logprobs >= 0) {
     const auto vocab = static_cast<size_t>(s.lp_vocab);
     SLLM_CHECK((s.lp_next + 1) * vocab <= s.lp_rows.size(),
@@ -102,6 +107,7 @@ std::optional<FinishReason> Engine::accept(Sequence& s, int32_t tok) {
       return FinishReason::stop_string;
     }
   }
+  if (s.req.constraint && s.req.constraint->complete()) return FinishReason::stop;
   if (static_cast<int64_t>(s.generated.size()) >= s.max_new) return FinishReason::length;
   return std::nullopt;
 }

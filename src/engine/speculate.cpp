@@ -72,7 +72,7 @@ void Engine::propose() {
   for (SeqState* st : sched_->running()) {
     if (!st->decoding() || budget <= 0) continue;
     Sequence& s = sequence(st);
-    if (s.cancelled) continue;
+    if (s.cancelled || s.req.constraint) continue;
     // Past the last token max_new_tokens allows, a draft could not be kept (nor has KV room).
     const int64_t left = s.max_new - static_cast<int64_t>(s.generated.size()) - 1;
     const int64_t k = std::min({spec_k_, left, budget, drafter_->max_length() - st->length()});

@@ -176,6 +176,30 @@ void save_peft(const model::LlamaModel& m, const LoraConfig& c, const std::strin
   out.commit();
 }
 
+std::shared_ptr<model::LlamaModel> add_served_adapter(const model::LlamaModel& m,
+                                                      const std::string& dir, int32_t id) {
+  SLLM_CHECK(id > 0, "served adapter ids start at 1, got {}", id);
+  const auto with = load_peft(m, dir);
+  SLLM_CHECK(with->lm_head().lora.size() == m.lm_head().lora.size(),
+             "adapter '{}' adapts lm_head, which served adapters cannot (the head sees only the "
+             "sampled rows): merge it with `sllm merge` and serve the merged model instead",
+             dir);
+  // load_peft appends the new adapters after the ones m has: mark those as served adapter id.
+  std::vector<size_t> before;
+  (void)m.map_linears([&](int64_t, const model::Linear& l) {
+    before.push_back(l.lora.size());
+    return l;
+  });
+  size_t k = 0;
+  return std::make_shared<model::LlamaModel>(
+      with->map_linears([&](int64_t, const model::Linear& l) {
+        model::Linear out = l;
+        for (size_t i = before[k]; i < out.lora.size(); ++i) out.lora[i].served_id = id;
+        ++k;
+        return out;
+      }));
+}
+
 std::shared_ptr<model::LlamaModel> load_peft(const model::LlamaModel& base, const std::string& dir,
                                              LoraConfig* config_out) {
   const auto cfg_path = (fs::path(dir) / "adapter_config.json").string();

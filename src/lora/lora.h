@@ -50,6 +50,11 @@ void save_peft(const model::LlamaModel& m, const LoraConfig& c, const std::strin
 std::shared_ptr<model::LlamaModel> load_peft(const model::LlamaModel& base, const std::string& dir,
                                              LoraConfig* config = nullptr);
 
+// Multi-LoRA serving: m plus the PEFT adapter in dir as served adapter `id` (> 0, applied only to
+// the rows a model::ServedAdapterRows scope gives it). Adapters on lm_head are refused.
+std::shared_ptr<model::LlamaModel> add_served_adapter(const model::LlamaModel& m,
+                                                      const std::string& dir, int32_t id);
+
 // Dense model with W += scale * B @ A for every adapter (4-bit weights are dequantized first);
 // the result has no adapters.
 std::shared_ptr<model::LlamaModel> merge(const model::LlamaModel& m);

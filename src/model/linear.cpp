@@ -15,11 +15,23 @@ namespace sllm::model {
 
 namespace {
 thread_local bool t_training = false;
-}
+thread_local const std::vector<at::Tensor>* t_served_rows = nullptr;
+}  // namespace
 
 TrainingScope::TrainingScope(bool on) : prev_(t_training) { t_training = on; }
 TrainingScope::~TrainingScope() { t_training = prev_; }
 bool TrainingScope::active() { return t_training; }
+
+ServedAdapterRows::ServedAdapterRows(std::vector<at::Tensor> rows_by_id)
+    : rows_(std::move(rows_by_id)), prev_(t_served_rows) {
+  t_served_rows = &rows_;
+}
+ServedAdapterRows::~ServedAdapterRows() { t_served_rows = prev_; }
+const at::Tensor* ServedAdapterRows::rows(int32_t k) {
+  if (!t_served_rows || k < 0 || static_cast<size_t>(k) >= t_served_rows->size()) return nullptr;
+  const at::Tensor& t = (*t_served_rows)[static_cast<size_t>(k)];
+  return t.defined() && t.numel() > 0 ? &t : nullptr;
+}
 
 at::Tensor Linear::base_forward(const at::Tensor& x) const {
   return std::visit([&](const auto& f) { return f.forward(x, bias); }, weight);
@@ -33,8 +45,12 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
     auto xin = (train && a.dropout > 0) ? at::dropout(x, a.dropout, true) : x;
     return at::linear(at::linear(xin.to(a.A.scalar_type()), a.A), a.B).mul(a.scale);
   };
+  bool served = false;
+  for (const auto& a : lora) served = served || a.served_id != 0;
+  if (served) y = add_served(x, y);
   if (parts.size() <= 1) {
-    for (const auto& a : lora) y = y + delta(a).to(y.scalar_type());
+    for (const auto& a : lora)
+      if (a.served_id == 0) y = y + delta(a).to(y.scalar_type());
     return y;
   }
   // Fused weight: add each adapter's delta to its part's rows (out of place, autograd-friendly).
@@ -42,8 +58,23 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
   for (const auto& p : parts) rows.push_back(p.rows);
   auto chunks = y.split_with_sizes(rows, -1);
   std::vector<at::Tensor> outs(chunks.begin(), chunks.end());
-  for (const auto& a : lora) outs[a.part] = outs[a.part] + delta(a).to(y.scalar_type());
+  for (const auto& a : lora)
+    if (a.served_id == 0) outs[a.part] = outs[a.part] + delta(a).to(y.scalar_type());
   return at::cat(outs, -1);
+}
+
+at::Tensor Linear::add_served(const at::Tensor& x, at::Tensor y) const {
+  // Inference only: each served adapter adds its delta to its own rows, in place.
+  const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+  at::Tensor y2 = y.reshape({-1, y.size(-1)});
+  for (const auto& a : lora) {
+    const at::Tensor* idx = a.served_id != 0 ? ServedAdapterRows::rows(a.served_id) : nullptr;
+    if (!idx) continue;
+    const auto xs = x2.index_select(0, *idx).to(a.A.scalar_type());
+    const auto d = at::linear(at::linear(xs, a.A), a.B).mul(a.scale).to(y.scalar_type());
+    y2.narrow(1, part_offset(a.part), a.B.size(0)).index_add_(0, *idx, d);
+  }
+  return y2.view(y.sizes());
 }
 
 at::Device Linear::device() const {

@@ -28,6 +28,9 @@ struct LoraAdapter {
   at::Tensor B;        // [rows, r]
   double scale = 1.0;  // alpha / r, or alpha / sqrt(r) with rsLoRA
   double dropout = 0.0;
+  // 0: applies to every row. k > 0: one of several adapters served together, applied only to
+  // the rows a ServedAdapterRows scope lists for k (none without a scope).
+  int32_t served_id = 0;
 };
 
 struct Linear {
@@ -88,6 +91,7 @@ struct Linear {
 
  private:
   [[noreturn]] void wrong_format(std::string_view want) const;
+  at::Tensor add_served(const at::Tensor& x, at::Tensor y) const;
 };
 
 // Training mode (as nn.Module.train()): while one is alive on this thread, LoRA dropout is on.
@@ -102,6 +106,23 @@ class TrainingScope {
 
  private:
   bool prev_;
+};
+
+// Several adapters in one batch (multi-LoRA serving): while alive on this thread, the adapter
+// of served_id k applies to the rows rows_by_id[k] (int64 indices into x flattened to
+// [rows, in]; undefined or absent: no row). Only decoder Linears see every token row.
+class ServedAdapterRows {
+ public:
+  explicit ServedAdapterRows(std::vector<at::Tensor> rows_by_id);
+  ~ServedAdapterRows();
+  ServedAdapterRows(const ServedAdapterRows&) = delete;
+  ServedAdapterRows& operator=(const ServedAdapterRows&) = delete;
+  // The rows of adapter k, or null.
+  static const at::Tensor* rows(int32_t k);
+
+ private:
+  std::vector<at::Tensor> rows_;
+  const std::vector<at::Tensor>* prev_;
 };
 
 // A 4-bit Linear from its quantized parts (one per Hugging Face module, in output-row order).

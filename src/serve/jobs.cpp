@@ -67,6 +67,22 @@ bool peer_closed(int fd) {
 
 }  // namespace
 
+int32_t resolve_adapter(const State& st, const GenRequest& r, Api api) {
+  const std::string& name = api == Api::tgi ? r.adapter_id : r.model;
+  if (name.empty() || (api == Api::openai && name == st.opt.model_name)) return 0;
+  const auto& a = st.opt.adapters;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i] == name) return static_cast<int32_t>(i + 1);
+  std::string known = st.opt.model_name;
+  for (const auto& n : a) known += ", " + n;
+  if (api == Api::tgi)
+    throw ApiError(422, fmt::format("`adapter_id` '{}' is not served (served: {})", name, known),
+                   "adapter_id");
+  throw ApiError(404,
+                 fmt::format("the model '{}' does not exist: this server serves {}", name, known),
+                 "model");
+}
+
 std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
   if (st.phase == Phase::loading) throw ApiError(503, "the model is loading; retry shortly");
   if (st.phase == Phase::draining) throw ApiError(503, "the server is shutting down");
@@ -78,7 +94,12 @@ std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
                    "n");
   std::vector<int32_t> ids;
   try {
-    ids = r.kind == Kind::chat ? st.enc.chat(r.messages) : st.enc.text(r.prompt);
+    if (r.kind != Kind::chat)
+      ids = st.enc.text(r.prompt);
+    else if (!r.messages_json.is_null())
+      ids = st.enc.chat_json(r.messages_json, r.tools_json);
+    else
+      ids = st.enc.chat(r.messages);
   } catch (const Error& e) {
     throw ApiError(bad(api), fmt::format("cannot tokenize the prompt: {}", e.what()));
   }
@@ -121,6 +142,9 @@ std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api) {
     req.params = p;
     req.params.seed = seed + static_cast<uint64_t>(i);
     req.logprobs = r.logprobs;
+    req.adapter = resolve_adapter(st, r, api);
+    if (r.json_object)
+      req.constraint = std::make_shared<engine::JsonObjectConstraint>(st.json_vocab);
     job->requests.push_back(std::move(req));
   }
   access().prompt_tokens = n;

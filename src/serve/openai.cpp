@@ -71,6 +71,29 @@ json completion_logprobs(const State& st, const std::vector<engine::TokenLogprob
           {"text_offset", std::move(offsets)}};
 }
 
+// [{"id", "type": "function", "function": {"name", "arguments"}}] (stream deltas add "index").
+json tool_calls_json(const std::vector<ToolCall>& calls) {
+  json out = json::array();
+  for (const auto& call : calls)
+    out.push_back({{"id", new_id("call_")},
+                   {"type", "function"},
+                   {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+  return out;
+}
+
+// The assistant message of a finished answer: tool calls cut out when the request offered tools.
+json answer_message(const State& st, const GenRequest& r, const engine::Result& res,
+                    std::string& finish) {
+  json msg = {{"role", "assistant"}, {"content", res.text}};
+  if (!r.tool_calls_wanted()) return msg;
+  auto a = parse_tool_calls(st.enc.tool_calls, res.text);
+  if (a.calls.empty()) return msg;
+  msg["content"] = a.content.empty() ? json(nullptr) : json(a.content);
+  msg["tool_calls"] = tool_calls_json(a.calls);
+  if (finish == "stop") finish = "tool_calls";
+  return msg;
+}
+
 json logprobs_json(const State& st, bool chat, const std::vector<engine::TokenLogprob>& lps,
                    size_t& offset) {
   return chat ? chat_logprobs(st, lps) : completion_logprobs(st, lps, offset);
@@ -80,11 +103,13 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
   guarded(Api::openai, res, [&] {
     const GenRequest r =
         chat ? parse_chat(req.body, st.limits()) : parse_completion(req.body, st.limits());
-    if (st.phase == Phase::ready && r.model != st.opt.model_name)
-      throw ApiError(404,
-                     fmt::format("the model '{}' does not exist: this server serves '{}'", r.model,
-                                 st.opt.model_name),
-                     "model");
+    if (st.phase == Phase::ready) (void)resolve_adapter(st, r, Api::openai);  // 404 early
+    if (r.tool_calls_wanted() && st.enc.tool_calls == ToolCallFormat::none)
+      throw ApiError(400,
+                     "this model's chat template does not offer tools to the model; start the "
+                     "server with --chat-template-file FILE holding a template that does, or "
+                     "leave 'tools' out",
+                     "tools");
     const std::string id = new_id(chat ? "chatcmpl-" : "cmpl-");
     access().id = id;
     auto job = submit_job(st, r, Api::openai);
@@ -100,14 +125,15 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
       for (size_t i = 0; i < job->choices.size(); ++i) {
         const auto& res_i = job->choices[i].result;
         size_t offset = 0;
+        std::string finish = finish_name(res_i.finish_reason);
         json c = {{"index", i},
                   {"logprobs", r.logprobs >= 0 ? logprobs_json(st, chat, res_i.logprobs, offset)
-                                               : json(nullptr)},
-                  {"finish_reason", finish_name(res_i.finish_reason)}};
+                                               : json(nullptr)}};
         if (chat)
-          c["message"] = {{"role", "assistant"}, {"content", res_i.text}};
+          c["message"] = answer_message(st, r, res_i, finish);
         else
           c["text"] = res_i.text;
+        c["finish_reason"] = finish;
         choices.push_back(std::move(c));
       }
       json out = base;
@@ -121,7 +147,10 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
     auto started = std::make_shared<std::vector<bool>>(job->choices.size(), false);
     auto offsets = std::make_shared<std::vector<size_t>>(job->choices.size(), 0);
     const bool want_lp = r.logprobs >= 0;
-    auto on_pieces = [&st, base, chat, started, offsets, want_lp, job](
+    // With tools the answer is held back to its end, where the calls are cut out of it.
+    const bool hold = chat && r.tool_calls_wanted();
+    auto held = std::make_shared<std::vector<std::string>>(job->choices.size());
+    auto on_pieces = [&st, r, base, chat, started, offsets, want_lp, job, hold, held](
                          size_t i, std::vector<Piece>& fresh, bool fin) {
       std::string text;
       std::vector<engine::TokenLogprob> lps;
@@ -148,6 +177,24 @@ void handle(State& st, const httplib::Request& req, httplib::Response& res, bool
       if (chat && !(*started)[i]) {
         (*started)[i] = true;
         chunk({{"role", "assistant"}, {"content", ""}}, nullptr, false);
+      }
+      if (hold) {
+        (*held)[i] += text;
+        if (!lps.empty()) chunk(json::object(), nullptr);
+        if (!fin) return out;
+        std::string why = finish_name(job->choices[i].result.finish_reason);
+        engine::Result whole = job->choices[i].result;
+        whole.text = (*held)[i];
+        const json msg = answer_message(st, r, whole, why);
+        if (msg["content"].is_string() && !msg["content"].get<std::string>().empty())
+          chunk(json{{"content", msg["content"]}}, nullptr);
+        if (msg.contains("tool_calls")) {
+          json calls = msg["tool_calls"];
+          for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
+          chunk(json{{"tool_calls", std::move(calls)}}, nullptr);
+        }
+        chunk(json::object(), why);
+        return out;
       }
       // Tokens whose text is held back still get a chunk: their log-probabilities.
       if (!text.empty() || !lps.empty())

@@ -196,6 +196,62 @@ void max_tokens(Fields& f, GenRequest& r, const std::string& key, const ParseLim
   }
 }
 
+// Assistant tool_calls: [{"id", "type": "function", "function": {"name", "arguments"}}], the
+// arguments a JSON text of an object (as the API returns them).
+void check_tool_calls(Fields& g, const json& calls) {
+  if (!calls.is_array()) g.fail("tool_calls", "must be a list of tool calls");
+  for (size_t j = 0; j < calls.size(); ++j) {
+    const json& call = calls[j];
+    const std::string key = fmt::format("tool_calls[{}]", j);
+    if (!call.is_object()) g.fail(key, "must be an object");
+    const json* fn = call.contains("function") ? &call["function"] : nullptr;
+    if (call.value("type", "function") != "function" || !fn || !fn->is_object() ||
+        !fn->contains("name") || !(*fn)["name"].is_string() || !fn->contains("arguments") ||
+        !(*fn)["arguments"].is_string())
+      g.fail(key,
+             "must be {\"id\", \"type\": \"function\", \"function\": {\"name\": string, "
+             "\"arguments\": string}}");
+    const auto args = json::parse((*fn)["arguments"].get<std::string>(), nullptr, false);
+    if (!args.is_object())
+      g.fail(key + ".function.arguments", "must be the JSON text of an object");
+  }
+}
+
+// tools: [{"type": "function", "function": {"name", "description", "parameters"}}] and
+// tool_choice none | auto (the model decides; "required" and a named function would need the
+// output constrained to a call, which this server does not do).
+void parse_tools(Fields& f, GenRequest& r) {
+  if (const json* tools = f.get("tools")) {
+    if (!tools->is_array()) f.fail("tools", "must be a list of {\"type\": \"function\", ...}");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const json& t = (*tools)[i];
+      const std::string key = fmt::format("tools[{}]", i);
+      if (!t.is_object()) f.fail(key, "must be an object");
+      Fields g(t, Api::openai, key + ".");
+      if (g.string("type") != "function") g.fail("type", "must be \"function\"");
+      const json* fn = g.get("function");
+      if (!fn || !fn->is_object()) g.fail("function", "must be an object with a \"name\"");
+      Fields h(*fn, Api::openai, key + ".function.");
+      const auto name = h.string("name");
+      if (!name || name->empty()) h.fail("name", "is required");
+      h.string("description");
+      if (const json* p = h.get("parameters"); p && !p->is_object())
+        h.fail("parameters", "must be a JSON Schema object");
+      h.boolean("strict");
+      h.finish();
+      g.finish();
+      r.tools.push_back(*name);
+    }
+  }
+  if (const json* c = f.get("tool_choice")) {
+    if (!c->is_string() || !(*c == "none" || *c == "auto"))
+      f.fail("tool_choice",
+             "must be \"none\" or \"auto\" (\"required\" and a named function are not "
+             "supported by this server)");
+    r.tool_choice = c->get<std::string>();
+  }
+}
+
 }  // namespace
 
 json error_body(Api api, const ApiError& e) {
@@ -249,18 +305,30 @@ GenRequest parse_chat(std::string_view body, const ParseLimits& lim) {
   const json* msgs = f.get("messages");
   if (!msgs || !msgs->is_array() || msgs->empty())
     f.fail("messages", "is required: a non-empty list of {\"role\", \"content\"} objects");
+  bool tool_turns = false;  // tool results or assistant tool calls: the JSON renderer is needed
   for (size_t i = 0; i < msgs->size(); ++i) {
     const json& m = (*msgs)[i];
     const std::string key = fmt::format("messages[{}]", i);
     if (!m.is_object()) f.fail(key, "must be an object with \"role\" and \"content\"");
     Fields g(m, Api::openai, key + ".");
     auto role = g.string("role");
-    if (!role ||
-        !(*role == "system" || *role == "developer" || *role == "user" || *role == "assistant"))
-      g.fail("role", "must be one of system, developer, user, assistant");
+    if (!role || !(*role == "system" || *role == "developer" || *role == "user" ||
+                   *role == "assistant" || *role == "tool"))
+      g.fail("role", "must be one of system, developer, user, assistant, tool");
+    if (*role == "tool") {
+      tool_turns = true;
+      if (!g.string("tool_call_id")) g.fail("tool_call_id", "is required in a tool message");
+    }
+    const json* calls = *role == "assistant" ? g.get("tool_calls") : nullptr;
+    if (calls) {
+      tool_turns = true;
+      check_tool_calls(g, *calls);
+    }
     std::string text;
     const json* c = g.get("content");
-    if (c && c->is_string()) {
+    if (!c && calls) {
+      // an assistant turn of tool calls only
+    } else if (c && c->is_string()) {
       text = c->get<std::string>();
     } else if (c && c->is_array()) {
       for (const auto& part : *c) {  // [{"type": "text", "text": ...}]
@@ -280,11 +348,33 @@ GenRequest parse_chat(std::string_view body, const ParseLimits& lim) {
   const auto top = f.integer("top_logprobs", 0, engine::kMaxTopLogprobs).value_or(0);
   if (top > 0 && !logprobs) f.fail("top_logprobs", "needs 'logprobs' to be true");
   if (logprobs) r.logprobs = static_cast<int32_t>(top);
-  f.unsupported("tools", is_empty);
-  f.unsupported("tool_choice", [](const json& v) { return v == "none"; });
-  f.unsupported("response_format", [](const json& v) {
-    return v.is_object() && v.size() == 1 && v.value("type", "") == "text";
-  });
+  parse_tools(f, r);
+  if (tool_turns || !r.tools.empty()) {
+    // Rendered from the request's own objects, in its key order (tojson keeps it).
+    const auto ordered = nlohmann::ordered_json::parse(body);
+    r.messages_json = ordered["messages"];
+    if (!r.tools.empty() && r.tool_choice != "none") r.tools_json = ordered["tools"];
+    for (auto& m : r.messages_json)  // templates read arguments as an object, as vLLM passes them
+      if (m.contains("tool_calls"))
+        for (auto& call : m["tool_calls"]) {
+          auto& fn = call["function"];
+          fn["arguments"] = nlohmann::ordered_json::parse(fn["arguments"].get<std::string>());
+        }
+  }
+  if (const json* v = f.get("response_format")) {
+    if (!v->is_object())
+      f.fail("response_format", "must be an object such as {\"type\": \"json_object\"}");
+    Fields g(*v, Api::openai, "response_format.");
+    const auto type = g.string("type");
+    if (type == "json_object") {
+      r.json_object = true;
+    } else if (type == "json_schema") {
+      g.fail("type", "json_schema is not supported by this server; use json_object");
+    } else if (type != "text") {
+      g.fail("type", "must be text or json_object");
+    }
+    g.finish();
+  }
   for (const char* k : {"parallel_tool_calls", "store", "metadata", "service_tier"}) f.ignore(k);
   f.finish();
   if (!r.max_tokens_given) r.params.max_new_tokens = lim.max_total_tokens;  // cut at admission
@@ -336,7 +426,7 @@ GenRequest parse_tgi(std::string_view body, const ParseLimits& lim, bool stream_
     g.unsupported("decoder_input_details", is_false);
     top_n = g.integer("top_n_tokens", 0, engine::kMaxTopLogprobs).value_or(0);
     g.unsupported("grammar", [](const json&) { return false; });
-    g.unsupported("adapter_id", [](const json&) { return false; });
+    r.adapter_id = g.string("adapter_id").value_or("");
     g.finish();
   }
   f.finish();

@@ -53,6 +53,16 @@ struct GenRequest {
   // Log-probabilities: -1 off, else each token's with this many alternatives (OpenAI chat
   // logprobs + top_logprobs, completions logprobs, TGI top_n_tokens with details or a stream).
   int32_t logprobs = -1;
+  bool json_object = false;  // OpenAI response_format {"type": "json_object"}
+  // Chat with tools: the names of the request's tools, tool_choice ("auto" or "none"), and,
+  // when tools are offered or the conversation holds tool turns, the messages and tools as the
+  // request wrote them (for the model's Jinja template; tools_json null under "none").
+  std::vector<std::string> tools;
+  std::string tool_choice = "auto";
+  nlohmann::ordered_json messages_json, tools_json;
+  bool tool_calls_wanted() const { return !tools.empty() && tool_choice != "none"; }
+  std::string adapter_id;  // TGI: a served LoRA adapter's name ("" = the base model)
+  int32_t adapter = 0;     // the served adapter resolved from model / adapter_id (0 = none)
 };
 
 // Static bounds checked while parsing (the token counts are checked after tokenization).

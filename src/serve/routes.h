@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/plan/json_constraint.h"
 #include "serve/server.h"
 
 namespace sllm::serve {
@@ -18,6 +19,7 @@ struct State {
   Metrics& metrics;
   std::atomic<Phase> phase{Phase::loading};
   std::shared_ptr<const tok::Tokenizer> tok;
+  std::shared_ptr<const engine::JsonVocab> json_vocab;  // for response_format json_object
   Encoders enc;
   Worker* worker = nullptr;
   nlohmann::json info;
@@ -40,6 +42,10 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& j);
 void send_error(httplib::Response& res, Api api, const ApiError& e);
 // Runs a handler, turning ApiError into its response, any other error into a 500.
 void guarded(Api api, httplib::Response& res, const std::function<void()>& body);
+
+// The served adapter a request names (OpenAI model, TGI adapter_id): 0 for the base model;
+// ApiError 404 (OpenAI) / 422 (TGI) for a name nothing is served under.
+int32_t resolve_adapter(const State& st, const GenRequest& r, Api api);
 
 // Tokenizes, checks the token limits, queues the job (n copies of the request).
 std::shared_ptr<Job> submit_job(State& st, const GenRequest& r, Api api);

@@ -74,13 +74,19 @@ void add_common_routes(httplib::Server& http, State& st) {
   http.Get("/v1/models", [&st](const httplib::Request&, httplib::Response& res) {
     guarded(Api::openai, res, [&] {
       if (st.phase != Phase::ready) throw ApiError(503, "the model is loading");
-      send_json(res, 200,
-                {{"object", "list"},
-                 {"data", json::array({{{"id", st.opt.model_name},
-                                        {"object", "model"},
-                                        {"created", unix_time()},
-                                        {"owned_by", "sllm"},
-                                        {"max_model_len", st.opt.max_total_tokens}}})}});
+      json data = json::array({{{"id", st.opt.model_name},
+                                {"object", "model"},
+                                {"created", unix_time()},
+                                {"owned_by", "sllm"},
+                                {"max_model_len", st.opt.max_total_tokens}}});
+      for (const auto& a : st.opt.adapters)  // served LoRA adapters, as vLLM lists them
+        data.push_back({{"id", a},
+                        {"object", "model"},
+                        {"created", unix_time()},
+                        {"owned_by", "sllm"},
+                        {"parent", st.opt.model_name},
+                        {"max_model_len", st.opt.max_total_tokens}});
+      send_json(res, 200, {{"object", "list"}, {"data", std::move(data)}});
     });
   });
   http.Get("/info", [&st](const httplib::Request&, httplib::Response& res) {
@@ -194,10 +200,13 @@ void Server::start() {
 
 int Server::port() const { return st_->opt.port; }
 
+void Server::set_adapters(std::vector<std::string> names) { st_->opt.adapters = std::move(names); }
+
 void Server::ready(std::shared_ptr<const tok::Tokenizer> tok, Encoders enc, Worker& worker,
                    json info, int64_t max_input_tokens, int64_t max_total_tokens) {
   st_->opt.max_input_tokens = max_input_tokens;
   st_->opt.max_total_tokens = max_total_tokens;
+  st_->json_vocab = std::make_shared<const engine::JsonVocab>(*tok);
   st_->tok = std::move(tok);
   st_->enc = std::move(enc);
   st_->worker = &worker;

@@ -14,6 +14,7 @@
 
 #include "serve/metrics.h"
 #include "serve/protocol.h"
+#include "serve/tool_calls.h"
 #include "serve/worker.h"
 #include "tokenizer/tokenizer.h"
 
@@ -35,12 +36,19 @@ struct ServerOptions {
   double timeout_s = 600;
   size_t max_body_bytes = 1 << 20;
   int http_threads = 128;
+  // Served LoRA adapters by name; adapter k (1-based) is adapters[k - 1]. Clients choose one
+  // with OpenAI's model field or TGI's adapter_id.
+  std::vector<std::string> adapters;
 };
 
 // Prompt text / chat messages -> token ids (the chat template is the app's business).
 struct Encoders {
   std::function<std::vector<int32_t>(const std::string&)> text;
   std::function<std::vector<int32_t>(const std::vector<tok::ChatMessage>&)> chat;
+  // Chat with tools or tool turns: the request's messages and tools (null: none) as written.
+  std::function<std::vector<int32_t>(const nlohmann::ordered_json&, const nlohmann::ordered_json&)>
+      chat_json;
+  ToolCallFormat tool_calls = ToolCallFormat::none;  // how the template's model writes calls
 };
 
 struct State;
@@ -55,6 +63,8 @@ class Server {
   int port() const;
   // The model is loaded: generation routes open and /health answers 200. info: extra /info
   // keys; the token limits, known once the model's context is, complete the options.
+  // The served LoRA adapters' names (adapter k is names[k - 1]); before ready().
+  void set_adapters(std::vector<std::string> names);
   void ready(std::shared_ptr<const tok::Tokenizer> tok, Encoders enc, Worker& worker,
              nlohmann::json info, int64_t max_input_tokens, int64_t max_total_tokens);
   // Graceful stop: refuse new requests (503), let in-flight ones finish for up to grace_s

@@ -92,8 +92,8 @@ std::string to_string(ChatFormat f) {
   return "plain";
 }
 
-ChatTemplate family_chat_template(const Tokenizer& t) {
-  const std::string& tpl = t.chat_template;
+namespace {
+ChatTemplate family_of(const Tokenizer& t, const std::string& tpl) {
   ChatTemplate ct;
   if (tpl.find("<|im_start|>") != std::string::npos) {
     ct.format = ChatFormat::chatml;
@@ -112,6 +112,9 @@ ChatTemplate family_chat_template(const Tokenizer& t) {
   }
   return ct;
 }
+}  // namespace
+
+ChatTemplate family_chat_template(const Tokenizer& t) { return family_of(t, t.chat_template); }
 
 namespace {
 
@@ -141,13 +144,17 @@ std::shared_ptr<const jinja::Template> compile_cached(const std::string& text, C
 }  // namespace
 
 ChatTemplate detect_chat_template(const Tokenizer& t) {
-  ChatTemplate ct = family_chat_template(t);
-  ct.jinja = compile_cached(t.chat_template, ct.format);
+  return detect_chat_template(t, t.chat_template);
+}
+
+ChatTemplate detect_chat_template(const Tokenizer& t, const std::string& text) {
+  ChatTemplate ct = family_of(t, text);
+  ct.jinja = compile_cached(text, ct.format);
   if (ct.jinja) {
     ct.bos_token = t.bos_id >= 0 && t.bos_id < t.vocab_size() ? t.piece(t.bos_id) : "";
     ct.eos_token = t.eos_id >= 0 && t.eos_id < t.vocab_size() ? t.piece(t.eos_id) : "";
     // Whether the rendered text starts with BOS: the template writes it itself.
-    ct.bos_text = t.chat_template.find("bos_token") != std::string::npos ? ct.bos_token : "";
+    ct.bos_text = text.find("bos_token") != std::string::npos ? ct.bos_token : "";
   }
   return ct;
 }

@@ -42,6 +42,8 @@ ChatTemplate family_chat_template(const Tokenizer& t);
 // The family plus the model's compiled Jinja template. A model without a template, or with one
 // the interpreter cannot parse, keeps the family format (logged once per template).
 ChatTemplate detect_chat_template(const Tokenizer& t);
+// The same with another template text than the model's (e.g. one that offers tools).
+ChatTemplate detect_chat_template(const Tokenizer& t, const std::string& text);
 
 // Renders messages with the model's template (or the family format), optionally with the assistant
 // generation prompt. Throws sllm::Error where the template raises (e.g. roles that do not

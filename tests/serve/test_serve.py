@@ -193,6 +193,31 @@ def logprobs_through_the_official_clients(c: Ctx):
 
 
 @check
+def json_object_mode_answers_one_json_object(c: Ctx):
+    msgs = [{"role": "user", "content": "Reply in JSON with the keys name and age. "
+                                        "Maria is 34 years old."}]
+    fmt = {"type": "json_object"}
+    for temperature in (0, 1.0):
+        r = c.oai.chat.completions.create(model=c.name, max_tokens=96, temperature=temperature,
+                                          seed=7, messages=msgs, response_format=fmt)
+        ch = r.choices[0]
+        # Ends where the object closes, with nothing after it but whitespace.
+        assert ch.finish_reason == "stop", (ch.finish_reason, ch.message.content)
+        assert isinstance(json.loads(ch.message.content), dict), ch.message.content
+    parts = list(c.oai.chat.completions.create(model=c.name, max_tokens=96, temperature=0,
+                                               messages=msgs, response_format=fmt, stream=True))
+    streamed = "".join(p.choices[0].delta.content or "" for p in parts if p.choices)
+    plain = c.oai.chat.completions.create(model=c.name, max_tokens=96, temperature=0,
+                                          messages=msgs, response_format=fmt)
+    assert streamed == plain.choices[0].message.content, (streamed, plain)
+    ok = {"model": c.name, "messages": msgs, "max_tokens": 4}
+    expect_error(c, "/v1/chat/completions", 400, "json_schema is not supported",
+                 {**ok, "response_format": {"type": "json_schema", "json_schema": {}}})
+    expect_error(c, "/v1/chat/completions", 400, "must be text or json_object",
+                 {**ok, "response_format": {"type": "xml"}})
+
+
+@check
 def tgi_routes_info_tokenize_generate(c: Ctx):
     s, info = c.srv.request("GET", "/info")
     assert s == 200 and info["model_id"] == c.name and info["max_total_tokens"] == CTX, info

@@ -60,6 +60,11 @@ TEST(ServeProtocol, ChatMessagesAndMaxCompletionTokens) {
   EXPECT_EQ(r.messages[0].role, "system");
   EXPECT_EQ(r.messages[1].content, "ab");
   EXPECT_EQ(r.params.max_new_tokens, 7);
+  EXPECT_FALSE(r.json_object);
+  EXPECT_TRUE(parse_chat(R"({"model":"m","messages":[{"role":"user","content":"x"}],
+      "response_format":{"type":"json_object"}})",
+                         kLim)
+                  .json_object);
   // Without max_tokens a chat may run to max_total_tokens (cut to the room left at admission).
   r = parse_chat(R"({"model":"m","messages":[{"role":"user","content":"x"}]})", kLim);
   EXPECT_FALSE(r.max_tokens_given);
@@ -159,16 +164,37 @@ TEST(ServeProtocol, OpenAiMistakesAreOneClearError) {
   }
   const Bad chat[] = {
       {R"({"model":"m","messages":[]})", 400, "messages", "non-empty"},
-      {R"({"model":"m","messages":[{"role":"tool","content":"x"}]})", 400, "messages[0].role",
+      {R"({"model":"m","messages":[{"role":"critic","content":"x"}]})", 400, "messages[0].role",
        "one of"},
+      {R"({"model":"m","messages":[{"role":"tool","content":"x"}]})", 400,
+       "messages[0].tool_call_id", "required"},
+      {R"({"model":"m","messages":[{"role":"assistant","tool_calls":[{"type":"function",
+          "function":{"name":"f","arguments":"[1]"}}]}]})",
+       400, "messages[0].tool_calls[0].function.arguments", "object"},
+      {R"({"model":"m","messages":[{"role":"assistant","tool_calls":[{"function":{"name":"f"}}]}]})",
+       400, "messages[0].tool_calls[0]", "arguments"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"required",
+          "tools":[{"type":"function","function":{"name":"f"}}]})",
+       400, "tool_choice", "not supported"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],
+          "tools":[{"type":"function","function":{"name":"f","parameters":[]}}]})",
+       400, "tools[0].function.parameters", "JSON Schema"},
       {R"({"model":"m","messages":[{"role":"user","content":5}]})", 400, "messages[0].content",
        "string"},
       {R"({"model":"m","messages":[{"role":"user","content":"x","extra":1}]})", 400,
        "messages[0].extra", "not a recognized"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{}]})", 400, "tools",
-       "not supported"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{}]})", 400,
+       "tools[0].type", "function"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":1})", 400, "logprobs",
        "boolean"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":"json"})", 400,
+       "response_format", "object"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],
+          "response_format":{"type":"json_schema","json_schema":{}}})",
+       400, "response_format.type", "json_schema is not supported"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],
+          "response_format":{"type":"json_object","strict":true}})",
+       400, "response_format.strict", "not a recognized"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2})", 400,
        "top_logprobs", "'logprobs' to be true"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true,
@@ -284,6 +310,45 @@ TEST(ServeMetrics, PrometheusText) {
   EXPECT_NE(t.find("sllm_requests_running 2"), std::string::npos);
   EXPECT_DOUBLE_EQ(m.counter("sllm_requests_total", R"(route="/generate",status="200")"), 2);
   EXPECT_THROW(m.inc("no_such_metric"), std::exception);
+}
+
+TEST(ServeProtocol, AdapterId) {
+  EXPECT_EQ(
+      parse_tgi(R"({"inputs":"x","parameters":{"adapter_id":"support"}})", kLim, false).adapter_id,
+      "support");
+  EXPECT_EQ(parse_tgi(R"({"inputs":"x","parameters":{"adapter_id":null}})", kLim, false).adapter_id,
+            "");
+  const ApiError e =
+      error_of([&] { parse_tgi(R"({"inputs":"x","parameters":{"adapter_id":3}})", kLim, false); });
+  EXPECT_EQ(e.status, 422);
+  EXPECT_EQ(e.param, "adapter_id");
+}
+
+TEST(ServeProtocol, ToolsKeepTheRequestsObjectsForTheTemplate) {
+  auto r = parse_chat(R"({"model":"m","tools":[{"type":"function","function":{"name":"get_weather",
+      "description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
+      "messages":[{"role":"user","content":"Weather in Paris?"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+        "function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},
+      {"role":"tool","tool_call_id":"call_1","content":"22 C"}]})",
+                      kLim);
+  EXPECT_TRUE(r.tool_calls_wanted());
+  ASSERT_EQ(r.tools, std::vector<std::string>{"get_weather"});
+  // Key order as written (tojson keeps it), arguments as an object for the template.
+  EXPECT_EQ(r.tools_json[0]["function"].begin().key(), "name");
+  EXPECT_EQ(r.messages_json[1]["tool_calls"][0]["function"]["arguments"]["city"], "Paris");
+  EXPECT_EQ(r.messages_json[2]["role"], "tool");
+  // tool_choice none: the tools are not shown to the model, the tool turns still are.
+  r = parse_chat(R"({"model":"m","tool_choice":"none",
+      "tools":[{"type":"function","function":{"name":"f"}}],
+      "messages":[{"role":"user","content":"x"}]})",
+                 kLim);
+  EXPECT_FALSE(r.tool_calls_wanted());
+  EXPECT_TRUE(r.tools_json.is_null());
+  EXPECT_EQ(r.messages_json.size(), 1u);
+  // Without tools or tool turns, the plain path.
+  r = parse_chat(R"({"model":"m","messages":[{"role":"user","content":"x"}]})", kLim);
+  EXPECT_TRUE(r.messages_json.is_null());
 }
 
 }  // namespace
