@@ -205,10 +205,49 @@ inline void decode(const Block& k, float* f) {
   }
 }
 
-// R rows of x against outputs [o0, o1), f32 path.
+// R rows of x against outputs [o0, o1), f32 path. xs [R, in / 32]: the sum of x over each
+// block, for the types with a minimum. The SIMD form keeps a block's integers in registers as
+// fp32 and takes the scale and minimum out of the sum, as llama.cpp does:
+// sum_j (d q_j + m) x_j = d sum_j q_j x_j + m sum_j x_j.
 template <int T, int R>
-void f32_tile(const GgufView& w, const float* x, const float* bias, float* y, int64_t o0,
-              int64_t o1) {
+void f32_tile(const GgufView& w, const float* x, const float* xs, const float* bias, float* y,
+              int64_t o0, int64_t o1) {
+#if SLLM_GGUF_SIMD
+  if constexpr (kIsa != Isa::scalar) {
+    const int64_t nb = w.in / 32, rb = w.row_bytes();
+    for (int64_t o = o0; o < o1; ++o) {
+      const uint8_t* row = w.blocks + o * rb;
+      __m256 acc[R];
+      float mins[R] = {};
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const Block k = block_at<T>(row, b);
+        const __m256i wb = block_bytes<T>(k);
+        const __m128i lo = _mm256_castsi256_si128(wb), hi = _mm256_extracti128_si256(wb, 1);
+        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+        const __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+        const __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+        const __m256 d = _mm256_set1_ps(k.d);
+        for (int r = 0; r < R; ++r) {
+          const float* xr = x + r * w.in + b * 32;
+          __m256 t = _mm256_mul_ps(q0, _mm256_loadu_ps(xr));
+          t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xr + 8), t);
+          t = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xr + 16), t);
+          t = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xr + 24), t);
+          acc[r] = _mm256_fmadd_ps(t, d, acc[r]);
+          if constexpr (has_min(T)) mins[r] += k.m * xs[r * nb + b];
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        const float v = hsum(acc[r]) + mins[r];
+        y[r * w.out + o] = bias ? v + bias[o] : v;
+      }
+    }
+    return;
+  }
+#endif
+  (void)xs;
   using V = Vec<kIsa>;
   constexpr int W = V::kWidth;
   const int64_t nb = w.in / 32, rb = w.row_bytes();
@@ -260,22 +299,33 @@ void q8_rows(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx,
 template <int T>
 void f32_rows(const GgufView& w, int64_t rows, const float* x, const float* bias, float* y,
               int64_t o0, int64_t o1) {
+  const int64_t nb = w.in / 32;
+  std::vector<float> xs;
+  if constexpr (has_min(T)) {  // each block's sum of x, shared by every output row
+    xs.resize(static_cast<size_t>(rows * nb));
+    for (int64_t i = 0; i < rows * nb; ++i) {
+      float s = 0.f;
+      for (int j = 0; j < 32; ++j) s += x[i * 32 + j];
+      xs[static_cast<size_t>(i)] = s;
+    }
+  }
   for (int64_t r = 0; r < rows; r += kMaxTile) {
     const int64_t n = std::min<int64_t>(kMaxTile, rows - r);
     const float* xr = x + r * w.in;
+    const float* sr = xs.empty() ? nullptr : xs.data() + r * nb;
     float* yr = y + r * w.out;
     switch (n) {
       case 1:
-        f32_tile<T, 1>(w, xr, bias, yr, o0, o1);
+        f32_tile<T, 1>(w, xr, sr, bias, yr, o0, o1);
         break;
       case 2:
-        f32_tile<T, 2>(w, xr, bias, yr, o0, o1);
+        f32_tile<T, 2>(w, xr, sr, bias, yr, o0, o1);
         break;
       case 3:
-        f32_tile<T, 3>(w, xr, bias, yr, o0, o1);
+        f32_tile<T, 3>(w, xr, sr, bias, yr, o0, o1);
         break;
       default:
-        f32_tile<T, 4>(w, xr, bias, yr, o0, o1);
+        f32_tile<T, 4>(w, xr, sr, bias, yr, o0, o1);
     }
   }
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/gguf_dequant.h"
 #include "kernels/cpu/gguf_matmul.h"
