@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <mutex>
 
 #include "apps/apps.h"
 #include "apps/common.h"
@@ -48,6 +49,10 @@ options::Table serve_options() {
          "LoRA adapter served by name, NAME=DIR (PEFT layout; repeatable): requests pick it with "
          "the model field (OpenAI) or adapter_id (TGI) and share batches with the base model",
          "--lora-modules"},
+        {"serve.allow_adapter_loading", false,
+         "let clients load and unload LoRA adapters by path (POST /v1/load_lora_adapter, "
+         "/v1/unload_lora_adapter); use with --api-key",
+         "--allow-adapter-loading"},
         {"serve.chat_template_file", nullptr,
          "Jinja chat template to render chats with instead of the model's (e.g. one that offers "
          "tools)",
@@ -138,14 +143,28 @@ int run_serve(const nlohmann::json& cfg) {
              "serve.max_input_tokens is {} but must be in [1, {}] (max_total_tokens - 1)",
              max_input, max_total - 1);
 
-  std::shared_ptr<const model::LlamaModel> model = m.model;
-  for (size_t i = 0; i < served.size(); ++i) {
-    model = lora::add_served_adapter(*model, served[i].second, static_cast<int32_t>(i + 1));
-    so.adapters.push_back(served[i].first);
-    log::info("serving adapter '{}' from {}", served[i].first, served[i].second);
+  // The model with every served adapter so far (runtime loads add to it under mu).
+  struct Served {
+    std::mutex mu;
+    std::shared_ptr<const model::LlamaModel> model;
+    int32_t next_id = 1;
+  };
+  auto live = std::make_shared<Served>();
+  live->model = m.model;
+  for (const auto& [name, dir] : served) {
+    live->model = lora::add_served_adapter(*live->model, dir, live->next_id);
+    server.add_adapter(name, live->next_id++);
+    log::info("serving adapter '{}' from {}", name, dir);
   }
-  server.set_adapters(so.adapters);
-  serve::Worker worker(model, m.tokenizer, eo, waiting, metrics, speculative_options(cfg));
+  serve::Worker worker(live->model, m.tokenizer, eo, waiting, metrics, speculative_options(cfg));
+  if (config::get<bool>(cfg, "serve.allow_adapter_loading"))
+    server.allow_adapter_loading([live, &worker](const std::string& dir) {
+      std::lock_guard lk(live->mu);
+      auto next = lora::add_served_adapter(*live->model, dir, live->next_id);
+      live->model = next;
+      worker.replace_model(std::move(next));
+      return live->next_id++;
+    });
   const auto tok = m.tokenizer;
   std::string tpl_text = tok->chat_template;
   const auto& tpl_file = cfg["serve"]["chat_template_file"];

@@ -130,6 +130,17 @@ at::Tensor forward_layout(const model::LlamaModel& m, kv::KvCache& cache, const 
   return m.forward_step(lay, cache).to(at::kCPU).contiguous();
 }
 
+void Engine::replace_model(std::shared_ptr<const model::LlamaModel> m) {
+  SLLM_CHECK(!in_step_, "the model cannot change during a step");
+  const auto &a = model_->config(), &b = m->config();
+  SLLM_CHECK(a.num_layers == b.num_layers && a.hidden_size == b.hidden_size &&
+                 a.vocab_size == b.vocab_size && a.num_kv_heads == b.num_kv_heads &&
+                 a.head_dim == b.head_dim && m->dtype() == model_->dtype() &&
+                 m->device() == model_->device(),
+             "the replacement model's shape, dtype or device differs from the running one's");
+  model_ = std::move(m);
+}
+
 at::Tensor Engine::forward(const LayoutIndices& x) { return forward_layout(*model_, *cache_, x); }
 
 at::Tensor Engine::forward_with_adapters(const std::vector<Chunk>& chunks, const LayoutIndices& x) {

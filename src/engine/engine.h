@@ -120,6 +120,9 @@ class Engine {
   // model's vocabulary is the target's.
   void enable_speculation(SpeculativeOptions o);
   bool speculative() const { return drafter_ != nullptr; }
+  // Between steps: the same model with other served adapters (lora::add_served_adapter); its
+  // shape must match. Running sequences go on with it.
+  void replace_model(std::shared_ptr<const model::LlamaModel> m);
 
   // Queues a request; validates it (empty prompt, prompt longer than the context).
   int64_t submit(Request req);

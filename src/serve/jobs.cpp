@@ -70,11 +70,11 @@ bool peer_closed(int fd) {
 int32_t resolve_adapter(const State& st, const GenRequest& r, Api api) {
   const std::string& name = api == Api::tgi ? r.adapter_id : r.model;
   if (name.empty() || (api == Api::openai && name == st.opt.model_name)) return 0;
-  const auto& a = st.opt.adapters;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (a[i] == name) return static_cast<int32_t>(i + 1);
+  const auto a = st.adapter_list();
+  for (const auto& [n, id] : a)
+    if (n == name) return id;
   std::string known = st.opt.model_name;
-  for (const auto& n : a) known += ", " + n;
+  for (const auto& [n, id] : a) known += ", " + n;
   if (api == Api::tgi)
     throw ApiError(422, fmt::format("`adapter_id` '{}' is not served (served: {})", name, known),
                    "adapter_id");

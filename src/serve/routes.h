@@ -5,7 +5,10 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/plan/json_constraint.h"
 #include "serve/server.h"
@@ -25,6 +28,15 @@ struct State {
   nlohmann::json info;
   std::atomic<int64_t> in_flight{0};  // generation requests being answered
   ParseLimits limits() const { return {opt.max_total_tokens, opt.max_n, opt.max_stop}; }
+  // Served LoRA adapters (name, engine adapter id); changed at run time by the admin routes.
+  mutable std::mutex adapters_mu;
+  std::vector<std::pair<std::string, int32_t>> adapters;
+  AdapterLoader load_adapter;  // unset: runtime loading is off
+  std::mutex load_mu;          // one load at a time
+  std::vector<std::pair<std::string, int32_t>> adapter_list() const {
+    std::lock_guard lk(adapters_mu);
+    return adapters;
+  }
 };
 
 // What the access-log line of the current request reports (set on the connection's thread).
@@ -62,5 +74,6 @@ void stream_job(State& st, httplib::Response& res, std::shared_ptr<Job> job, Api
 
 void add_openai_routes(httplib::Server& http, State& st);
 void add_tgi_routes(httplib::Server& http, State& st);
+void add_admin_routes(httplib::Server& http, State& st);
 
 }  // namespace sllm::serve

@@ -79,7 +79,7 @@ void add_common_routes(httplib::Server& http, State& st) {
                                 {"created", unix_time()},
                                 {"owned_by", "sllm"},
                                 {"max_model_len", st.opt.max_total_tokens}}});
-      for (const auto& a : st.opt.adapters)  // served LoRA adapters, as vLLM lists them
+      for (const auto& [a, id] : st.adapter_list())  // served LoRA adapters, as vLLM lists them
         data.push_back({{"id", a},
                         {"object", "model"},
                         {"created", unix_time()},
@@ -159,7 +159,8 @@ Server::Server(ServerOptions opts, Metrics& metrics)
     const bool known = req.path == "/" || req.path == "/health" || req.path == "/metrics" ||
                        req.path == "/info" || req.path == "/tokenize" || req.path == "/generate" ||
                        req.path == "/generate_stream" || req.path == "/v1/models" ||
-                       req.path == "/v1/completions" || req.path == "/v1/chat/completions";
+                       req.path == "/v1/completions" || req.path == "/v1/chat/completions" ||
+                       req.path == "/v1/load_lora_adapter" || req.path == "/v1/unload_lora_adapter";
     // Unknown paths share one label so scanners cannot grow the series without bound.
     const std::string route = known ? req.path : "other";
     st.metrics.inc("sllm_requests_total",
@@ -179,6 +180,7 @@ Server::Server(ServerOptions opts, Metrics& metrics)
   add_common_routes(*http_, st);
   add_openai_routes(*http_, st);
   add_tgi_routes(*http_, st);
+  add_admin_routes(*http_, st);
 }
 
 Server::~Server() {
@@ -200,7 +202,12 @@ void Server::start() {
 
 int Server::port() const { return st_->opt.port; }
 
-void Server::set_adapters(std::vector<std::string> names) { st_->opt.adapters = std::move(names); }
+void Server::add_adapter(const std::string& name, int32_t id) {
+  std::lock_guard lk(st_->adapters_mu);
+  st_->adapters.emplace_back(name, id);
+}
+
+void Server::allow_adapter_loading(AdapterLoader load) { st_->load_adapter = std::move(load); }
 
 void Server::ready(std::shared_ptr<const tok::Tokenizer> tok, Encoders enc, Worker& worker,
                    json info, int64_t max_input_tokens, int64_t max_total_tokens) {

@@ -36,10 +36,11 @@ struct ServerOptions {
   double timeout_s = 600;
   size_t max_body_bytes = 1 << 20;
   int http_threads = 128;
-  // Served LoRA adapters by name; adapter k (1-based) is adapters[k - 1]. Clients choose one
-  // with OpenAI's model field or TGI's adapter_id.
-  std::vector<std::string> adapters;
 };
+
+// Builds a served LoRA adapter from a PEFT directory, hands the model with it to the engine and
+// returns its adapter id; throws sllm::Error with the reason. Set: POST /v1/load_lora_adapter.
+using AdapterLoader = std::function<int32_t(const std::string& dir)>;
 
 // Prompt text / chat messages -> token ids (the chat template is the app's business).
 struct Encoders {
@@ -63,8 +64,10 @@ class Server {
   int port() const;
   // The model is loaded: generation routes open and /health answers 200. info: extra /info
   // keys; the token limits, known once the model's context is, complete the options.
-  // The served LoRA adapters' names (adapter k is names[k - 1]); before ready().
-  void set_adapters(std::vector<std::string> names);
+  // A served LoRA adapter: clients choose it by name (OpenAI model, TGI adapter_id).
+  void add_adapter(const std::string& name, int32_t id);
+  // Turns on loading adapters at run time (POST /v1/load_lora_adapter, /v1/unload_lora_adapter).
+  void allow_adapter_loading(AdapterLoader load);
   void ready(std::shared_ptr<const tok::Tokenizer> tok, Encoders enc, Worker& worker,
              nlohmann::json info, int64_t max_input_tokens, int64_t max_total_tokens);
   // Graceful stop: refuse new requests (503), let in-flight ones finish for up to grace_s

@@ -204,6 +204,12 @@ void Worker::update_gauges() {
   running_ = static_cast<int64_t>(live_.size());
 }
 
+void Worker::replace_model(std::shared_ptr<const model::LlamaModel> m) {
+  std::lock_guard lk(mu_);
+  next_model_ = std::move(m);
+  cv_.notify_all();
+}
+
 void Worker::loop() {
   while (true) {
     bool cancel_all;
@@ -236,6 +242,12 @@ void Worker::loop() {
         }
       }
     }
+    std::shared_ptr<const model::LlamaModel> next;
+    {
+      std::lock_guard lk(mu_);
+      next = std::move(next_model_);
+    }
+    if (next) eng_->replace_model(std::move(next));  // before admitting jobs that need it
     admit();
     const auto now = Clock::now();
     for (auto& [id, l] : live_) {

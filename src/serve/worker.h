@@ -68,6 +68,8 @@ class Worker {
   void drain();
   // Cancels everything queued or running (their jobs finish as cancelled).
   void cancel_all();
+  // The engine switches to m (the model with another served adapter) before it next admits.
+  void replace_model(std::shared_ptr<const model::LlamaModel> m);
   bool idle() const;  // nothing queued or running
   int64_t context() const { return context_; }
   int64_t max_seqs() const { return max_seqs_; }
@@ -100,6 +102,7 @@ class Worker {
   std::deque<std::shared_ptr<Job>> queue_;
   int64_t running_ = 0;  // mirrored for idle()
   bool draining_ = false, stop_ = false, cancel_all_ = false;
+  std::shared_ptr<const model::LlamaModel> next_model_;  // replace_model's, not yet applied
   std::thread thread_;
 };
 

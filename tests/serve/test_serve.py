@@ -279,6 +279,8 @@ def bad_requests_get_clear_errors_and_the_server_keeps_serving(c: Ctx):
                  {"inputs": "x", "parameters": {"max_new_tokens": 0}})
     s, e = c.srv.request("POST", "/nope", {})
     assert s == 404, s
+    expect_error(c, "/v1/load_lora_adapter", 404, "--allow-adapter-loading",
+                 {"lora_name": "a", "lora_path": "/tmp"})
     # A body over --max-body-bytes (1 MiB by default) is read, discarded and refused.
     with socket.create_connection(("127.0.0.1", c.srv.port), timeout=60) as sock:
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"

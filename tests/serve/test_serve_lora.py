@@ -8,7 +8,9 @@ Two PEFT adapters with random weights are made with the `peft` package on the de
 (transformers reads the GGUF). Each served answer (OpenAI with model=NAME, TGI with adapter_id)
 must equal `sllm generate --adapter DIR` on the same prompt (greedy), also when requests on the
 base model and both adapters run concurrently; /v1/models lists the adapters; an unknown name is
-a 404 (OpenAI) or 422 (TGI).
+a 404 (OpenAI) or 422 (TGI). With --allow-adapter-loading, POST /v1/load_lora_adapter adds one
+while the server runs (its answers equal generate --adapter) and /v1/unload_lora_adapter
+removes its name; bad loads are 400s.
 Exit code 0: all passed; 1: a check failed; 77: the default model is absent (ctest: skipped).
 """
 from __future__ import annotations
@@ -79,6 +81,7 @@ def main() -> int:
         differ = sum(want[(p, a)] != want[(p, None)] for p in PROMPTS for a in dirs)
         mods = [f"{n}={d}" for n, d in dirs.items()]
         with Server(args.sllm, args.model, "--ctx", str(CTX), "--served-model-name", NAME,
+                    "--allow-adapter-loading",
                     *[x for m in mods for x in ("--lora-modules", m)]) as srv:
             oai = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0,
                                 timeout=300)
@@ -112,10 +115,36 @@ def main() -> int:
                 s, e = srv.request("POST", "/v1/completions", {"model": "nope", "prompt": "x"})
                 assert s == 404 and "qv" in e["error"]["message"], (s, e)
 
+            def adapters_load_and_unload_at_run_time():
+                s, r = srv.request("POST", "/v1/load_lora_adapter",
+                                   {"lora_name": "qv2", "lora_path": dirs["qv"]})
+                assert s == 200, (s, r)
+                assert "qv2" in [m.id for m in oai.models.list().data]
+                for p in PROMPTS:
+                    assert complete(oai, "qv2", p) == want[(p, "qv")], p
+                assert complete(oai, "mlp", PROMPTS[0]) == want[(PROMPTS[0], "mlp")]
+                for body, status, says in [
+                        ({"lora_name": "qv2", "lora_path": dirs["qv"]}, 400, "already loaded"),
+                        ({"lora_name": NAME, "lora_path": dirs["qv"]}, 400, "base model"),
+                        ({"lora_name": "x", "lora_path": "/nonexistent/adapter"}, 400,
+                         "cannot load adapter 'x'"),
+                        ({"lora_name": "x"}, 400, "lora_path")]:
+                    s, e = srv.request("POST", "/v1/load_lora_adapter", body)
+                    assert s == status and says in e["error"]["message"], (body, s, e)
+                s, r = srv.request("POST", "/v1/unload_lora_adapter", {"lora_name": "qv2"})
+                assert s == 200, (s, r)
+                s, e = srv.request("POST", "/v1/completions", {"model": "qv2", "prompt": "x"})
+                assert s == 404, (s, e)
+                s, e = srv.request("POST", "/v1/unload_lora_adapter", {"lora_name": "qv2"})
+                assert s == 404, (s, e)
+                assert complete(oai, "qv", PROMPTS[1]) == want[(PROMPTS[1], "qv")]
+
             checks.run("models lists the adapters", models_lists_the_adapters)
             checks.run("answers equal generate --adapter", answers_equal_generate_with_the_adapter)
             checks.run("mixed concurrent requests equal alone", mixed_concurrent_requests_equal_alone)
             checks.run("TGI adapter_id, unknown names", tgi_adapter_id_and_unknown_names)
+            checks.run("adapters load and unload at run time",
+                       adapters_load_and_unload_at_run_time)
     return checks.exit_code()
 
 
