@@ -31,8 +31,8 @@ const options::Group<load::LoadOptions>& model_group() {
                  "--dequantize"},
                 &load::LoadOptions::dequantize),
       G::with<std::string>(
-          {"gguf_act", "f32", "GGUF blocks as stored: activations as fp32 (f32) or int8 blocks (q8)",
-           "--gguf-act"},
+          {"gguf_act", "f32",
+           "GGUF blocks as stored: activations as fp32 (f32) or int8 blocks (q8)", "--gguf-act"},
           [](load::LoadOptions& o, const std::string& v) {
             SLLM_CHECK(v == "q8" || v == "f32", "gguf_act must be q8 or f32 (got '{}')", v);
             o.gguf_q8_act = v == "q8";
@@ -74,6 +74,11 @@ const options::Group<engine::EngineOptions>& engine_group() {
                 &E::max_step_tokens),
       G::member({"engine.kv_tokens", 0, "KV cache pool in tokens (0: one full context)"},
                 &E::kv_tokens),
+      G::member({"engine.prefix_caching", true,
+                 "keep computed KV blocks cached by their tokens and share them with later "
+                 "requests of the same prompt start",
+                 "--prefix-caching,!--no-prefix-caching"},
+                &E::prefix_caching),
   };
   return g;
 }
