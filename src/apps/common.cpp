@@ -75,8 +75,7 @@ const options::Group<engine::EngineOptions>& engine_group() {
       G::member({"engine.kv_tokens", 0, "KV cache pool in tokens (0: one full context)"},
                 &E::kv_tokens),
       G::member({"engine.prefix_caching", true,
-                 "keep computed KV blocks cached by their tokens and share them with later "
-                 "requests of the same prompt start",
+                 "reuse the KV blocks of a prompt start computed before (prefix caching)",
                  "--prefix-caching,!--no-prefix-caching"},
                 &E::prefix_caching),
   };

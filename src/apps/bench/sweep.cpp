@@ -107,7 +107,7 @@ json op_sweep(WorkerState& w, const json& req) {
     eo.context = P + G + 1;
     eo.max_seqs = b;
     eo.kv_tokens = b * eo.context;
-    eo.prefix_caching = false;  // the prompts share no prefix the cache should decide on
+    eo.prefix_caching = false;  // each batch computes its prompts in full
     engine::Engine eng(w.m.model, w.m.tokenizer, eo);
     for (int64_t i = 0; i < b; ++i) eng.submit(greedy(synthetic_prompt(w, P, i), G));
     int64_t peak_tokens = 0;
