@@ -40,9 +40,9 @@ Metrics::Metrics() {
   declare("sllm_preemptions_total", "counter",
           "sequences sent back to the queue, to be computed again, when the KV cache was full");
   declare("sllm_prefix_cache_queries_total", "counter",
-          "prompt tokens looked up in the prefix cache at admission");
+          "tokens looked up in the prefix cache at admission (a preempted sequence's again)");
   declare("sllm_prefix_cache_hits_total", "counter",
-          "prompt tokens found in the prefix cache (their K/V shared, not computed)");
+          "of those, tokens found in the prefix cache (their K/V shared, not computed)");
   declare("sllm_prefix_cache_hit_rate", "gauge",
           "prefix cache hits / queries since the start, in tokens (0 with caching off)");
   for (const char* c : {"sllm_preemptions_total", "sllm_prefix_cache_queries_total",

@@ -15,12 +15,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import sys
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from serve_harness import Server, script_args, wait_idle  # noqa: E402
+from serve_harness import Checks, Server, script_args, wait_idle  # noqa: E402
 
 CTX = 256  # the pool is one context: 8 sequences of ~150 tokens need far more
 N = 64
@@ -48,39 +47,45 @@ def server(sllm: str, model: str, *args: str) -> Server:
                   f"engine.kv_tokens={CTX}", *args)
 
 
+def alone(a) -> tuple[str, list[str]]:
+    """The model id and each answer alone (one request at a time, prefix caching off)."""
+    with server(a.sllm, a.model, "--no-prefix-caching") as srv:
+        name = srv.request("GET", "/v1/models")[1]["data"][0]["id"]
+        want = [ask(srv, name, i) for i in range(len(QUESTIONS))]
+        m = wait_idle(srv)
+        assert m["sllm_preemptions_total"] == 0, m
+        assert m["sllm_prefix_cache_hits_total"] == 0, m
+        return name, want
+
+
+def together(a, name: str, want: list[str]):
+    with server(a.sllm, a.model) as srv:
+        try:
+            ask(srv, name, 0)  # caches the system prompt
+            with cf.ThreadPoolExecutor(len(QUESTIONS)) as ex:
+                got = list(ex.map(lambda i: ask(srv, name, i), range(len(QUESTIONS))))
+            diff = [(q, w, g) for q, w, g in zip(QUESTIONS, want, got) if w != g]
+            assert not diff, f"answers differ from the requests alone: {diff}"
+            m = wait_idle(srv)
+            assert m["sllm_preemptions_total"] > 0, m
+            assert m["sllm_prefix_cache_hits_total"] > 0, m
+            rate = m["sllm_prefix_cache_hit_rate"]
+            assert abs(rate - m["sllm_prefix_cache_hits_total"] /
+                       m["sllm_prefix_cache_queries_total"]) < 1e-9, m
+            print(f"{m['sllm_preemptions_total']:.0f} preemptions, prefix-cache hit rate "
+                  f"{rate:.2f}", flush=True)
+        except Exception:
+            print("server log (tail):\n" + "\n".join(srv.lines[-30:]))
+            raise
+
+
 def main() -> int:
     a = script_args(__doc__, REPO)
-    try:
-        with server(a.sllm, a.model, "--no-prefix-caching") as srv:
-            name = srv.request("GET", "/v1/models")[1]["data"][0]["id"]
-            want = [ask(srv, name, i) for i in range(len(QUESTIONS))]  # one at a time
-            m = wait_idle(srv)
-            assert m["sllm_preemptions_total"] == 0, m
-            assert m["sllm_prefix_cache_hits_total"] == 0, m
-        with server(a.sllm, a.model) as srv:
-            try:
-                ask(srv, name, 0)  # caches the system prompt
-                with cf.ThreadPoolExecutor(len(QUESTIONS)) as ex:
-                    got = list(ex.map(lambda i: ask(srv, name, i), range(len(QUESTIONS))))
-                diff = [(q, w, g) for q, w, g in zip(QUESTIONS, want, got) if w != g]
-                assert not diff, f"answers differ from the requests alone: {diff}"
-                m = wait_idle(srv)
-                assert m["sllm_preemptions_total"] > 0, m
-                assert m["sllm_prefix_cache_hits_total"] > 0, m
-                rate = m["sllm_prefix_cache_hit_rate"]
-                assert abs(rate - m["sllm_prefix_cache_hits_total"] /
-                           m["sllm_prefix_cache_queries_total"]) < 1e-9, m
-                print(f"PASS {len(QUESTIONS)} concurrent answers equal the requests alone; "
-                      f"{m['sllm_preemptions_total']:.0f} preemptions, prefix-cache hit rate "
-                      f"{rate:.2f}", flush=True)
-            except Exception:
-                print("server log (tail):\n" + "\n".join(srv.lines[-30:]))
-                raise
-    except Exception:
-        print(f"FAIL\n{traceback.format_exc()}", flush=True)
-        return 1
-    print("all checks passed")
-    return 0
+    checks = Checks()
+    got = checks.run("answers alone", alone, a)
+    if got:
+        checks.run(f"{len(QUESTIONS)} concurrent answers equal those alone", together, a, *got)
+    return checks.exit_code()
 
 
 if __name__ == "__main__":

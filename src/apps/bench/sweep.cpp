@@ -73,7 +73,7 @@ json op_pp_tg(WorkerState& w, const json& req) {
   eo.context = std::max(pp + 1, tg + 2);
   eo.max_seqs = 1;
   eo.kv_tokens = eo.context;
-  eo.prefix_caching = false;  // every rep computes its whole prompt
+  eo.prefix_caching = false;                        // every rep computes its whole prompt
   eo.max_step_tokens = std::max<int64_t>(512, pp);  // the prompt in one forward
   engine::Engine eng(w.m.model, w.m.tokenizer, eo);
   at::NoGradGuard no_grad;
