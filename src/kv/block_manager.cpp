@@ -103,6 +103,9 @@ std::vector<CopyOp> BlockManager::append(SeqId s, int32_t ntokens) {
   std::vector<CopyOp> ops;
   if (ntokens == 0) return ops;
   const int32_t filled = q.length % block_size_;
+  // A cached block truncated into is written in place only when nobody else holds it, and then
+  // it leaves the cache (held by others too, it is copied below).
+  if (filled != 0 && cache_ && refcount_[q.blocks.back()] == 1) cache_->remove(q.blocks.back());
   if (filled != 0 && refcount_[q.blocks.back()] > 1) {
     const int32_t src = q.blocks.back();
     const int32_t dst = take_block();
@@ -145,14 +148,9 @@ void BlockManager::truncate(SeqId s, int32_t new_length) {
   }
   used_tokens_ -= q.length - new_length;
   q.length = new_length;
-  const auto full = static_cast<size_t>(new_length / block_size_);
-  if (q.chain.size() > full) {
-    q.chain.resize(full);
-    // A cached block is now the partly filled last one and appends will write into it: held
-    // only here, it leaves the cache (held by others too, it is copied on write instead).
-    const int32_t last = q.blocks.back();
-    if (new_length % block_size_ != 0 && refcount_[last] == 1) cache_->remove(last);
-  }
+  // The blocks past the new end are no longer this sequence's cached prefix. A cached block it
+  // now ends inside keeps its K/V (and stays cached) until an append would write into it.
+  q.chain.resize(std::min(q.chain.size(), static_cast<size_t>(new_length / block_size_)));
 }
 
 void BlockManager::enable_prefix_caching(uint64_t hash_mask) {

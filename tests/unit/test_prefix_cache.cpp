@@ -3,7 +3,9 @@
 // matching when every hash collides.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <numeric>
+#include <random>
 
 #include "core/error.h"
 #include "kv/block_manager.h"
@@ -142,14 +144,18 @@ TEST(KvPrefixCache, EndingSequenceEvictsItsTailFirst) {
   EXPECT_EQ(shared(m, t), 8);
 }
 
-TEST(KvPrefixCache, TruncatingIntoACachedBlockUncachesIt) {
+TEST(KvPrefixCache, TruncatedCachedBlockLeavesTheCacheWhenWritten) {
   BlockManager m(8, 4);
   m.enable_prefix_caching();
   const Tokens t = iota(9, 0);
   const SeqId a = computed(m, iota(8, 0));
-  m.truncate(a, 6);  // appends will overwrite the second block's last two slots
-  m.append(a, 2);    // written in place: the block is a's alone
+  m.truncate(a, 6);  // its K/V are untouched: still a valid cached block
   m.free(a);
+  SeqId b;
+  ASSERT_EQ(shared(m, t, &b), 8);
+  m.truncate(b, 6);
+  EXPECT_TRUE(m.append(b, 2).empty());  // b alone holds it: written in place, so uncached
+  m.free(b);
   EXPECT_EQ(shared(m, t), 4);
 }
 
@@ -199,6 +205,87 @@ TEST(KvPrefixCache, DuplicateBlocksComputedSideBySide) {
   ASSERT_EQ(shared(m, t, &c), 8);
   EXPECT_EQ(m.block_table(c), (Tokens{first[0], first[1]}));
   EXPECT_THROW(m.enable_prefix_caching(), sllm::Error);  // not with sequences alive
+}
+
+// Random sequences over a few common prompt starts, with a shadow of what every slot holds:
+// appends write their tokens, copy-on-write copies, and after every operation each live
+// sequence reads its own tokens through its block table, and every shared prefix holds the
+// tokens it was shared for. A block reused while cached or held would break this.
+void random_run(uint64_t hash_mask, uint32_t seed) {
+  const int32_t kBlocks = 24, kBs = 4;
+  BlockManager m(kBlocks, kBs);
+  m.enable_prefix_caching(hash_mask);
+  std::vector<int32_t> slot_token(kBlocks * kBs, -1);
+  std::map<SeqId, Tokens> live;
+  std::mt19937 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  const Tokens bases[3] = {iota(24, 0), iota(24, 100), cat(iota(8, 0), iota(16, 200))};
+  auto write = [&](SeqId s, int32_t from, const std::vector<sllm::kv::CopyOp>& ops) {
+    for (const auto& op : ops)
+      for (int32_t i = 0; i < op.ntokens; ++i)
+        slot_token[op.dst_block * kBs + i] = slot_token[op.src_block * kBs + i];
+    const Tokens& t = live[s];
+    for (int32_t p = from; p < static_cast<int32_t>(t.size()); ++p) slot_token[m.slot(s, p)] = t[p];
+    m.cache_blocks(s, t.data(), static_cast<int32_t>(t.size()));
+  };
+  int64_t hits = 0;
+  for (int step = 0; step < 3000; ++step) {
+    const int op = pick(10);
+    if (op < 4 || live.empty()) {  // a new request
+      const Tokens& base = bases[pick(3)];
+      Tokens t(base.begin(), base.begin() + 1 + pick(24));
+      if (pick(3) == 0) t.back() = 300 + pick(5);
+      const SeqId s = m.add_sequence();
+      const int32_t n = static_cast<int32_t>(t.size());
+      const int32_t sh = m.share_prefix(s, t.data(), n);
+      ASSERT_LT(sh, n);
+      for (int32_t p = 0; p < sh; ++p) ASSERT_EQ(slot_token[m.slot(s, p)], t[p]) << step;
+      hits += sh;
+      if (!m.can_append(s, n - sh)) {
+        m.free(s);
+        continue;
+      }
+      live[s] = t;
+      write(s, sh, m.append(s, n - sh));
+    } else {
+      auto it = std::next(live.begin(), pick(static_cast<int>(live.size())));
+      const SeqId s = it->first;
+      if (op < 7) {  // generates a few tokens
+        const int32_t k = 1 + pick(5);
+        if (!m.can_append(s, k)) continue;
+        const auto from = static_cast<int32_t>(it->second.size());
+        for (int32_t i = 0; i < k; ++i) it->second.push_back(400 + pick(3));
+        write(s, from, m.append(s, k));
+      } else if (op < 8) {  // rejected drafts
+        const auto len = static_cast<int32_t>(it->second.size());
+        const int32_t keep = len - pick(std::min(len, 6));
+        m.truncate(s, keep);
+        it->second.resize(static_cast<size_t>(keep));
+      } else {
+        m.free(s);
+        live.erase(it);
+      }
+    }
+    const auto st = m.stats();
+    ASSERT_EQ(st.used_blocks + st.free_blocks, kBlocks);
+    for (const auto& [s, t] : live) {
+      ASSERT_EQ(m.length(s), static_cast<int32_t>(t.size()));
+      for (int32_t p = 0; p < m.length(s); ++p)
+        ASSERT_EQ(slot_token[m.slot(s, p)], t[p])
+            << "step " << step << " seq " << s << " pos " << p;
+    }
+  }
+  EXPECT_GT(hits, 0);
+  for (const auto& [s, t] : live) m.free(s);
+  EXPECT_EQ(m.stats().used_blocks, 0);
+}
+
+TEST(KvPrefixCache, RandomRunKeepsEverySequencesTokens) {
+  for (uint32_t seed = 1; seed <= 8; ++seed) random_run(~uint64_t{0}, seed);
+}
+
+TEST(KvPrefixCache, RandomRunWithCollidingHashes) {
+  for (uint32_t seed = 1; seed <= 8; ++seed) random_run(3, seed);
 }
 
 }  // namespace
