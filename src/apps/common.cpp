@@ -74,6 +74,10 @@ const options::Group<engine::EngineOptions>& engine_group() {
                 &E::max_step_tokens),
       G::member({"engine.kv_tokens", 0, "KV cache pool in tokens (0: one full context)"},
                 &E::kv_tokens),
+      G::member({"engine.prefix_caching", true,
+                 "reuse the KV blocks of a prompt start computed before (prefix caching)",
+                 "--prefix-caching,!--no-prefix-caching"},
+                &E::prefix_caching),
   };
   return g;
 }

@@ -70,10 +70,15 @@ class ModelDrafter final : public Drafter {
       for (size_t i = 0; i < reqs.size(); ++i) {
         if (round >= reqs[i].k) continue;
         SeqState& s = *seqs[i];
+        if (!mgr.can_append(s.kv_id, static_cast<int32_t>(s.pending()))) {
+          reqs[i].k = round;  // the draft's pool is full: propose what is drafted so far
+          continue;
+        }
         chunks.push_back({&s, s.computed, s.pending()});
         mgr.append(s.kv_id, static_cast<int32_t>(s.pending()));
         who.push_back(i);
       }
+      if (chunks.empty()) break;
       const LayoutIndices x = build_layout(chunks, mgr);
       const at::Tensor logits = forward_layout(*model_, *cache_, x);
       const int64_t row_len = logits.size(1);

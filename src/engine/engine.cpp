@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "core/timer.h"
 #include "engine/draft.h"
 #include "engine/sequence.h"
@@ -55,7 +56,8 @@ Engine::Engine(std::shared_ptr<const model::LlamaModel> model,
   SLLM_CHECK(opts_.max_seqs > 0 && opts_.block_size > 0 && opts_.max_step_tokens > 0,
              "engine options must be positive (max_seqs {}, block_size {}, max_step_tokens {})",
              opts_.max_seqs, opts_.block_size, opts_.max_step_tokens);
-  // Admission reserves per request, so one context-length pool serves many short requests.
+  // Admission takes what a request needs now, so one context-length pool serves many short
+  // requests; one that cannot grow for want of blocks preempts another.
   if (opts_.kv_tokens <= 0) opts_.kv_tokens = opts_.context;
   SLLM_CHECK(opts_.kv_tokens >= opts_.context,
              "KV cache of {} tokens cannot hold one sequence of the {}-token context",
@@ -64,6 +66,7 @@ Engine::Engine(std::shared_ptr<const model::LlamaModel> model,
                        kv::BlockManager::blocks_needed(opts_.kv_tokens, opts_.block_size),
                        opts_.block_size};
   cache_ = std::make_unique<kv::KvCache>(spec, model_->dtype(), model_->device());
+  if (opts_.prefix_caching) cache_->manager().enable_prefix_caching();
   sched_ = std::make_unique<Scheduler>(SchedulerLimits{opts_.max_seqs, opts_.max_step_tokens},
                                        cache_->manager());
 }
@@ -167,7 +170,16 @@ bool Engine::step() {
   Timer t;
   if (drafter_) propose();
   StepPlan plan = sched_->schedule();
-  for (SeqState* st : plan.admitted) sequence(st).timer.reset();
+  for (SeqState* st : plan.preempted) preempted(sequence(st));
+  for (SeqState* st : plan.admitted) {
+    Sequence& s = sequence(st);
+    if (!s.started) s.timer.reset();
+    s.started = true;
+  }
+  const SchedulerStats& ss = sched_->stats();
+  stats_.preemptions = ss.preemptions;
+  stats_.prefix_cache_queries = ss.prefix_queries;
+  stats_.prefix_cache_hits = ss.prefix_hits;
   if (plan.chunks.empty()) return !sched_->idle();
   {
     StepGuard guard(in_step_);
@@ -195,6 +207,15 @@ bool Engine::step() {
   for (int64_t id : cancels)
     if (auto it = live_.find(id); it != live_.end()) finish(*it->second, FinishReason::cancelled);
   return !sched_->idle();
+}
+
+void Engine::preempted(Sequence& s) {
+  // Its tokens (with any drafts and their distributions), sampler and streamed text stay: the
+  // re-prefill ends at the same position with the same logits, so nothing is drawn or emitted
+  // twice. A draft model's cache of it is rebuilt when it drafts again.
+  if (drafter_) drafter_->release(s.st.id);
+  log::debug("request {} preempted at {} tokens: the KV cache is full; it will be recomputed",
+             s.st.id, s.st.length() - s.st.draft);
 }
 
 const SeqState* Engine::state(int64_t id) const {

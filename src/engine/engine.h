@@ -28,6 +28,9 @@ struct EngineOptions {
   int32_t block_size = 16;
   int64_t max_seqs = 16;          // sequences decoded together
   int64_t max_step_tokens = 512;  // token budget of one step (prefill is chunked to fit)
+  // Full KV blocks of computed tokens stay cached by their tokens after a request ends, and a
+  // request whose prompt starts with the same tokens shares them instead of computing them.
+  bool prefix_caching = true;
 };
 
 // Speculative decoding (docs/speculative.md): a drafter proposes up to num_tokens tokens of each
@@ -99,6 +102,15 @@ struct EngineStats {
   // proposed and accepted, seconds spent drafting (part of the step times above).
   int64_t spec_verifications = 0, draft_proposed = 0, draft_accepted = 0;
   double draft_s = 0;
+  // Requests sent back to the queue to be computed again when the KV pool ran out.
+  int64_t preemptions = 0;
+  // Prefix caching, in tokens: prompts (and preempted sequences) looked up at admission, and
+  // the part found in the cache.
+  int64_t prefix_cache_queries = 0, prefix_cache_hits = 0;
+  double prefix_cache_hit_rate() const {
+    return prefix_cache_queries > 0 ? static_cast<double>(prefix_cache_hits) / prefix_cache_queries
+                                    : 0.0;
+  }
   double acceptance_rate() const {
     return draft_proposed > 0 ? static_cast<double>(draft_accepted) / draft_proposed : 0.0;
   }
@@ -158,6 +170,8 @@ class Engine {
   std::optional<FinishReason> accept(Sequence& s, int32_t tok);
   void finish(Sequence& s, FinishReason reason);
   void emit_text(Sequence& s, bool final);
+  // A sequence the scheduler sent back to the queue: its draft model state goes too.
+  void preempted(Sequence& s);
   // Speculative decoding: drafts for the decoding sequences (appended to their tokens) before
   // the step is scheduled; after the forward, verifies them on rows [1 + drafts, vocab].
   void propose();

@@ -21,7 +21,8 @@ struct Engine::Sequence {
   std::string text;
   size_t emitted = 0;  // bytes of text passed to on_text
   size_t max_stop_len = 0;
-  Timer timer;  // from admission
+  Timer timer;  // from the first admission
+  bool started = false;
   double first_token_ms = -1;
   std::vector<int32_t> generated;
   // Log-probabilities (req.logprobs >= 0): the raw logits rows of this step, one per token

@@ -53,7 +53,12 @@ void Engine::enable_speculation(SpeculativeOptions o) {
     SLLM_CHECK(o.draft_model->device() == model_->device(),
                "the draft model is on {} but the target on {}: load both on one device",
                o.draft_model->device().str(), model_->device().str());
-    drafter_ = make_model_drafter(o.draft_model, model_->config().vocab_size, opts_.kv_tokens,
+    // Each sequence's draft runs up to k tokens ahead of the target's cache, and the target's
+    // shared prefix blocks are not shared in the draft's: room for the former; the drafter
+    // drafts less for a sequence that finds its pool full.
+    const int64_t draft_tokens =
+        opts_.kv_tokens + opts_.max_seqs * (o.num_tokens + int64_t{opts_.block_size});
+    drafter_ = make_model_drafter(o.draft_model, model_->config().vocab_size, draft_tokens,
                                   opts_.block_size);
   } else {
     drafter_ = make_ngram_drafter(o.ngram_min, o.ngram_max);
@@ -70,7 +75,8 @@ void Engine::propose() {
   std::vector<DraftRequest> reqs;
   std::vector<Sequence*> seqs;
   for (SeqState* st : sched_->running()) {
-    if (!st->decoding() || budget <= 0) continue;
+    // A sequence still holding drafts (preempted with them) verifies those first.
+    if (!st->decoding() || st->draft > 0 || budget <= 0) continue;
     Sequence& s = sequence(st);
     if (s.cancelled || s.req.constraint) continue;
     // Past the last token max_new_tokens allows, a draft could not be kept (nor has KV room).
@@ -133,6 +139,9 @@ void Engine::verify(Sequence& s, float* rows, int64_t vocab) {
       stats_.draft_accepted++;
       s.draft_accepted++;
     }
+    // The K/V of the positions before this hold final tokens: what the prefix cache may keep
+    // if the sequence ends here.
+    s.st.computed = base + accepted;
     if (auto reason = accept(s, tok)) {
       rejected_ += k - accepted;
       finish(s, *reason);  // s is gone, with its KV blocks and draft state

@@ -65,15 +65,33 @@ bool BlockManager::can_append(SeqId s, int32_t ntokens) const {
 }
 
 int32_t BlockManager::take_block() {
-  const int32_t b = free_.back();
-  free_.pop_back();
+  // Never-used blocks first; then the least recently used cached one leaves the cache.
+  int32_t b;
+  if (!free_.empty()) {
+    b = free_.back();
+    free_.pop_back();
+  } else {
+    SLLM_CHECK(cache_ && cache_->num_evictable() > 0, "no free KV block");
+    b = cache_->pop_evictable();
+  }
   refcount_[b] = 1;
   peak_used_ = std::max(peak_used_, num_blocks_ - num_free_blocks());
   return b;
 }
 
+void BlockManager::hold(int32_t block) {
+  if (refcount_[block]++ == 0) {  // only a cached block is taken back from the free pool
+    cache_->erase_evictable(block);
+    peak_used_ = std::max(peak_used_, num_blocks_ - num_free_blocks());
+  }
+}
+
 void BlockManager::release(int32_t block) {
-  if (--refcount_[block] == 0) free_.push_back(block);
+  if (--refcount_[block] > 0) return;
+  if (cache_ && cache_->cached(block))
+    cache_->push_evictable(block);  // K/V kept until the pool needs the block
+  else
+    free_.push_back(block);
 }
 
 std::vector<CopyOp> BlockManager::append(SeqId s, int32_t ntokens) {
@@ -85,6 +103,9 @@ std::vector<CopyOp> BlockManager::append(SeqId s, int32_t ntokens) {
   std::vector<CopyOp> ops;
   if (ntokens == 0) return ops;
   const int32_t filled = q.length % block_size_;
+  // A cached block truncated into is written in place only when nobody else holds it, and then
+  // it leaves the cache (held by others too, it is copied below).
+  if (filled != 0 && cache_ && refcount_[q.blocks.back()] == 1) cache_->remove(q.blocks.back());
   if (filled != 0 && refcount_[q.blocks.back()] > 1) {
     const int32_t src = q.blocks.back();
     const int32_t dst = take_block();
@@ -101,7 +122,7 @@ std::vector<CopyOp> BlockManager::append(SeqId s, int32_t ntokens) {
 
 SeqId BlockManager::fork(SeqId parent) {
   Seq copy = get(parent);
-  for (int32_t b : copy.blocks) ++refcount_[b];
+  for (int32_t b : copy.blocks) hold(b);
   used_tokens_ += copy.length;
   const SeqId id = next_id_++;
   seqs_.emplace(id, std::move(copy));
@@ -127,6 +148,58 @@ void BlockManager::truncate(SeqId s, int32_t new_length) {
   }
   used_tokens_ -= q.length - new_length;
   q.length = new_length;
+  // The blocks past the new end are no longer this sequence's cached prefix. A cached block it
+  // now ends inside keeps its K/V (and stays cached) until an append would write into it.
+  q.chain.resize(std::min(q.chain.size(), static_cast<size_t>(new_length / block_size_)));
+}
+
+void BlockManager::enable_prefix_caching(uint64_t hash_mask) {
+  SLLM_CHECK(seqs_.empty() && num_free_blocks() == num_blocks_,
+             "prefix caching must be turned on before the first sequence");
+  cache_ = std::make_unique<PrefixCache>(num_blocks_, block_size_, hash_mask);
+}
+
+int32_t BlockManager::share_prefix(SeqId s, const int32_t* tokens, int32_t n) {
+  Seq& q = get(s);
+  SLLM_CHECK(q.length == 0, "only an empty KV sequence can share a cached prefix");
+  if (!cache_ || n <= 1) return 0;
+  const int32_t full = (n - 1) / block_size_;  // the last token stays to compute
+  uint64_t h = 0;
+  int64_t parent = 0;
+  for (int32_t i = 0; i < full; ++i) {
+    const int32_t* t = tokens + static_cast<ptrdiff_t>(i) * block_size_;
+    h = cache_->hash(h, t);
+    const int32_t b = cache_->find(h, parent, t);
+    if (b < 0) break;
+    hold(b);
+    parent = cache_->node(b);
+    q.blocks.push_back(b);
+    q.chain.emplace_back(h, parent);
+  }
+  q.length = static_cast<int32_t>(q.blocks.size()) * block_size_;
+  used_tokens_ += q.length;
+  return q.length;
+}
+
+void BlockManager::cache_blocks(SeqId s, const int32_t* tokens, int32_t n) {
+  if (!cache_) return;
+  Seq& q = get(s);
+  const auto full = static_cast<size_t>(std::min(n, q.length) / block_size_);
+  for (size_t i = q.chain.size(); i < full; ++i) {
+    const int32_t* t = tokens + i * static_cast<size_t>(block_size_);
+    const auto [ph, parent] = i > 0 ? q.chain[i - 1] : std::pair<uint64_t, int64_t>{0, 0};
+    const uint64_t h = cache_->hash(ph, t);
+    const int32_t b = q.blocks[i];
+    int64_t node;
+    if (cache_->cached(b)) {  // shared with the sequence that cached it (a fork)
+      node = cache_->node(b);
+    } else if (const int32_t same = cache_->find(h, parent, t); same >= 0) {
+      node = cache_->node(same);  // computed twice side by side: the first copy stays cached
+    } else {
+      node = cache_->insert(b, h, parent, t);
+    }
+    q.chain.emplace_back(h, node);
+  }
 }
 
 int32_t BlockManager::length(SeqId s) const { return get(s).length; }
@@ -157,6 +230,7 @@ UsageStats BlockManager::stats() const {
   st.num_blocks = num_blocks_;
   st.block_size = block_size_;
   st.free_blocks = num_free_blocks();
+  st.cached_blocks = cache_ ? cache_->num_evictable() : 0;
   st.used_blocks = num_blocks_ - st.free_blocks;
   st.used_tokens = used_tokens_;
   st.num_sequences = static_cast<int64_t>(seqs_.size());

@@ -37,6 +37,18 @@ Metrics::Metrics() {
           "speculative decoding: draft tokens proposed (0 without a draft)");
   declare("sllm_spec_accepted_tokens_total", "counter",
           "speculative decoding: draft tokens the target accepted");
+  declare("sllm_preemptions_total", "counter",
+          "sequences sent back to the queue, to be computed again, when the KV cache was full");
+  declare("sllm_prefix_cache_queries_total", "counter",
+          "tokens looked up in the prefix cache at admission (a preempted sequence's again)");
+  declare("sllm_prefix_cache_hits_total", "counter",
+          "of those, tokens found in the prefix cache (their K/V shared, not computed)");
+  declare("sllm_prefix_cache_hit_rate", "gauge",
+          "prefix cache hits / queries since the start, in tokens (0 with caching off)");
+  for (const char* c : {"sllm_preemptions_total", "sllm_prefix_cache_queries_total",
+                        "sllm_prefix_cache_hits_total"})
+    inc(c, "", 0);
+  set("sllm_prefix_cache_hit_rate", 0);
   set("sllm_requests_running", 0);
   set("sllm_requests_waiting", 0);
   set("sllm_kv_cache_usage_percent", 0);

@@ -186,15 +186,19 @@ void Worker::update_gauges() {
     std::lock_guard lk(mu_);
     queued = static_cast<int64_t>(queue_.size());
   }
-  // Before the gauges: a reader that sees the server idle sees every draft counted.
+  // Before the gauges: a reader that sees the server idle sees every count added.
+  const auto& es = eng_->stats();
+  const auto add = [this](const char* name, int64_t now, int64_t& added) {
+    metrics_.inc(name, "", static_cast<double>(now - added));
+    added = now;
+  };
+  add("sllm_preemptions_total", es.preemptions, preempted_);
+  add("sllm_prefix_cache_queries_total", es.prefix_cache_queries, prefix_queries_);
+  add("sllm_prefix_cache_hits_total", es.prefix_cache_hits, prefix_hits_);
+  metrics_.set("sllm_prefix_cache_hit_rate", es.prefix_cache_hit_rate());
   if (eng_->speculative()) {
-    const auto& es = eng_->stats();
-    metrics_.inc("sllm_spec_draft_tokens_total", "",
-                 static_cast<double>(es.draft_proposed - drafted_));
-    metrics_.inc("sllm_spec_accepted_tokens_total", "",
-                 static_cast<double>(es.draft_accepted - accepted_));
-    drafted_ = es.draft_proposed;
-    accepted_ = es.draft_accepted;
+    add("sllm_spec_draft_tokens_total", es.draft_proposed, drafted_);
+    add("sllm_spec_accepted_tokens_total", es.draft_accepted, accepted_);
   }
   metrics_.set("sllm_requests_running", static_cast<double>(eng_->num_running()));
   metrics_.set("sllm_requests_waiting", static_cast<double>(queued + eng_->num_waiting()));

@@ -94,8 +94,9 @@ class Worker {
   Metrics& metrics_;
   const int64_t max_waiting_;
   int64_t context_ = 0, max_seqs_ = 0, kv_tokens_ = 0;
-  int64_t drafted_ = 0, accepted_ = 0;  // engine draft counts already added to the metrics
-  std::map<int64_t, Live> live_;        // engine id -> its job (engine thread only)
+  // Engine counts already added to the metrics.
+  int64_t drafted_ = 0, accepted_ = 0, preempted_ = 0, prefix_queries_ = 0, prefix_hits_ = 0;
+  std::map<int64_t, Live> live_;  // engine id -> its job (engine thread only)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

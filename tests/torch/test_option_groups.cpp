@@ -44,6 +44,7 @@ TEST(OptionGroups, TableDefaultsAreTheStructDefaults) {
   EXPECT_EQ(e.block_size, e0.block_size);
   EXPECT_EQ(e.max_seqs, e0.max_seqs);
   EXPECT_EQ(e.max_step_tokens, e0.max_step_tokens);
+  EXPECT_EQ(e.prefix_caching, e0.prefix_caching);
 
   const auto p = from_defaults(sllm::apps::sampling_group());
   const sllm::engine::SamplingParams p0;

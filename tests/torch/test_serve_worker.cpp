@@ -1,5 +1,6 @@
 // The serve layer's engine thread over a tiny random model: jobs get their tokens and text,
-// equal to the engine run directly; a cancelled job frees its KV blocks; a full queue is 429.
+// equal to the engine run directly; a cancelled job frees its KV blocks; a full queue is 429;
+// preemption and the prefix cache show in the metrics.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -124,6 +125,49 @@ TEST(ServeWorker, CancelFreesBlocksAndFullQueueIs429) {
   } catch (const ApiError& e) {
     EXPECT_EQ(e.status, 503);
   }
+}
+
+// A pool too small for the batch: sequences are preempted and recomputed, a shared prompt start
+// comes from the prefix cache, the answers stay those of each request alone, /metrics counts it.
+TEST(ServeWorker, PreemptionAndPrefixCacheMetrics) {
+  WorkerCase c;
+  c.opts.context = 32;
+  c.opts.kv_tokens = 32;  // 8 blocks: 4 sequences of up to 7 do not fit together
+  c.opts.max_seqs = 4;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int32_t i = 0; i < 5; ++i) {
+    prompts.push_back({9, 8, 7, 6, 5, 4, 3, 2, 1, 10, 11, 12});  // 3 blocks in common
+    prompts.back().insert(prompts.back().end(), {100 + i, 50 + i});
+  }
+  Metrics metrics;
+  Worker w(c.m, c.tok, c.opts, 8, metrics);
+  auto first = job_of({greedy(prompts[0], 6)});
+  w.submit(first);
+  wait(*first);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (size_t i = 1; i < prompts.size(); ++i) {
+    jobs.push_back(job_of({greedy(prompts[i], 14)}));
+    w.submit(jobs.back());
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    wait(*jobs[i]);
+    engine::Engine alone(c.m, c.tok, c.opts);
+    EXPECT_EQ(jobs[i]->choices[0].result.tokens,
+              alone.generate({greedy(prompts[i + 1], 14)})[0].tokens)
+        << i;
+  }
+  for (int i = 0; i < 100 && !w.idle(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GT(metrics.counter("sllm_preemptions_total"), 0);
+  const double hits = metrics.counter("sllm_prefix_cache_hits_total");
+  const double queries = metrics.counter("sllm_prefix_cache_queries_total");
+  EXPECT_GE(hits, 12);  // at least the first admitted shares the common start
+  EXPECT_GE(queries, 5 * 14);
+  EXPECT_DOUBLE_EQ(metrics.gauge("sllm_prefix_cache_hit_rate"), hits / queries);
+  EXPECT_EQ(metrics.gauge("sllm_kv_cache_usage_percent"), 0);
+  const std::string text = metrics.render();
+  for (const char* name : {"sllm_preemptions_total", "sllm_prefix_cache_hit_rate"})
+    EXPECT_NE(text.find(name), std::string::npos) << name;
 }
 
 }  // namespace

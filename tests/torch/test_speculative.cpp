@@ -18,24 +18,8 @@ using namespace sllm;
 
 namespace {
 
-std::vector<int32_t> lcg_tokens(int len, uint64_t seed, int32_t vocab) {
-  std::vector<int32_t> p;
-  uint64_t x = seed * 2654435761u + 7;
-  for (int i = 0; i < len; ++i) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    p.push_back(static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(vocab)));
-  }
-  return p;
-}
-
-// A prompt with a repeated stretch, so that n-gram lookup finds matches.
-std::vector<int32_t> repetitive_prompt(int i) {
-  auto a = lcg_tokens(4 + i % 5, 100 + i, 256), b = lcg_tokens(3 + i % 4, 200 + i, 256);
-  std::vector<int32_t> p = a;
-  p.insert(p.end(), b.begin(), b.end());
-  p.insert(p.end(), a.begin(), a.end());
-  return p;
-}
+using fixtures::lcg_tokens;
+using fixtures::repetitive_prompt;
 
 struct Stream {
   std::string text;

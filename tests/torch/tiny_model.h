@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <vector>
 
 #include "model/llama.h"
 #include "tokenizer/tokenizer.h"
@@ -86,6 +87,26 @@ inline std::shared_ptr<tok::Tokenizer> tiny_tokenizer() {
   v.eos_id = 256;
   v.chat_template = "<|im_start|>";
   return std::shared_ptr<tok::Tokenizer>(tok::make_bpe_from_gguf(v));
+}
+
+// Pseudo-random token ids in [0, vocab), the same for the same seed.
+inline std::vector<int32_t> lcg_tokens(int len, uint64_t seed, int32_t vocab) {
+  std::vector<int32_t> p;
+  uint64_t x = seed * 2654435761u + 7;
+  for (int i = 0; i < len; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    p.push_back(static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(vocab)));
+  }
+  return p;
+}
+
+// A prompt with a repeated stretch, so that n-gram lookup finds matches.
+inline std::vector<int32_t> repetitive_prompt(int i) {
+  auto a = lcg_tokens(4 + i % 5, 100 + i, 256), b = lcg_tokens(3 + i % 4, 200 + i, 256);
+  std::vector<int32_t> p = a;
+  p.insert(p.end(), b.begin(), b.end());
+  p.insert(p.end(), a.begin(), a.end());
+  return p;
 }
 
 }  // namespace sllm::fixtures

@@ -1,5 +1,6 @@
-// Engine scheduling without a model: admission under max_seqs and KV block reservation, the
-// step token budget, decode-first ordering, removal of queued and running requests.
+// Engine scheduling without a model: admission under max_seqs and by the KV blocks needed now,
+// preemption by recompute, cached prefixes, the step token budget, decode-first ordering,
+// removal of queued and running requests.
 #include "engine/plan/scheduler.h"
 
 #include <gtest/gtest.h>
@@ -74,28 +75,153 @@ TEST(Scheduler, AdmitsUpToMaxSeqs) {
   EXPECT_EQ(sizes(plan), (V{1, 3}));
 }
 
-TEST(Scheduler, AdmissionReservesKvBlocks) {
+TEST(Scheduler, AdmissionTakesWhatIsNeededNow) {
   BlockManager mgr(4, 4);  // 16 token slots
   Scheduler sched({8, 100}, mgr);
   SeqState a = make_seq(0, 2), b = make_seq(1, 2);
-  sched.enqueue(&a, 10);  // 3 blocks
-  sched.enqueue(&b, 5);   // 2 blocks: does not fit next to a
+  sched.enqueue(&a, 10);  // may grow to 3 blocks
+  sched.enqueue(&b, 5);   // may grow to 2: both may not fit at their longest, but fit now
   auto plan = sched.schedule();
-  ASSERT_EQ(plan.admitted.size(), 1u);
-  EXPECT_EQ(sched.reserved_blocks(), 3);
-  EXPECT_EQ(mgr.stats().used_blocks, 1);  // reserved, not yet taken
-  EXPECT_EQ(sched.num_waiting(), 1);
+  ASSERT_EQ(plan.admitted.size(), 2u);
+  EXPECT_EQ(mgr.stats().used_blocks, 2);
+  EXPECT_EQ(sched.num_waiting(), 0);
   complete(plan);
   sched.remove(&a);
-  EXPECT_EQ(sched.reserved_blocks(), 0);
+  sched.remove(&b);
   EXPECT_EQ(mgr.num_free_blocks(), 4);
+  // A prompt waits while the running sequences need the blocks for theirs.
+  SeqState c = make_seq(2, 10), d = make_seq(3, 6);
+  sched.enqueue(&c, 12);  // 3 blocks for its prompt
+  sched.enqueue(&d, 8);   // 2 more: only 1 is left
   plan = sched.schedule();
   ASSERT_EQ(plan.admitted.size(), 1u);
+  EXPECT_EQ(plan.admitted[0], &c);
+  EXPECT_EQ(sched.num_waiting(), 1);
+  complete(plan);
+  sched.remove(&c);
+  plan = sched.schedule();
+  ASSERT_EQ(plan.admitted.size(), 1u);
+  EXPECT_EQ(plan.admitted[0], &d);
+  // A request that could never fit, even alone, is refused when queued.
+  SeqState big = make_seq(4, 2);
+  try {
+    sched.enqueue(&big, 17);
+    FAIL() << "expected a refusal";
+  } catch (const sllm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs 5 KV blocks but the pool has 4"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(sched.stats().preemptions, 0);
+}
+
+// Requests that all fit at admission and outgrow the pool together: the latest admitted is
+// preempted (blocks freed, tokens kept, queued first), recomputed later, and every request
+// reaches its length.
+TEST(Scheduler, PreemptsTheLatestAdmittedAndEveryRequestFinishes) {
+  BlockManager mgr(6, 4);  // 24 slots
+  Scheduler sched({8, 64}, mgr);
+  const int64_t kMax = 14;  // 4 blocks each: two cannot grow side by side to their end
+  std::vector<SeqState> seqs;
+  for (int i = 0; i < 3; ++i) seqs.push_back(make_seq(i, 3 + i));
+  for (auto& s : seqs) sched.enqueue(&s, kMax);
+  std::vector<int64_t> preempted;
+  int steps = 0;
+  while (!sched.idle() && ++steps < 200) {
+    const SeqState* latest = nullptr;
+    for (const SeqState* r : sched.running())
+      if (!latest || r->admitted_at > latest->admitted_at) latest = r;
+    const auto plan = sched.schedule();
+    for (const SeqState* p : plan.preempted) {
+      preempted.push_back(p->id);
+      EXPECT_EQ(p->kv_id, -1);
+      EXPECT_EQ(p->computed, 0);
+      EXPECT_EQ(p->admitted_at, -1);
+      EXPECT_GT(p->length(), 3 + p->id);  // its generated tokens are kept
+    }
+    if (!plan.preempted.empty()) {  // the latest admitted goes first
+      EXPECT_EQ(plan.preempted[0], plan.admitted.empty() ? latest : plan.admitted.back());
+    }
+    EXPECT_LE(mgr.stats().used_blocks, 6);
+    complete(plan);
+    for (auto& s : seqs)
+      if (s.kv_id >= 0 && s.length() >= kMax) sched.remove(&s);
+  }
+  EXPECT_TRUE(sched.idle());
+  EXPECT_GT(sched.stats().preemptions, 0);
+  EXPECT_EQ(sched.stats().preemptions, static_cast<int64_t>(preempted.size()));
+  EXPECT_EQ(preempted.front(), 2);  // c was admitted last
+  for (const auto& s : seqs) EXPECT_EQ(s.length(), kMax) << s.id;
+  EXPECT_EQ(mgr.stats().used_blocks, 0);
+}
+
+TEST(Scheduler, PreemptedRequestIsQueuedFirst) {
+  BlockManager mgr(4, 4);
+  Scheduler sched({2, 64}, mgr);
+  SeqState a = make_seq(0, 8), b = make_seq(1, 8), c = make_seq(2, 1);
+  for (SeqState* s : {&a, &b, &c}) sched.enqueue(s, 16);
+  auto plan = sched.schedule();  // a and b: 2 blocks each, the pool is full
+  ASSERT_EQ(plan.admitted.size(), 2u);
+  complete(plan);  // 8 tokens computed each: both need a third block to go on
+  plan = sched.schedule();
+  ASSERT_EQ(plan.preempted, (Seqs{&b}));
+  EXPECT_EQ(order(plan), (Seqs{&a}));
+  EXPECT_EQ(b.length(), 9);
+  EXPECT_EQ(sched.num_waiting(), 2);
+  complete(plan);
+  sched.remove(&a);
+  plan = sched.schedule();  // b before c, recomputed from its first token
+  ASSERT_EQ(plan.admitted.size(), 2u);
   EXPECT_EQ(plan.admitted[0], &b);
-  EXPECT_EQ(sched.reserved_blocks(), 2);
-  // A request that could never fit is refused when queued.
-  SeqState big = make_seq(2, 2);
-  EXPECT_THROW(sched.enqueue(&big, 17), sllm::Error);
+  EXPECT_EQ(order(plan), (Seqs{&c, &b}));
+  EXPECT_EQ(plan.chunks[1].start, 0);
+  EXPECT_EQ(plan.chunks[1].n, 9);
+  EXPECT_TRUE(plan.chunks[1].samples());
+}
+
+TEST(Scheduler, SharesCachedPrefixAtAdmission) {
+  BlockManager mgr(16, 4);
+  mgr.enable_prefix_caching();
+  Scheduler sched({8, 64}, mgr);
+  SeqState a = make_seq(0, 10);
+  for (int i = 0; i < 10; ++i) a.tokens[i] = 10 + i;
+  sched.enqueue(&a, 16);
+  complete(sched.schedule());
+  sched.remove(&a);  // its two full blocks stay cached
+  SeqState b = a, c = a;
+  b.id = 1;
+  c.id = 2;
+  for (SeqState* s : {&b, &c}) {
+    s->tokens.resize(9);
+    s->computed = 0;
+    s->kv_id = -1;
+  }
+  c.tokens.resize(8);
+  sched.enqueue(&b, 16);
+  sched.enqueue(&c, 16);
+  const auto plan = sched.schedule();
+  EXPECT_EQ(order(plan), (Seqs{&b, &c}));
+  EXPECT_EQ(plan.chunks[0].start, 8);  // 8 tokens shared
+  EXPECT_EQ(plan.chunks[0].n, 1);
+  EXPECT_EQ(plan.chunks[1].start, 4);  // all 8 cached, but the last token is computed
+  EXPECT_EQ(plan.chunks[1].n, 4);
+  EXPECT_EQ(sched.stats().prefix_queries, 10 + 9 + 8);
+  EXPECT_EQ(sched.stats().prefix_hits, 8 + 4);
+  EXPECT_EQ(mgr.block_table(b.kv_id)[0], mgr.block_table(c.kv_id)[0]);
+}
+
+TEST(Scheduler, ChunkKeepsDraftsWithTheTokenBeforeThem) {
+  BlockManager mgr(16, 4);
+  Scheduler sched({8, 8}, mgr);
+  SeqState s = make_seq(0, 10);
+  s.draft = 3;  // e.g. preempted with drafts: verified when the recomputation ends
+  sched.enqueue(&s, 16);
+  auto plan = sched.schedule();
+  EXPECT_EQ(sizes(plan), (V{6}));  // not 8: the last 4 go together
+  EXPECT_FALSE(plan.chunks[0].samples());
+  s.computed += 6;
+  plan = sched.schedule();
+  EXPECT_EQ(sizes(plan), (V{4}));
+  EXPECT_EQ(plan.chunks[0].num_logits(), 4);
 }
 
 TEST(Scheduler, StepTokenBudget) {
@@ -155,7 +281,7 @@ TEST(Scheduler, RemoveQueuedAndRunning) {
   EXPECT_EQ(sched.num_waiting(), 0);
   sched.remove(&a);  // running: blocks back to the pool
   EXPECT_EQ(mgr.stats().used_blocks, 0);
-  EXPECT_EQ(sched.reserved_blocks(), 0);
+  EXPECT_EQ(mgr.num_free_blocks(), 8);
   EXPECT_TRUE(sched.idle());
   EXPECT_TRUE(sched.schedule().chunks.empty());
   EXPECT_THROW(sched.remove(&a), sllm::Error);

@@ -73,6 +73,7 @@ json op_pp_tg(WorkerState& w, const json& req) {
   eo.context = std::max(pp + 1, tg + 2);
   eo.max_seqs = 1;
   eo.kv_tokens = eo.context;
+  eo.prefix_caching = false;                        // every rep computes its whole prompt
   eo.max_step_tokens = std::max<int64_t>(512, pp);  // the prompt in one forward
   engine::Engine eng(w.m.model, w.m.tokenizer, eo);
   at::NoGradGuard no_grad;
@@ -106,6 +107,7 @@ json op_sweep(WorkerState& w, const json& req) {
     eo.context = P + G + 1;
     eo.max_seqs = b;
     eo.kv_tokens = b * eo.context;
+    eo.prefix_caching = false;  // each batch computes its prompts in full
     engine::Engine eng(w.m.model, w.m.tokenizer, eo);
     for (int64_t i = 0; i < b; ++i) eng.submit(greedy(synthetic_prompt(w, P, i), G));
     int64_t peak_tokens = 0;

@@ -99,6 +99,7 @@ json op_load(WorkerState& w, const json& req) {
   eo.context = std::min<int64_t>(context, mc.max_position);
   eo.max_seqs = w.batch;
   eo.kv_tokens = eo.context * w.batch;
+  eo.prefix_caching = false;  // timings of repeated runs compute every prompt
   w.engine = std::make_unique<engine::Engine>(w.m.model, w.m.tokenizer, eo);
   const int64_t params = mc.num_parameters();
   // GGUF and dense HF weights are held in the model's dtype; quantized HF layouts (integer

@@ -1,7 +1,9 @@
-// Continuous-batching scheduler, no tensors: admits queued requests while the KV pool can
-// reserve every block they may ever need (so a running sequence never runs out of KV space
-// and nothing is preempted), then splits one step's token budget over the running sequences,
-// decode tokens first, prefill chunked to fit.
+// Continuous-batching scheduler, no tensors (as in vLLM): admits queued requests while the KV
+// pool has the blocks they need now (the rest of their prompt, on top of what the running
+// sequences need this step), sharing cached prefix blocks; then splits one step's token budget
+// over the running sequences, decode tokens first, prefill chunked to fit. A running sequence
+// that needs a block when none is free preempts the most recently admitted one: its blocks are
+// freed and it goes back to the front of the queue with its tokens, to be computed again.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +17,8 @@ namespace sllm::engine {
 // The scheduler's view of one request; the engine keeps it with the request's other state.
 struct SeqState {
   int64_t id = 0;
-  kv::SeqId kv_id = -1;         // -1 until admitted
-  int64_t reserved_blocks = 0;  // blocks held back for the longest the request can grow
+  kv::SeqId kv_id = -1;         // -1 while queued
+  int64_t admitted_at = -1;     // admission order (the latest admitted is preempted first)
   std::vector<int32_t> tokens;  // prompt + generated
   int64_t computed = 0;         // leading tokens whose K/V are in the cache
   int64_t draft = 0;            // trailing tokens a drafter proposed, verified by the next step
@@ -38,9 +40,10 @@ struct Chunk {
 };
 
 struct StepPlan {
-  std::vector<SeqState*> admitted;  // started running this step
-  std::vector<Chunk> chunks;        // decode chunks first, then prefill chunks
-  std::vector<kv::CopyOp> copies;   // copy-on-write block copies to do before the forward
+  std::vector<SeqState*> admitted;   // started running this step
+  std::vector<SeqState*> preempted;  // sent back to the queue this step (may be admitted too)
+  std::vector<Chunk> chunks;         // decode chunks first, then prefill chunks
+  std::vector<kv::CopyOp> copies;    // copy-on-write block copies to do before the forward
   int64_t num_tokens() const;
 };
 
@@ -49,31 +52,50 @@ struct SchedulerLimits {
   int64_t max_step_tokens = 512;  // tokens computed in one step
 };
 
+struct SchedulerStats {
+  int64_t preemptions = 0;
+  // Prefix caching, in tokens: looked up at admission, and found cached.
+  int64_t prefix_queries = 0, prefix_hits = 0;
+};
+
 class Scheduler {
  public:
   Scheduler(SchedulerLimits limits, kv::BlockManager& mgr);
 
-  // Queues a request that can grow to max_tokens tokens (prompt + new ones).
+  // Queues a request that can grow to max_tokens tokens (prompt + new ones); refuses one the
+  // whole pool could not hold.
   void enqueue(SeqState* s, int64_t max_tokens);
-  // Admits what fits, picks this step's chunks and appends their slots to the block tables.
+  // Admits what fits, picks this step's chunks (preempting if the pool runs out) and appends
+  // their slots to the block tables. Blocks computed since the last call enter the prefix cache.
   StepPlan schedule();
-  // Drops a queued or running request; a running one's blocks go back to the pool.
+  // Drops a queued or running request; a running one's blocks go back to the pool (its computed
+  // full blocks stay cached with prefix caching on).
   void remove(SeqState* s);
 
   bool idle() const { return waiting_.empty() && running_.empty(); }
   bool has_waiting() const { return !waiting_.empty(); }
   const std::vector<SeqState*>& running() const { return running_; }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
-  int64_t reserved_blocks() const { return reserved_blocks_; }
+  const SchedulerStats& stats() const { return stats_; }
 
  private:
-  void admit(StepPlan& plan);
+  struct Pass;  // one schedule() call's plan and copy-on-write copies
+  void admit(Pass& p);
+  // Tokens of s to compute within budget; a chunk that stops short leaves at least s's last
+  // token and its drafts, which must be verified together.
+  static int64_t chunk_size(const SeqState& s, int64_t budget);
+  // Frees blocks until s can append n tokens, preempting the latest admitted sequences; false
+  // when s itself was the one preempted.
+  bool make_room(SeqState* s, int64_t n, Pass& p);
+  void preempt(SeqState* s, Pass& p);
+  void cache_computed(const SeqState& s);
 
   SchedulerLimits limits_;
   kv::BlockManager& mgr_;
   std::deque<SeqState*> waiting_;
   std::vector<SeqState*> running_;
-  int64_t reserved_blocks_ = 0;
+  int64_t next_admission_ = 0;
+  SchedulerStats stats_;
 };
 
 }  // namespace sllm::engine
