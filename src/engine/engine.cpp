@@ -99,6 +99,7 @@ int64_t Engine::submit(Request req) {
   auto s = std::make_unique<Sequence>(std::move(req));
   s->st.id = next_id_++;
   s->st.tokens = s->req.prompt;
+  s->st.cache_salt = s->req.adapter;  // another adapter's K/V differ for the same tokens
   s->prompt_len = n;
   s->max_new = std::min<int64_t>(s->req.params.max_new_tokens, opts_.context - n);
   s->decoder = std::make_unique<tok::StreamDecoder>(*tok_, /*skip_special=*/true);

@@ -159,13 +159,23 @@ void BlockManager::enable_prefix_caching(uint64_t hash_mask) {
   cache_ = std::make_unique<PrefixCache>(num_blocks_, block_size_, hash_mask);
 }
 
-int32_t BlockManager::share_prefix(SeqId s, const int32_t* tokens, int32_t n) {
+namespace {
+// Where a salted chain starts: a root node id no real node has (they count up from 1) and a
+// hash seed.
+std::pair<uint64_t, int64_t> chain_root(int64_t salt) {
+  if (salt == 0) return {0, 0};
+  return {static_cast<uint64_t>(salt) * 0x9E3779B97F4A7C15ull, -salt};
+}
+}  // namespace
+
+int32_t BlockManager::share_prefix(SeqId s, const int32_t* tokens, int32_t n, int64_t salt) {
   Seq& q = get(s);
   SLLM_CHECK(q.length == 0, "only an empty KV sequence can share a cached prefix");
+  SLLM_CHECK(salt >= 0, "a prefix-cache salt is >= 0, got {}", salt);
+  q.salt = salt;
   if (!cache_ || n <= 1) return 0;
   const int32_t full = (n - 1) / block_size_;  // the last token stays to compute
-  uint64_t h = 0;
-  int64_t parent = 0;
+  auto [h, parent] = chain_root(salt);
   for (int32_t i = 0; i < full; ++i) {
     const int32_t* t = tokens + static_cast<ptrdiff_t>(i) * block_size_;
     h = cache_->hash(h, t);
@@ -187,7 +197,7 @@ void BlockManager::cache_blocks(SeqId s, const int32_t* tokens, int32_t n) {
   const auto full = static_cast<size_t>(std::min(n, q.length) / block_size_);
   for (size_t i = q.chain.size(); i < full; ++i) {
     const int32_t* t = tokens + i * static_cast<size_t>(block_size_);
-    const auto [ph, parent] = i > 0 ? q.chain[i - 1] : std::pair<uint64_t, int64_t>{0, 0};
+    const auto [ph, parent] = i > 0 ? q.chain[i - 1] : chain_root(q.salt);
     const uint64_t h = cache_->hash(ph, t);
     const int32_t b = q.blocks[i];
     int64_t node;

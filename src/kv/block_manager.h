@@ -54,7 +54,9 @@ class BlockManager {
   // For an empty sequence about to compute tokens[0, n): shares the longest run of cached full
   // blocks that hold its first tokens, leaving at least the last token to compute (its logits
   // are wanted). Returns the tokens shared (a multiple of block_size; 0 with caching off).
-  int32_t share_prefix(SeqId s, const int32_t* tokens, int32_t n);
+  // salt keeps sequences whose K/V differ for the same tokens apart (e.g. a served LoRA
+  // adapter's id): blocks are shared only between sequences of the same salt.
+  int32_t share_prefix(SeqId s, const int32_t* tokens, int32_t n, int64_t salt = 0);
   // Indexes s's full blocks within its first n tokens (K/V computed, tokens[0, n) final) in the
   // prefix cache, so they outlive s. No-op with caching off.
   void cache_blocks(SeqId s, const int32_t* tokens, int32_t n);
@@ -88,6 +90,7 @@ class BlockManager {
     int32_t length = 0;
     // Prefix caching: (hash, content node) of each leading full block already cached.
     std::vector<std::pair<uint64_t, int64_t>> chain;
+    int64_t salt = 0;  // share_prefix's
   };
   Seq& get(SeqId s);
   const Seq& get(SeqId s) const;

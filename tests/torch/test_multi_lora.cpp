@@ -82,6 +82,29 @@ TEST(MultiLora, MixedBatchEqualsEachAdapterAlone) {
   for (const auto& d : dirs) fs::remove_all(d);
 }
 
+// The prefix cache keeps adapters apart: the same prompt on another adapter computes its own K/V.
+TEST(MultiLora, PrefixCacheKeepsAdaptersApart) {
+  auto base = fixtures::tiny_model(fixtures::tiny_config(2, false, /*tied=*/false), 9);
+  auto tok = fixtures::tiny_tokenizer();
+  const auto dir = random_adapter(*base, {"all-linear"}, 4, "cache");
+  auto served = lora::add_served_adapter(*base, dir, 1);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back('a' + i % 26);  // several full KV blocks
+  engine::EngineOptions eo;
+  eo.prefix_caching = true;
+  engine::Engine eng(served, tok, eo);
+  const auto base_out = eng.generate({greedy(prompt, 0)})[0].tokens;
+  const auto hits0 = eng.stats().prefix_cache_hits;
+  const auto with_adapter = eng.generate({greedy(prompt, 1)})[0].tokens;
+  EXPECT_EQ(eng.stats().prefix_cache_hits, hits0);  // nothing shared with the base's blocks
+  engine::Engine alone(lora::load_peft(*base, dir), tok, eo);
+  EXPECT_EQ(with_adapter, alone.generate({greedy(prompt, 0)})[0].tokens);
+  EXPECT_NE(with_adapter, base_out);
+  EXPECT_EQ(eng.generate({greedy(prompt, 1)})[0].tokens, with_adapter);
+  EXPECT_GT(eng.stats().prefix_cache_hits, hits0);  // the adapter's own blocks are shared
+  fs::remove_all(dir);
+}
+
 TEST(MultiLora, UnknownAdapterIsAnError) {
   auto base = fixtures::tiny_model(fixtures::tiny_config(), 1);
   const auto dir = random_adapter(*base, {"q_proj"}, 3, "one");

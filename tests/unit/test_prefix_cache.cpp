@@ -289,3 +289,23 @@ TEST(KvPrefixCache, RandomRunWithCollidingHashes) {
 }
 
 }  // namespace
+
+// Sequences of different salts (served LoRA adapters: other K/V for the same tokens) never share.
+TEST(KvPrefixCache, SaltsKeepSequencesApart) {
+  BlockManager m(16, 4);
+  m.enable_prefix_caching();
+  const Tokens t = iota(10, 0);
+  const SeqId a = m.add_sequence();
+  EXPECT_EQ(m.share_prefix(a, t.data(), 10, /*salt=*/2), 0);
+  m.append(a, 10);
+  m.cache_blocks(a, t.data(), 10);
+  m.free(a);
+  for (const int64_t salt : {0, 1, 3}) {
+    const SeqId s = m.add_sequence();
+    EXPECT_EQ(m.share_prefix(s, t.data(), 10, salt), 0) << salt;
+    m.free(s);
+  }
+  const SeqId b = m.add_sequence();
+  EXPECT_EQ(m.share_prefix(b, t.data(), 10, 2), 8);
+  EXPECT_THROW(m.share_prefix(m.add_sequence(), t.data(), 10, -1), sllm::Error);
+}

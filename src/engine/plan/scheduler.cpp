@@ -52,7 +52,7 @@ void Scheduler::admit(Pass& p) {
     s->kv_id = mgr_.add_sequence();
     // Drafts a preempted sequence kept are computed with the token before them.
     const auto known = static_cast<int32_t>(s->length() - s->draft);
-    const int32_t shared = mgr_.share_prefix(s->kv_id, s->tokens.data(), known);
+    const int32_t shared = mgr_.share_prefix(s->kv_id, s->tokens.data(), known, s->cache_salt);
     const int64_t mine =
         mgr_.blocks_to_append(s->kv_id, static_cast<int32_t>(s->length() - shared));
     if (need + mine > mgr_.num_free_blocks()) {  // first come, first served: the rest waits

@@ -22,6 +22,7 @@ struct SeqState {
   std::vector<int32_t> tokens;  // prompt + generated
   int64_t computed = 0;         // leading tokens whose K/V are in the cache
   int64_t draft = 0;            // trailing tokens a drafter proposed, verified by the next step
+  int64_t cache_salt = 0;       // prefix caching shares blocks only within one salt (adapter)
 
   int64_t length() const { return static_cast<int64_t>(tokens.size()); }
   int64_t pending() const { return length() - computed; }
