@@ -25,31 +25,33 @@ void put_string(std::string& out, const std::string& s) {
 void put_scalar(std::string& out, GgufValueType t, const nlohmann::json& v,
                 const std::string& key) {
   using V = GgufValueType;
+  // json keeps a non-negative integer as signed or unsigned depending on how it was made.
+  const bool uint = v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
   auto want = [&](bool ok) {
     SLLM_CHECK(ok, "GGUF metadata '{}': value {} does not fit type {}", key, v.dump(),
                static_cast<int>(t));
   };
   switch (t) {
     case V::UINT8:
-      want(v.is_number_unsigned());
+      want(uint);
       return put<uint8_t>(out, v.get<uint8_t>());
     case V::INT8:
       want(v.is_number_integer());
       return put<int8_t>(out, v.get<int8_t>());
     case V::UINT16:
-      want(v.is_number_unsigned());
+      want(uint);
       return put<uint16_t>(out, v.get<uint16_t>());
     case V::INT16:
       want(v.is_number_integer());
       return put<int16_t>(out, v.get<int16_t>());
     case V::UINT32:
-      want(v.is_number_unsigned());
+      want(uint);
       return put<uint32_t>(out, v.get<uint32_t>());
     case V::INT32:
       want(v.is_number_integer());
       return put<int32_t>(out, v.get<int32_t>());
     case V::UINT64:
-      want(v.is_number_unsigned());
+      want(uint);
       return put<uint64_t>(out, v.get<uint64_t>());
     case V::INT64:
       want(v.is_number_integer());
@@ -84,6 +86,11 @@ void GgufWriter::set(const std::string& key, GgufValueType type, nlohmann::json 
                      GgufValueType elem) {
   SLLM_CHECK(type != GgufValueType::ARRAY || value.is_array(),
              "GGUF metadata '{}': an ARRAY value must be a json array", key);
+  std::string check;  // a value that does not fit its type fails here, not at write time
+  if (type != GgufValueType::ARRAY)
+    put_scalar(check, type, value, key);
+  else
+    for (const auto& v : value) put_scalar(check, elem, v, key);
   for (auto& e : kv_)
     if (e.key == key) {
       e = {key, type, elem, std::move(value)};

@@ -130,6 +130,9 @@ TEST(GgufWriter, ReadBackByTheReader) {
         io::GgufValueType::STRING);
   w.set("x.i32s", io::GgufValueType::ARRAY, std::vector<int32_t>{1, -3, 6},
         io::GgufValueType::INT32);
+  w.set("x.u32s", io::GgufValueType::ARRAY, nlohmann::json{1, 2},  // signed json, unsigned type
+        io::GgufValueType::UINT32);
+  EXPECT_THROW(w.set("x.neg", io::GgufValueType::UINT32, -1), Error);
   w.set_u32("llama.block_count", 30);  // replaced in place
   std::vector<float> norm = {1.0f, -2.5f, 3.25f};
   std::vector<float> mat(2 * 64);
@@ -155,6 +158,7 @@ TEST(GgufWriter, ReadBackByTheReader) {
   EXPECT_EQ(f.get_int("x.i64"), -5);
   EXPECT_EQ(f.metadata()["x.strs"], (nlohmann::json{"a b", "", "Ġc"}));
   EXPECT_EQ(f.metadata()["x.i32s"], (nlohmann::json{1, -3, 6}));
+  EXPECT_EQ(f.metadata()["x.u32s"], (nlohmann::json{1, 2}));
   ASSERT_EQ(f.tensors().size(), 2u);
   const auto* n = f.find("norm");
   ASSERT_NE(n, nullptr);
@@ -167,7 +171,8 @@ TEST(GgufWriter, ReadBackByTheReader) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->data), m->nbytes), q);
   std::vector<float> back(128);
   io::dequantize_to_f32(*m, back.data());
-  for (size_t i = 0; i < back.size(); ++i) EXPECT_NEAR(back[i], mat[i], 0.005f);  // half a step of max|x| <= 0.97
+  for (size_t i = 0; i < back.size(); ++i)
+    EXPECT_NEAR(back[i], mat[i], 0.005f);  // half a step of max|x| <= 0.97
   fs::remove_all(tmp_dir());
 }
 
