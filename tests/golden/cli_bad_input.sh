@@ -57,6 +57,15 @@ printf '{"prompt": "ok"}\n{"prompt": \n' > "$T/bad.jsonl"
 expect_error "malformed jsonl line" "bad.jsonl:2" "$BIN" generate --model "$MODEL" --prompt-file "$T/bad.jsonl"
 expect_error "bad dtype" "dtype" "$BIN" info --model "$MODEL" --dtype fp8
 expect_error "convert onto existing dir" "not empty" "$BIN" convert --model "$MODEL" --out "$T/hf"
+expect_error "convert to an unknown format" "unknown --to" "$BIN" convert --model "$MODEL" --to onnx --out "$T/x"
+expect_error "gguf: unknown --type" "unknown GGUF type" "$BIN" convert --model "$MODEL" --to gguf --type q5_k --out "$T/x.gguf"
+: > "$T/exists.gguf"
+expect_error "gguf: output exists" "already exists" "$BIN" convert --model "$MODEL" --to gguf --out "$T/exists.gguf"
+expect_error "gguf: no such directory" "does not exist" "$BIN" convert --model "$MODEL" --to gguf --out "$T/nodir/x.gguf"
+expect_error "gguf: unwritable directory" "cannot write" "$BIN" convert --model "$MODEL" --to gguf --out /proc/sllm-x.gguf
+mkdir -p "$T/hf_qwen2"; cp "$T/hf/"* "$T/hf_qwen2/"; sed -i 's/"model_type": "llama"/"model_type": "qwen2"/' "$T/hf_qwen2/config.json"
+expect_error "gguf: architecture it cannot write" "'qwen2'" "$BIN" convert --model "$T/hf_qwen2" --to gguf --out "$T/q.gguf"
+[ ! -e "$T/x.gguf" ] && [ ! -e "$T/q.gguf" ] || { fails=$((fails + 1)); echo "FAIL a refused GGUF export left a file"; }
 expect_error "ppl file too short" "at least 2 tokens" "$BIN" eval --model "$MODEL" --ppl /dev/null
 
 # Speculative decoding: k out of range, an unknown drafter, a draft with another vocabulary.
