@@ -107,17 +107,17 @@ const std::map<std::string, std::string>& gguf_module_names() {
 
 void check_exportable(const model::LlamaModel& mo) {
   const auto& c = mo.config();
-  SLLM_CHECK(c.architecture == "llama" || c.architecture == "mistral",
-             "GGUF export writes llama-architecture models (llama, mistral); this model is '{}': "
-             "export it to a Hugging Face directory (sllm convert --to hf) and use llama.cpp's "
-             "convert_hf_to_gguf.py",
+  SLLM_CHECK(c.architecture == "llama" || c.architecture == "mistral" || c.architecture == "qwen2",
+             "GGUF export writes llama, mistral and qwen2 models; this model is '{}'",
              c.architecture);
   SLLM_CHECK(c.rope_scaling.type == "none" || c.rope_scaling.type == "linear",
              "GGUF export: rope scaling '{}' is not written (llama.cpp needs a rope_freqs tensor "
-             "for it); export to a Hugging Face directory instead",
+             "for it); export to a Hugging Face directory (sllm convert --to hf) and use "
+             "llama.cpp's convert_hf_to_gguf.py",
              c.rope_scaling.type);
-  SLLM_CHECK(!c.attention_bias,
-             "GGUF export: q/k/v biases in a llama-architecture model are not written");
+  SLLM_CHECK(!c.attention_bias || c.architecture == "qwen2",
+             "GGUF export: q/k/v biases are written for qwen2 models only, this one is '{}'",
+             c.architecture);
   for (const auto& L : mo.layers())
     for (const auto& [name, l] : L.linears())
       SLLM_CHECK(l.lora.empty(),
@@ -195,7 +195,10 @@ void save_gguf(const LoadedModel& m, const std::string& path, const std::string&
   check_exportable(*model);
 
   io::GgufWriter w;
-  const std::string a = "llama";
+  // llama.cpp's llama architecture (Mistral included) takes q/k rows permuted for its RoPE;
+  // qwen2 keeps Hugging Face's order, and its q/k/v biases.
+  const std::string a = c.architecture == "qwen2" ? "qwen2" : "llama";
+  const bool permute = a == "llama";
   w.set_string("general.architecture", a);
   w.set_string("general.name", m.display_name);
   if (m.format == "gguf") carry_general(m.path, w);
@@ -243,12 +246,12 @@ void save_gguf(const LoadedModel& m, const std::string& path, const std::string&
       return linear_part(head, 0, embd_t, 0);
     return encode(f32(model->embed()), embd_t);
   });
-  auto norm = [](at::Tensor t) { return [t]() { return encode(f32(t), 0); }; };
+  auto as_f32 = [](at::Tensor t) { return [t]() { return encode(f32(t), 0); }; };
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const auto& L = model->layers()[i];
     const std::string p = "blk." + std::to_string(i) + ".";
-    w.add_tensor(p + "attn_norm.weight", {hid}, 0, norm(L.attn_norm));
-    w.add_tensor(p + "ffn_norm.weight", {hid}, 0, norm(L.ffn_norm));
+    w.add_tensor(p + "attn_norm.weight", {hid}, 0, as_f32(L.attn_norm));
+    w.add_tensor(p + "ffn_norm.weight", {hid}, 0, as_f32(L.ffn_norm));
     for (const auto& [lname, l] : L.linears()) {
       const int nparts = static_cast<int>(std::max<size_t>(l.parts.size(), 1));
       for (int j = 0; j < nparts; ++j) {
@@ -257,17 +260,22 @@ void save_gguf(const LoadedModel& m, const std::string& path, const std::string&
             "GGUF export: layer {} Linear '{}' has no Hugging Face module names", i, lname);
         const auto& part = l.parts[j].name;
         const std::string name = p + gguf_module_names().at(part) + ".weight";
-        const int64_t heads = part == "self_attn.q_proj"   ? c.num_heads
+        const int64_t heads = !permute                     ? 0
+                              : part == "self_attn.q_proj" ? c.num_heads
                               : part == "self_attn.k_proj" ? c.num_kv_heads
                                                            : 0;
         const uint32_t t = type_for(ft.ggml, l.in_features(), name);
         const model::Linear* lp = &l;
         w.add_tensor(name, {l.parts[j].rows, l.in_features()}, t,
                      [model, lp, j, t, heads]() { return linear_part(*lp, j, t, heads); });
+        if (l.bias.defined())
+          w.add_tensor(
+              p + gguf_module_names().at(part) + ".bias", {l.parts[j].rows}, 0,
+              as_f32(l.bias.narrow(0, l.parts.size() > 1 ? l.part_offset(j) : 0, l.parts[j].rows)));
       }
     }
   }
-  w.add_tensor("output_norm.weight", {hid}, 0, norm(model->final_norm()));
+  w.add_tensor("output_norm.weight", {hid}, 0, as_f32(model->final_norm()));
   if (!c.tie_embeddings) {
     const uint32_t t = type_for(head_want, hid, "output.weight");
     w.add_tensor("output.weight", {c.vocab_size, hid}, t,

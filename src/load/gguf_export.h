@@ -1,5 +1,6 @@
 // sllm convert --to gguf: a loaded model as a GGUF v3 file that llama.cpp loads (architecture
-// llama, llama.cpp's tensor names and q/k row order, its tokenizer keys).
+// llama for Llama and Mistral, qwen2 for Qwen2; llama.cpp's tensor names and q/k row order, its
+// tokenizer keys).
 #pragma once
 
 #include <string>

@@ -63,8 +63,9 @@ expect_error "gguf: unknown --type" "unknown GGUF type" "$BIN" convert --model "
 expect_error "gguf: output exists" "already exists" "$BIN" convert --model "$MODEL" --to gguf --out "$T/exists.gguf"
 expect_error "gguf: no such directory" "does not exist" "$BIN" convert --model "$MODEL" --to gguf --out "$T/nodir/x.gguf"
 expect_error "gguf: unwritable directory" "cannot write" "$BIN" convert --model "$MODEL" --to gguf --out /proc/sllm-x.gguf
-mkdir -p "$T/hf_qwen2"; cp "$T/hf/"* "$T/hf_qwen2/"; sed -i 's/"model_type": "llama"/"model_type": "qwen2"/' "$T/hf_qwen2/config.json"
-expect_error "gguf: architecture it cannot write" "'qwen2'" "$BIN" convert --model "$T/hf_qwen2" --to gguf --out "$T/q.gguf"
+mkdir -p "$T/hf_llama3"; cp "$T/hf/"* "$T/hf_llama3/"
+sed -i 's/"rope_scaling": null/"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}/' "$T/hf_llama3/config.json"
+expect_error "gguf: a model it cannot write for llama.cpp" "rope scaling 'llama3'" "$BIN" convert --model "$T/hf_llama3" --to gguf --out "$T/q.gguf"
 [ ! -e "$T/x.gguf" ] && [ ! -e "$T/q.gguf" ] || { fails=$((fails + 1)); echo "FAIL a refused GGUF export left a file"; }
 expect_error "ppl file too short" "at least 2 tokens" "$BIN" eval --model "$MODEL" --ppl /dev/null
 

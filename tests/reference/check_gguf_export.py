@@ -3,20 +3,22 @@
 
     check_gguf_export.py --sllm build/sllm --model models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-Exports the default GGUF to q8_0 and q4_0, and a Hugging Face directory made from it (sllm convert)
-to f16 and q8_0. For every exported file:
+Exports the default GGUF to q8_0 and q4_0, a Hugging Face directory made from it (sllm convert)
+to f16 and q8_0, and two tiny random models (make_tiny_hf.py: an untied GQA llama, a qwen2 with
+biases and Qwen2's pre-tokenizer) to f32. For every exported file:
   - every tensor's bytes equal the gguf package's: a source tensor already in the written type is
     copied; others are gguf.quants.quantize of the source's weights (GGUF source: dequantized by
     gguf.quants.dequantize; HF source: the safetensors rows, q/k permuted as llama.cpp's
     convert_hf_to_gguf.py does); norms stay F32;
-  - the tokenizer metadata equals the source GGUF's (tokens, types, merges, pre, special ids,
-    add_bos, chat template);
+  - for exports of the default model, the tokenizer metadata and llama.* hyperparameters equal
+    the default GGUF's (tokens, types, merges, pre, special ids, add_bos, chat template);
+    general.file_type is the type's;
   - llama.cpp loads it, tokenizes the prompts as sllm does, and its greedy tokens (temperature 0,
-    argmax of llama.cpp's logits) equal `sllm generate --temperature 0` on that same file; where
-    they part, the step must be a near-tie in sllm's logits (the two tokens within TIE) and the
-    logits of both along sllm's tokens close (mean |diff| <= MEAN_DIFF, the same top token at >=
-    MIN_AGREE of the positions): sllm multiplies the blocks with fp32 activations, llama.cpp with
-    int8 ones.
+    argmax of llama.cpp's logits) equal `sllm generate --temperature 0` on that same file. Both
+    sides' logits along sllm's tokens must be close (mean |diff|, share of positions with the same
+    top token), and where the tokens part, the step must be a near-tie in sllm's logits; the bounds
+    per file type are BOUNDS below (sllm multiplies Q8_0 / Q4_0 blocks with fp32 activations,
+    llama.cpp with int8 ones).
 Exit status 1 on any failure; a missing package or model fails, it never skips.
 """
 import argparse
@@ -38,13 +40,14 @@ PROMPTS = ["Once upon a time, in a small village by the sea,",
            "Here is a list of three fruits:\n1.",
            "To bake a loaf of sourdough bread, you need"]
 NEW_TOKENS = 24
-# sllm runs GGUF blocks with fp32 activations, llama.cpp with int8 activation blocks (about 1 %
-# error per Linear): their logits differ by ~0.2 on average, so a token whose two candidates sllm
-# ranks within TIE of each other may flip. Anything wrong in a file (a tensor, the q/k order, the
-# tokenizer) moves the logits far more and fails these bounds.
-TIE = 0.5
-MEAN_DIFF = 0.35
-MIN_AGREE = 0.8
+# Where greedy tokens may part, by file type: (TIE, MEAN_DIFF, MIN_AGREE). sllm runs Q8_0 / Q4_0
+# blocks with fp32 activations, llama.cpp with int8 activation blocks (about 1 % error per Linear):
+# their logits differ by ~0.2 on average, so a token whose two candidates sllm ranks within TIE of
+# each other may flip. F16: llama.cpp rounds activations to fp16 (logits ~0.01 apart); F32: both
+# sides compute in fp32. Anything wrong in a file (a tensor, the q/k order, the tokenizer) moves
+# the logits far more than these bounds.
+BOUNDS = {"q8_0": (0.5, 0.35, 0.8), "q4_0": (0.5, 0.35, 0.8), "f16": (0.05, 0.03, 0.95),
+          "f32": (1e-3, 1e-3, 1.0)}
 TOKENIZER_KEYS = ["tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
                   "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
                   "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"]
@@ -74,7 +77,8 @@ def permute(w: np.ndarray, heads: int) -> np.ndarray:  # llama.cpp's q/k row ord
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def expected_bytes(name: str, out_type: T, src_gguf: dict | None, hf: dict | None, heads: tuple) -> np.ndarray:
+def expected_bytes(name: str, out_type: T, src_gguf: dict | None, hf: dict | None,
+                   heads: tuple | None) -> np.ndarray:
     if src_gguf is not None:
         s = src_gguf[name]
         if s.tensor_type == out_type:
@@ -86,28 +90,36 @@ def expected_bytes(name: str, out_type: T, src_gguf: dict | None, hf: dict | Non
             w = hf["model.embed_tokens.weight"]
         elif name == "output_norm.weight":
             w = hf["model.norm.weight"]
+        elif name == "output.weight":
+            w = hf["lm_head.weight"]
         else:
-            _, i, kind, _ = name.split(".")
-            w = hf[f"model.layers.{i}.{HF_NAMES[kind]}.weight"]
-            if kind in ("attn_q", "attn_k"):
+            _, i, kind, suffix = name.split(".")
+            w = hf[f"model.layers.{i}.{HF_NAMES[kind]}.{suffix}"]
+            if kind in ("attn_q", "attn_k") and heads is not None:
                 w = permute(w, heads[0] if kind == "attn_q" else heads[1])
         w = w.astype(np.float32)
     return np.ascontiguousarray(quants.quantize(w, out_type)).view(np.uint8).reshape(-1)
 
 
-def check_file(path: Path, src: Path, sllm: str, sllm_logits: str, fails: list[str]) -> None:
+def check_file(path: Path, typ: str, src: Path, ref_gguf: Path | None, sllm: str, sllm_logits: str,
+               fails: list[str]) -> None:
+    """ref_gguf: the GGUF whose metadata the export must carry (the default model), if any."""
     tag = path.name
     r = GGUFReader(str(path))
-    ref = GGUFReader(str(src if src.suffix == ".gguf" else REPO / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    hparams = sorted(k for k in {*r.fields, *ref.fields} if k.startswith("llama."))
-    for k in TOKENIZER_KEYS + hparams + ["general.architecture"]:
-        if field(r, k) != field(ref, k):
-            fails.append(f"{tag}: metadata {k} differs from the source's: {field(r, k)} vs {field(ref, k)}"[:300])
-    want_ftype = {"f16": 1, "q8_0": 7, "q4_0": 2}[path.stem.split("_", 1)[1]]  # llama.cpp's ftype
+    arch = field(r, "general.architecture")
+    if ref_gguf is not None:
+        ref = GGUFReader(str(ref_gguf))
+        hparams = sorted(k for k in {*r.fields, *ref.fields} if k.startswith("llama."))
+        for k in TOKENIZER_KEYS + hparams + ["general.architecture"]:
+            if field(r, k) != field(ref, k):
+                fails.append(f"{tag}: metadata {k} differs from the source's: {field(r, k)} vs {field(ref, k)}"[:300])
+    want_ftype = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}[typ]  # llama.cpp's LLAMA_FTYPE_*
     if field(r, "general.file_type") != want_ftype or field(r, "general.quantization_version") != 2:
         fails.append(f"{tag}: general.file_type / quantization_version are not {want_ftype} / 2")
-    heads = (int(field(r, "llama.attention.head_count")), int(field(r, "llama.attention.head_count_kv")))
-    src_gguf = {t.name: t for t in ref.tensors} if src.suffix == ".gguf" else None
+    heads = (int(field(r, f"{arch}.attention.head_count")), int(field(r, f"{arch}.attention.head_count_kv")))
+    if arch != "llama":  # qwen2 keeps Hugging Face's q/k order
+        heads = None
+    src_gguf = {t.name: t for t in GGUFReader(str(src)).tensors} if src.suffix == ".gguf" else None
     hf = load_file(str(src / "model.safetensors")) if src_gguf is None else None
     bad = 0
     for t in r.tensors:
@@ -133,7 +145,9 @@ def check_file(path: Path, src: Path, sllm: str, sllm_logits: str, fails: list[s
     gens = [json.loads(l) for l in out.splitlines() if l.strip().startswith("{")]
     seqs = []
     for p, g in zip(PROMPTS, gens, strict=True):
-        ids = llm.tokenize(p.encode(), add_bos=False, special=True)
+        # add_bos=True is llama.cpp's add_special: BOS only where the file's add_bos_token says so,
+        # as sllm generate does.
+        ids = llm.tokenize(p.encode(), add_bos=True, special=True)
         if len(ids) != g["prompt_tokens"]:
             fails.append(f"{tag}: llama.cpp tokenizes {p[:30]!r} into {len(ids)} tokens, sllm {g['prompt_tokens']}")
             continue
@@ -155,6 +169,7 @@ def check_file(path: Path, src: Path, sllm: str, sllm_logits: str, fails: list[s
     ids_file.write_text("".join(" ".join(map(str, s[1] + s[2])) + "\n" for s in seqs), encoding="utf-8")
     run([sllm_logits, path, "-", ids_file, logits_file, 2])
     flat, at = np.fromfile(logits_file, dtype="<f4"), 0
+    tie, mean_diff, min_agree = BOUNDS[typ]
     for p, ids, want, got, ref in seqs:
         n = ref.size
         mine = flat[at:at + n].reshape(ref.shape)
@@ -165,14 +180,17 @@ def check_file(path: Path, src: Path, sllm: str, sllm_logits: str, fails: list[s
         k = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
         stats = f"mean |logit diff| {diff:.3f}, same top token at {agree:.0%} of positions"
         if k is None:
-            print(f"ok   {tag}: {p[:30]!r}: {NEW_TOKENS} greedy tokens identical; {stats}")
+            ok = diff <= mean_diff and agree >= min_agree
+            print(f"{'ok  ' if ok else 'FAIL'} {tag}: {p[:30]!r}: {NEW_TOKENS} greedy tokens identical; {stats}")
+            if not ok:
+                fails.append(f"{tag}: logits along the greedy tokens differ beyond the bounds for {p[:30]!r}")
             continue
         # A flip is accepted only as a near-tie in sllm's own logits, with the logits close overall.
         pos = len(ids) - 1 + k
         gap = float(mine[pos, want[k]] - mine[pos, got[k]])
-        ok = gap <= TIE and diff <= MEAN_DIFF and agree >= MIN_AGREE
+        ok = gap <= tie and diff <= mean_diff and agree >= min_agree
         print(f"{'ok  ' if ok else 'FAIL'} {tag}: {p[:30]!r}: tokens identical up to {k}, then llama.cpp "
-              f"{got[k]} / sllm {want[k]}, {gap:.3f} apart in sllm's logits (near-tie <= {TIE}); {stats}")
+              f"{got[k]} / sllm {want[k]}, {gap:.3f} apart in sllm's logits (near-tie <= {tie}); {stats}")
         if not ok:
             fails.append(f"{tag}: greedy tokens differ from sllm's for {p[:30]!r} beyond a near-tie")
 
@@ -192,13 +210,20 @@ def main() -> int:
         t = Path(tmp)
         hf = t / "hf"
         run([args.sllm, "convert", "--model", model, "--out", hf, "--log-level", "error"])
-        jobs = [(model, "q8_0"), (model, "q4_0"), (hf, "f16"), (hf, "q8_0")]
-        for src, typ in jobs:
-            out = t / f"{'gguf' if src == model else 'hf'}_{typ}.gguf"
+        # Tiny random models (tests/reference/make_tiny_hf.py): an untied GQA llama and a qwen2
+        # with q/k/v biases and Qwen2's pre-tokenizer, exported as F32 (both sides compute fp32).
+        tiny = {"tiny-llama": ["--arch", "llama", "--kv-heads", "2"],
+                "tiny-qwen2": ["--arch", "qwen2", "--kv-heads", "2", "--tied", "--pretok", "qwen2"]}
+        for name, opts in tiny.items():
+            run([sys.executable, REPO / "tests/reference/make_tiny_hf.py", t / name, *opts])
+        jobs = [(model, "q8_0", model), (model, "q4_0", model), (hf, "f16", model), (hf, "q8_0", model),
+                (t / "tiny-llama", "f32", None), (t / "tiny-qwen2", "f32", None)]
+        for src, typ, ref_gguf in jobs:
+            out = t / f"{'gguf' if src == model else src.name}_{typ}.gguf"
             try:
                 run([args.sllm, "convert", "--model", src, "--to", "gguf", "--type", typ, "--out", out,
                      "--log-level", "error"])
-                check_file(out, src, args.sllm, args.sllm_logits, fails)
+                check_file(out, typ, src, ref_gguf, args.sllm, args.sllm_logits, fails)
             except Exception as e:  # one failing export must not hide the others
                 fails.append(f"{out.name}: {e}")
             finally:

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "core/error.h"
 #include "io/atomic_write.h"
@@ -37,6 +38,15 @@ load::LoadedModel loaded(std::shared_ptr<const model::LlamaModel> m) {
   lm.format = "hf";
   lm.display_name = "tiny";
   return lm;
+}
+
+void expect_error_contains(const std::function<void()>& f, const std::string& want) {
+  try {
+    f();
+    ADD_FAILURE() << "no error, wanted '" << want << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+  }
 }
 
 at::Tensor logits(const model::LlamaModel& m) {
@@ -75,6 +85,48 @@ TEST(GgufExport, F32LoadsBackExactly) {
       EXPECT_EQ(f.get_string("tokenizer.ggml.pre"), "gpt-2");
       EXPECT_EQ(f.get_string("tokenizer.chat_template"), "<|im_start|>");
     }
+}
+
+TEST(GgufExport, Qwen2KeepsItsRowOrderAndBiases) {
+  TmpDir d;
+  auto c = fixtures::tiny_config(2, true, false);
+  c.architecture = "qwen2";
+  auto m = fixtures::tiny_model(c, 4);
+  const auto path = d.file("qwen2.gguf");
+  load::save_gguf(loaded(m), path, "f32");
+  const auto f = io::GgufFile::open(path, false);
+  EXPECT_EQ(f.get_string("general.architecture"), "qwen2");
+  EXPECT_EQ(f.get_int("qwen2.block_count"), 2);
+  ASSERT_NE(f.find("blk.1.attn_k.bias"), nullptr);
+  const auto back = load::load_model(path);
+  EXPECT_EQ(back.model->config().architecture, "qwen2");
+  EXPECT_TRUE(back.model->config().attention_bias);
+  for (size_t i = 0; i < m->layers().size(); ++i) {
+    EXPECT_TRUE(
+        at::equal(back.model->layers()[i].qkv.dense_weight(), m->layers()[i].qkv.dense_weight()));
+    EXPECT_TRUE(at::equal(back.model->layers()[i].qkv.bias, m->layers()[i].qkv.bias));
+  }
+  EXPECT_TRUE(at::equal(logits(*back.model), logits(*m)));
+}
+
+TEST(GgufExport, EmbeddingRowsPastTheTokenizerBecomePadTokens) {
+  TmpDir d;
+  auto c = fixtures::tiny_config();
+  c.vocab_size = 264;  // 5 rows more than the tokenizer's 259 tokens, as padded vocabularies have
+  auto m = fixtures::tiny_model(c, 2);
+  const auto path = d.file("pad.gguf");
+  load::save_gguf(loaded(m), path, "f16");
+  const auto f = io::GgufFile::open(path, false);
+  const auto& tokens = f.metadata()["tokenizer.ggml.tokens"];
+  ASSERT_EQ(tokens.size(), 264u);
+  EXPECT_EQ(tokens[259], "[PAD259]");
+  EXPECT_EQ(f.metadata()["tokenizer.ggml.token_type"][263], 5);  // unused
+  const auto back = load::load_model(path);
+  EXPECT_EQ(back.tokenizer->encode("pad me"), fixtures::tiny_tokenizer()->encode("pad me"));
+  c.vocab_size = 200;  // fewer rows than tokens: no way to write the tokenizer
+  expect_error_contains(
+      [&] { load::save_gguf(loaded(fixtures::tiny_model(c)), d.file("s.gguf"), "f16"); },
+      "259 tokens but the embedding only 200 rows");
 }
 
 TEST(GgufExport, BlockTypesHoldTheQuantizedHuggingFaceRows) {
@@ -124,24 +176,16 @@ TEST(GgufExport, BlocksInTheRequestedTypeAreCopied) {
 
 TEST(GgufExport, RefusesWhatItCannotWrite) {
   TmpDir d;
-  auto expect_error = [&](const std::function<void()>& f, const std::string& want) {
-    try {
-      f();
-      ADD_FAILURE() << "no error, wanted '" << want << "'";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
-    }
-  };
+  const auto& expect_error = expect_error_contains;
   auto m = fixtures::tiny_model(fixtures::tiny_config(), 1);
   expect_error([&] { load::save_gguf(loaded(m), d.file("x.gguf"), "q5_k"); }, "unknown GGUF type");
   io::write_file_atomic(d.file("exists.gguf"), "x");
   expect_error([&] { load::save_gguf(loaded(m), d.file("exists.gguf"), "f16"); }, "already exists");
   expect_error([&] { load::save_gguf(loaded(m), d.file("no/such/dir.gguf"), "f16"); },
                "does not exist");
-  auto c = fixtures::tiny_config(2, true);
-  c.architecture = "qwen2";
+  auto c = fixtures::tiny_config(2, true);  // q/k/v biases in a llama model
   expect_error([&] { load::save_gguf(loaded(fixtures::tiny_model(c)), d.file("q.gguf"), "f16"); },
-               "'qwen2'");
+               "qwen2 models only");
   c = fixtures::tiny_config();
   c.rope_scaling.type = "llama3";
   expect_error([&] { load::save_gguf(loaded(fixtures::tiny_model(c)), d.file("r.gguf"), "f16"); },
