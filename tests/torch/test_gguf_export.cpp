@@ -87,6 +87,17 @@ TEST(GgufExport, F32LoadsBackExactly) {
     }
 }
 
+TEST(GgufExport, MistralIsWrittenAsLlama) {
+  TmpDir d;
+  auto c = fixtures::tiny_config(1);
+  c.architecture = "mistral";
+  auto m = fixtures::tiny_model(c, 6);
+  load::save_gguf(loaded(m), d.file("mistral.gguf"), "f32");
+  const auto back = load::load_model(d.file("mistral.gguf"));
+  EXPECT_EQ(back.model->config().architecture, "llama");
+  EXPECT_TRUE(at::equal(logits(*back.model), logits(*m)));
+}
+
 TEST(GgufExport, Qwen2KeepsItsRowOrderAndBiases) {
   TmpDir d;
   auto c = fixtures::tiny_config(2, true, false);
