@@ -33,6 +33,9 @@ int run_convert(const nlohmann::json& cfg) {
     log::info("wrote GGUF file {} ({})", out, type);
     return 0;
   }
+  SLLM_CHECK(config::get<std::string>(cfg, "type") == "f16",
+             "--type applies to --to gguf; a Hugging Face directory takes --dtype (fp32, bf16, "
+             "fp16) and --dequantize");
   auto m = load_from_config(cfg);
   const auto dtype = load::parse_dtype(config::get<std::string>(cfg, "dtype"));
   load::SaveOptions so;
