@@ -178,9 +178,7 @@ void set_tokenizer(const LoadedModel& m, int64_t vocab_rows, io::GgufWriter& w) 
 void check_gguf_export(const std::string& path, const std::string& type) {
   file_type(type);
   SLLM_CHECK(!path.empty(), "give the output file with --out FILE.gguf");
-  SLLM_CHECK(!fs::exists(path),
-             "'{}' already exists: give a new output file (it is never "
-             "overwritten)",
+  SLLM_CHECK(!fs::exists(path), "'{}' already exists: give a new output file (none is overwritten)",
              path);
   const auto dir = fs::path(path).parent_path();
   SLLM_CHECK(dir.empty() || fs::is_directory(dir),
