@@ -84,6 +84,7 @@ class LlamaModel {
   uint64_t weight_bytes() const;
   const std::vector<DecoderLayer>& layers() const { return layers_; }
   const at::Tensor& embed() const { return embed_; }
+  const at::Tensor& final_norm() const { return final_norm_; }
   const Linear& lm_head() const { return lm_head_; }
 
   // ---- pieces of the full forward, for layer-by-layer quantization (positions 0..T-1) ----

@@ -57,6 +57,17 @@ printf '{"prompt": "ok"}\n{"prompt": \n' > "$T/bad.jsonl"
 expect_error "malformed jsonl line" "bad.jsonl:2" "$BIN" generate --model "$MODEL" --prompt-file "$T/bad.jsonl"
 expect_error "bad dtype" "dtype" "$BIN" info --model "$MODEL" --dtype fp8
 expect_error "convert onto existing dir" "not empty" "$BIN" convert --model "$MODEL" --out "$T/hf"
+expect_error "convert to an unknown format" "unknown --to" "$BIN" convert --model "$MODEL" --to onnx --out "$T/x"
+expect_error "convert: --type without --to gguf" "applies to --to gguf" "$BIN" convert --model "$MODEL" --type q8_0 --out "$T/x"
+expect_error "gguf: unknown --type" "unknown GGUF type" "$BIN" convert --model "$MODEL" --to gguf --type q5_k --out "$T/x.gguf"
+: > "$T/exists.gguf"
+expect_error "gguf: output exists" "already exists" "$BIN" convert --model "$MODEL" --to gguf --out "$T/exists.gguf"
+expect_error "gguf: no such directory" "does not exist" "$BIN" convert --model "$MODEL" --to gguf --out "$T/nodir/x.gguf"
+expect_error "gguf: unwritable directory" "cannot write" "$BIN" convert --model "$MODEL" --to gguf --out /proc/sllm-x.gguf
+mkdir -p "$T/hf_llama3"; cp "$T/hf/"* "$T/hf_llama3/"
+sed -i 's/"rope_scaling": null/"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}/' "$T/hf_llama3/config.json"
+expect_error "gguf: a model it cannot write for llama.cpp" "rope scaling 'llama3'" "$BIN" convert --model "$T/hf_llama3" --to gguf --out "$T/q.gguf"
+[ ! -e "$T/x.gguf" ] && [ ! -e "$T/q.gguf" ] || { fails=$((fails + 1)); echo "FAIL a refused GGUF export left a file"; }
 expect_error "ppl file too short" "at least 2 tokens" "$BIN" eval --model "$MODEL" --ppl /dev/null
 
 # Speculative decoding: k out of range, an unknown drafter, a draft with another vocabulary.
