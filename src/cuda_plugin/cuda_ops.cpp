@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/fused.h"
+#include "kernels/cuda/gguf.h"
 #include "kernels/cuda/intq.h"
 #include "kernels/cuda/nf4.h"
 #include "ops/cuda_plugin.h"
@@ -115,6 +116,30 @@ at::Tensor int8_dequantize(const Int8Tensors& w, at::ScalarType dtype) {
   return out;
 }
 
+at::Tensor gguf_dequantize(const GgufTensors& w, at::ScalarType dtype) {
+  c10::cuda::CUDAGuard guard(w.blocks.device());
+  auto b = w.blocks.contiguous();
+  auto out = at::empty({w.out, w.in}, b.options().dtype(dtype));
+  check_launch(kc::gguf_dequantize(b.data_ptr<uint8_t>(), w.type, w.out, w.in, out.data_ptr(),
+                                   dtype_of(dtype), stream()),
+               "gguf_dequantize");
+  return out;
+}
+
+at::Tensor gguf_gemv(const at::Tensor& x, const GgufTensors& w, const at::Tensor& bias) {
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous(), b = w.blocks.contiguous();
+  at::Tensor bc;
+  if (bias.defined()) bc = bias.reshape({w.out}).to(x.scalar_type()).contiguous();
+  const int64_t rows = x.numel() / w.in;
+  auto y = at::empty({rows, w.out}, x.options());
+  check_launch(kc::gguf_gemv(b.data_ptr<uint8_t>(), w.type, xc.data_ptr(),
+                             bc.defined() ? bc.data_ptr() : nullptr, y.data_ptr(), rows, w.out,
+                             w.in, dtype_of(x.scalar_type()), stream()),
+               "gguf_gemv");
+  return y;
+}
+
 void peak_memory(int device, uint64_t* allocated, uint64_t* reserved) {
   namespace alloc = c10::cuda::CUDACachingAllocator;
   const auto stats = alloc::getDeviceStats(static_cast<c10::DeviceIndex>(device));
@@ -133,6 +158,9 @@ const CudaOps kOps{.abi_version = kCudaOpsAbi,
                    .intq_gemv = intq_gemv,
                    .intq_gemv_max_rows = kc::kIntqGemvMaxRows,
                    .int8_dequantize = int8_dequantize,
+                   .gguf_dequantize = gguf_dequantize,
+                   .gguf_gemv = gguf_gemv,
+                   .gguf_gemv_max_rows = kc::kGgufGemvMaxRows,
                    .peak_memory = peak_memory};
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "ops/gguf.h"
 #include "ops/intq.h"
 #include "ops/nf4.h"
 
@@ -28,11 +29,16 @@ struct CudaOps {
   at::Tensor (*intq_gemv)(const at::Tensor& x, const IntQTensors& w, const at::Tensor& bias);
   int64_t intq_gemv_max_rows;
   at::Tensor (*int8_dequantize)(const Int8Tensors& w, at::ScalarType dtype);
+  // GGUF blocks as stored: [out, in] in dtype (ggml's values); x [rows, in] contiguous, rows
+  // 1..gguf_gemv_max_rows, fp32 activations in x's dtype; bias may be undefined.
+  at::Tensor (*gguf_dequantize)(const GgufTensors& w, at::ScalarType dtype);
+  at::Tensor (*gguf_gemv)(const at::Tensor& x, const GgufTensors& w, const at::Tensor& bias);
+  int64_t gguf_gemv_max_rows;
   // Peak bytes allocated to tensors and reserved by libtorch's caching allocator on a device
   // since the process started.
   void (*peak_memory)(int device, uint64_t* allocated, uint64_t* reserved);
 };
-constexpr int kCudaOpsAbi = 3;
+constexpr int kCudaOpsAbi = 4;
 
 // Loads the plugin once (thread-safe) and returns its table, or nullptr when sllm was built
 // without CUDA or the plugin cannot be loaded (the reason is logged at debug level).

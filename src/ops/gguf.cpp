@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "core/error.h"
+#include "ops/cuda_plugin.h"
 #include "ops/gguf_internal.h"
 #include "ops/quant_internal.h"
 
@@ -75,6 +76,8 @@ GgufTensors make_gguf_tensors(at::Tensor blocks, uint32_t type, int64_t out, int
 
 at::Tensor gguf_dequantize(const GgufTensors& w, at::ScalarType dtype) {
   detail::check(w);
+  if (w.blocks.is_cuda() && cuda_ops() && detail::float_type(dtype))
+    return cuda_ops()->gguf_dequantize(w, dtype);
   if (!w.blocks.device().is_cpu()) return ref::gguf_dequantize(w, dtype);
   auto out = detail::gguf_dequantize_cpu(w);
   return dtype == at::kFloat ? out : out.to(dtype);
@@ -111,6 +114,14 @@ at::Tensor gguf_linear(const at::Tensor& x, const GgufTensors& w, const at::Tens
   // Gradients flow to x and bias through the dense weight (the weight itself is frozen).
   if (!grad && rows > 0 && x.device().is_cpu() && detail::float_type(x.scalar_type()))
     return detail::gguf_linear_cpu(x, w, bias, rows);
+  // CUDA: the fused GEMV for a few rows (fp32 activations in x's dtype); more rows dequantize
+  // once (gguf_dequantize's kernel) and multiply with cuBLAS.
+  if (!grad && rows > 0 && x.is_cuda() && detail::float_type(x.scalar_type()) && cuda_ops() &&
+      rows <= cuda_ops()->gguf_gemv_max_rows) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = w.out;
+    return cuda_ops()->gguf_gemv(x.reshape({rows, w.in}), w, bias).reshape(sizes);
+  }
   return at::linear(x, gguf_dequantize(w, x.scalar_type()), bias);
 }
 
