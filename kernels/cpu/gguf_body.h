@@ -143,6 +143,7 @@ void q8_tile(const GgufView& w, const int8_t* qx, const float* dx, const float* 
   const int64_t nb = w.in / 32, rb = w.row_bytes();
   for (int64_t o = o0; o < o1; ++o) {
     const uint8_t* row = w.blocks + o * rb;
+    prefetch_lines(row + kRowPrefetchBytes, rb);
     float mins[R] = {};
     float res[R];
 #if SLLM_GGUF_SIMD
@@ -217,6 +218,7 @@ void f32_tile(const GgufView& w, const float* x, const float* xs, const float* b
     const int64_t nb = w.in / 32, rb = w.row_bytes();
     for (int64_t o = o0; o < o1; ++o) {
       const uint8_t* row = w.blocks + o * rb;
+      prefetch_lines(row + kRowPrefetchBytes, rb);
       __m256 acc[R];
       float mins[R] = {};
       for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -254,6 +256,7 @@ void f32_tile(const GgufView& w, const float* x, const float* xs, const float* b
   alignas(64) float f[32];
   for (int64_t o = o0; o < o1; ++o) {
     const uint8_t* row = w.blocks + o * rb;
+    prefetch_lines(row + kRowPrefetchBytes, rb);
     typename V::F acc[R];
     for (int r = 0; r < R; ++r) acc[r] = V::zero();
     for (int64_t b = 0; b < nb; ++b) {

@@ -68,6 +68,7 @@ void gemm_tile(const int8_t* w, const float* scb, int64_t out, int64_t in, const
   const int64_t full = in & ~int64_t{W - 1};
   for (int64_t o = o0; o < o1; ++o) {
     const int8_t* wr = w + o * in;
+    prefetch_lines(wr + kRowPrefetchBytes, in);
     typename V::I32 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = V::zero_i32();

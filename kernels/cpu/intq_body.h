@@ -100,6 +100,7 @@ void gemv_gsum(const IntQView& w, const float* xs, const float* gsum, const floa
   const int64_t G = w.groups();
   for (int64_t o = o0; o < o1; ++o) {
     const uint8_t* row = row_of(w, o);
+    prefetch_lines(row + kRowPrefetchBytes, w.storage_bits == 4 ? w.in / 2 : w.in);
     const float* s = w.scales + o * G;
     const float* z = w.zeros + o * G;
     F acc = V::zero();
@@ -141,6 +142,7 @@ void gemv4_exact(const IntQView& w, const float* xs, const float* bias, float* y
   const int64_t G = w.groups();
   for (int64_t o = o0; o < o1; ++o) {
     const uint8_t* row = row_of(w, o);
+    prefetch_lines(row + kRowPrefetchBytes, w.in / 2);
     F a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
     for (int64_t g = 0; g < G; ++g) {
       const int64_t i0 = g * w.group_size, i1 = std::min(w.in, i0 + w.group_size);

@@ -77,6 +77,7 @@ void gemv(const uint8_t* packed, const float* absmax, const float* code, int64_t
   for (int64_t o = o0; o < o1; ++o) {
     const int64_t r0 = o * in;
     const int64_t r1 = r0 + in;
+    prefetch_lines(packed + r0 / 2 + kRowPrefetchBytes, in / 2);
     F acc = V::zero();
     float sacc = 0.f;
     for (int64_t s = r0, blk = r0 / blocksize; s < r1; ++blk) {

@@ -426,4 +426,14 @@ struct Vec<Isa::avx512> {
 
 #endif  // SLLM_CPU_X86
 
+// How far ahead of the row it reads a GEMV asks for the next weight rows, and the request itself:
+// one prefetch per 64-byte line of the n bytes at p. Left to the hardware prefetcher, the fused
+// decode kernels waited on DRAM for most of their time (the distance was the best of 0.7 / 1.4 /
+// 2.9 / 5.8 KB on the default model's decode).
+constexpr int64_t kRowPrefetchBytes = 3072;
+inline void prefetch_lines(const void* p, int64_t n) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = 0; off < n; off += 64) __builtin_prefetch(c + off, 0, 3);
+}
+
 }  // namespace sllm::kernels::cpu
