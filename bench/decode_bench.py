@@ -13,7 +13,7 @@ transformers runs the dense Hugging Face directory that `sllm convert` writes fr
 (pip install llama-cpp-python); it runs the GGUF file as stored (Q4_1). sllm runs it both ways:
 as stored (its default: Q4_1 blocks, the tied Q8_0 head; fp32 activations, and int8 activation
 blocks with --gguf-act q8) next to llama.cpp, and dequantized (--dequantize) to the named dtype next to
-transformers.
+transformers. The engines take turns repeat by repeat (round robin), medians of --repeats.
 """
 import argparse
 import json
@@ -35,32 +35,30 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def run_sllm(args, dtype, batch, flags=()):
-    """Returns (prefill tok/s, decode tok/s) medians at batch 1, or throughput for batch > 1."""
-    prefill, decode = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        pf = os.path.join(tmp, "prompts.jsonl")
-        with open(pf, "w") as f:
-            for i in range(batch):
-                f.write(json.dumps({"prompt": PROMPT + ("" if i == 0 else f" (variant {i})")}) + "\n")
-        cmd = [args.sllm, "generate", "--model", args.model, "--prompt-file", pf, "--json",
-               "--temperature", "0", "--ignore-eos", "--chat-template", "false",
-               "-n", str(args.max_new_tokens), "--threads", str(args.threads), "--dtype", dtype,
-               "--ctx", "1024", "--log-level", "warn", *flags]
-        for _ in range(args.repeats):
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900).stdout
-            rows = [json.loads(l) for l in out.splitlines() if l.strip()]
-            if batch == 1:
-                r = rows[0]
-                prefill.append(r["prompt_tokens"] / (r["first_token_ms"] / 1e3))
-                decode.append((r["completion_tokens"] - 1) / ((r["total_ms"] - r["first_token_ms"]) / 1e3))
-            else:
-                toks = sum(r["completion_tokens"] for r in rows)
-                decode.append(toks / (max(r["total_ms"] for r in rows) / 1e3))
-    return median(prefill), median(decode)
+def sllm_runner(args, dtype, batch, flags=()):
+    """One sllm run per call: (prefill tok/s, decode tok/s) at batch 1, (None, throughput) above."""
+    tmp = tempfile.mkdtemp(prefix="sllm-decode-bench-")
+    pf = os.path.join(tmp, "prompts.jsonl")
+    with open(pf, "w") as f:
+        for i in range(batch):
+            f.write(json.dumps({"prompt": PROMPT + ("" if i == 0 else f" (variant {i})")}) + "\n")
+    cmd = [args.sllm, "generate", "--model", args.model, "--prompt-file", pf, "--json",
+           "--temperature", "0", "--ignore-eos", "--chat-template", "false",
+           "-n", str(args.max_new_tokens), "--threads", str(args.threads), "--dtype", dtype,
+           "--ctx", "1024", "--log-level", "warn", *flags]
+
+    def once():
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900).stdout
+        rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+        if batch == 1:
+            r = rows[0]
+            return (r["prompt_tokens"] / (r["first_token_ms"] / 1e3),
+                    (r["completion_tokens"] - 1) / ((r["total_ms"] - r["first_token_ms"]) / 1e3))
+        return None, sum(r["completion_tokens"] for r in rows) / (max(r["total_ms"] for r in rows) / 1e3)
+    return once
 
 
-def run_transformers(args, dtype, hf_dir):
+def transformers_runner(args, dtype, hf_dir):
     """transformers on the dense Hugging Face directory `sllm convert` wrote from the GGUF:
     the same weights as sllm computes with, through transformers' standard dense path."""
     import torch
@@ -72,22 +70,22 @@ def run_transformers(args, dtype, hf_dir):
     ids = tok(PROMPT, return_tensors="pt")["input_ids"]
     n = args.max_new_tokens
     kw = dict(do_sample=False, pad_token_id=tok.eos_token_id)
-    prefill, decode = [], []
     with torch.no_grad():
         model.generate(ids, max_new_tokens=4, min_new_tokens=4, **kw)  # warm-up
-        for _ in range(args.repeats):
+
+    def once():
+        with torch.no_grad():
             t0 = time.perf_counter()
             model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
             ttft = time.perf_counter() - t0
             t0 = time.perf_counter()
             model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
             total = time.perf_counter() - t0
-            prefill.append(ids.shape[1] / ttft)
-            decode.append((n - 1) / (total - ttft))
-    return median(prefill), median(decode)
+        return ids.shape[1] / ttft, (n - 1) / (total - ttft)
+    return once
 
 
-def run_llama_cpp(args):
+def llama_cpp_runner(args):
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -96,9 +94,9 @@ def run_llama_cpp(args):
                 verbose=False, seed=0)
     eos = llm.token_eos()
     n = args.max_new_tokens
-    prefill, decode = [], []
     ntok = len(llm.tokenize(PROMPT.encode(), add_bos=False))
-    for _ in range(args.repeats + 1):
+
+    def once():
         llm.reset()
         t0 = time.perf_counter()
         first, count = None, 0
@@ -108,9 +106,21 @@ def run_llama_cpp(args):
             if first is None:
                 first = time.perf_counter() - t0
         total = time.perf_counter() - t0
-        prefill.append(ntok / first)
-        decode.append((count - 1) / (total - first))
-    return median(prefill[1:]), median(decode[1:])
+        return ntok / first, (count - 1) / (total - first)
+    once()  # warm-up
+    return once
+
+
+def file_type(path):
+    """The GGUF's weight type as llama.cpp names it (general.file_type), e.g. Q4_1, Q4_K_M."""
+    try:
+        import gguf
+        ft = gguf.GGUFReader(path).fields.get("general.file_type")
+        if ft is not None:
+            return gguf.LlamaFileType(int(ft.parts[ft.data[0]][0])).name.replace("MOSTLY_", "")
+    except Exception as e:  # the label only; the measurements do not depend on it
+        print(f"note: GGUF file type of {path} not read ({e})", file=sys.stderr)
+    return "gguf"
 
 
 def main():
@@ -121,49 +131,87 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="1,4,16")
+    ap.add_argument("--gguf-only", action="store_true",
+                    help="only the GGUF rows (sllm as stored, llama.cpp), not the dense ones")
     ap.add_argument("--json", required=True, help="the result file (with its provenance)")
     args = ap.parse_args()
 
-    res = {**provenance.collect(args.sllm), "model": args.model, "threads": args.threads,
-           "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "rows": []}
-    def row(engine, dtype, p, d):
-        res["rows"].append({"engine": engine, "dtype": dtype, "prefill_tok_s": p, "decode_tok_s": d})
-        print(f"{engine:<28} {dtype:<5} prefill {p:8.1f} tok/s   decode {d:7.2f} tok/s", flush=True)
+    ftype = file_type(args.model)
+    res = {**provenance.collect(args.sllm), "model": args.model, "file_type": ftype,
+           "threads": args.threads, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+           "order": "round robin: every engine runs once per repeat, in the listed order", "rows": []}
 
+    # (engine, dtype, runner); every runner is called once per repeat, all in turn, so that a
+    # machine slowing down over the run slows every row alike.
+    runners = []
     hf_tmp = tempfile.TemporaryDirectory()
-    hf_dir = os.path.join(hf_tmp.name, "hf")
-    subprocess.run([args.sllm, "convert", "--model", args.model, "--out", hf_dir, "--log-level", "warn"],
-                   check=True)
-    for dtype in ("fp32", "bf16"):
-        row("sllm", dtype, *run_sllm(args, dtype, 1, ["--dequantize"]))
-        row("transformers", dtype, *run_transformers(args, dtype, hf_dir))
-    row("sllm (GGUF as stored, fp32 act)", "fp32", *run_sllm(args, "fp32", 1, ["--gguf-act", "f32"]))
-    row("sllm (GGUF as stored, int8 act)", "fp32", *run_sllm(args, "fp32", 1, ["--gguf-act", "q8"]))
-    lc = run_llama_cpp(args)
+    if not args.gguf_only:
+        hf_dir = os.path.join(hf_tmp.name, "hf")
+        subprocess.run([args.sllm, "convert", "--model", args.model, "--out", hf_dir,
+                        "--log-level", "warn"], check=True)
+        for dtype in ("fp32", "bf16"):
+            runners.append(("sllm", dtype, sllm_runner(args, dtype, 1, ["--dequantize"])))
+            runners.append(("transformers", dtype, transformers_runner(args, dtype, hf_dir)))
+    runners.append(("sllm (GGUF as stored, fp32 act)", "fp32",
+                    sllm_runner(args, "fp32", 1, ["--gguf-act", "f32"])))
+    runners.append(("sllm (GGUF as stored, int8 act)", "fp32",
+                    sllm_runner(args, "fp32", 1, ["--gguf-act", "q8"])))
+    lc_name = f"llama.cpp ({ftype} as stored)"
+    lc = llama_cpp_runner(args)
     if lc:
-        row("llama.cpp (Q4_1 as stored)", "q4_1", *lc)
+        runners.append((lc_name, ftype.lower(), lc))
     else:
         print("llama.cpp: llama-cpp-python not installed, skipped")
+    batches = [int(x) for x in args.batches.split(",") if int(x) > 1]
+    for b in batches:
+        for act in ("f32", "q8"):
+            runners.append((f"sllm batch {b} ({act} act)", "fp32",
+                            sllm_runner(args, "fp32", b, ["--gguf-act", act])))
+
+    samples = {(e, d): [] for e, d, _ in runners}
+    for rep in range(args.repeats):
+        for e, d, fn in runners:
+            samples[(e, d)].append(fn())
+        print(f"repeat {rep + 1}/{args.repeats} done", flush=True)
+
+    for e, d, _ in runners:
+        if e.startswith("sllm batch"):
+            continue
+        p = median([s[0] for s in samples[(e, d)]])
+        dec = median([s[1] for s in samples[(e, d)]])
+        res["rows"].append({"engine": e, "dtype": d, "prefill_tok_s": p, "decode_tok_s": dec,
+                            "decode_samples": [s[1] for s in samples[(e, d)]]})
+        print(f"{e:<34} {d:<6} prefill {p:8.1f} tok/s   decode {dec:7.2f} tok/s", flush=True)
     by = {(r["engine"], r["dtype"]): r for r in res["rows"]}
     print("\nratios (decode tok/s):")
-    for dtype in ("fp32", "bf16"):
-        s, t = by[("sllm", dtype)], by[("transformers", dtype)]
-        print(f"  sllm / transformers {dtype}: {s['decode_tok_s'] / t['decode_tok_s']:.2f}x "
-              f"(prefill {s['prefill_tok_s'] / t['prefill_tok_s']:.2f}x)")
+    if not args.gguf_only:
+        for dtype in ("fp32", "bf16"):
+            s, t = by[("sllm", dtype)], by[("transformers", dtype)]
+            print(f"  sllm / transformers {dtype}: {s['decode_tok_s'] / t['decode_tok_s']:.2f}x "
+                  f"(prefill {s['prefill_tok_s'] / t['prefill_tok_s']:.2f}x)")
     if lc:
+        ref = by[(lc_name, ftype.lower())]
         for eng in ("sllm", "sllm (GGUF as stored, int8 act)", "sllm (GGUF as stored, fp32 act)"):
+            if (eng, "fp32") not in by:
+                continue
             s = by[(eng, "fp32")]
-            print(f"  {eng} fp32 / llama.cpp q4_1: {s['decode_tok_s'] / lc[1]:.2f}x "
-                  f"(prefill {s['prefill_tok_s'] / lc[0]:.2f}x)")
-    print("\nsllm batched decode throughput (GGUF as stored, fp32 act):")
+            print(f"  {eng} fp32 / {lc_name}: {s['decode_tok_s'] / ref['decode_tok_s']:.2f}x "
+                  f"(prefill {s['prefill_tok_s'] / ref['prefill_tok_s']:.2f}x)")
+    print("\nsllm batched decode throughput (GGUF as stored):")
     res["batched"] = []
-    stored = by[("sllm (GGUF as stored, fp32 act)", "fp32")]
-    for b in [int(x) for x in args.batches.split(",")]:
-        _, thr = run_sllm(args, "fp32", b) if b > 1 else (None, stored["decode_tok_s"])
-        res["batched"].append({"batch": b, "tok_s": thr})
-        print(f"  batch {b:>3}: {thr:8.1f} tok/s")
-    with open(args.json, "w") as f:
+    for b in [1] + batches:
+        for act in ("f32", "q8"):
+            if b == 1:
+                eng = "sllm (GGUF as stored, fp32 act)" if act == "f32" else "sllm (GGUF as stored, int8 act)"
+                thr = by[(eng, "fp32")]["decode_tok_s"]
+            else:
+                thr = median([s[1] for s in samples[(f"sllm batch {b} ({act} act)", "fp32")]])
+            res["batched"].append({"batch": b, "gguf_act": act, "tok_s": thr})
+            print(f"  batch {b:>3} ({act} act): {thr:8.1f} tok/s")
+    tmp = args.json + ".tmp"
+    with open(tmp, "w") as f:
         json.dump(res, f, indent=2)
+    os.replace(tmp, args.json)
 
 
 if __name__ == "__main__":
