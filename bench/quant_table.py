@@ -45,6 +45,7 @@ METHODS = {  # name -> quantize flags (gptq: act-order on, its default)
     # the output head as row-wise int8 too (--lm-head int8; the rows above keep it dense)
     "rtn-int8-g128-head-int8": ["--method", "rtn", "--bits", "8", "--group-size", "128",
                                 "--lm-head", "int8"],
+    "gptq-int4-g128-sym-head-int8": ["--method", "gptq", "--group-size", "128", "--lm-head", "int8"],
     "awq-int4-g64-head-int8": ["--method", "awq", "--group-size", "64", "--lm-head", "int8"],
     "nf4-head-int8": ["--method", "nf4", "--lm-head", "int8"],
 }
