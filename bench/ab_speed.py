@@ -31,7 +31,7 @@ PROMPT = ("The history of bread goes back thousands of years. Early farmers lear
 def decode_once(sllm, args):
     cmd = [sllm, "generate", "--model", args.model, "--prompt", PROMPT, "--chat-template", "false",
            "--temperature", "0", "-n", str(args.max_new_tokens), "--ignore-eos", "--json",
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), *args.gen_arg]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         sys.exit(f"{sllm} generate failed: {r.stderr.strip()[-500:]}")
@@ -92,6 +92,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--gen-arg", action="append", default=[],
+                    help="extra `sllm generate` flag for the decode runs, e.g. --gen-arg=--gguf-act=q8")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 

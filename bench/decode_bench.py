@@ -58,6 +58,13 @@ def sllm_runner(args, dtype, batch, flags=()):
     return once
 
 
+def run_sllm(args, dtype, batch, flags=()):
+    """--repeats runs of sllm_runner in a row: (median prefill tok/s or None, median decode tok/s)."""
+    once = sllm_runner(args, dtype, batch, flags)
+    runs = [once() for _ in range(args.repeats)]
+    return (median([r[0] for r in runs]) if batch == 1 else None), median([r[1] for r in runs])
+
+
 def transformers_runner(args, dtype, hf_dir):
     """transformers on the dense Hugging Face directory `sllm convert` wrote from the GGUF:
     the same weights as sllm computes with, through transformers' standard dense path."""
