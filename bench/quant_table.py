@@ -116,6 +116,7 @@ def main():
     ap.add_argument("--markdown")
     args = ap.parse_args()
 
+    prov = provenance.collect(args.sllm)  # the tree as the run starts: what was built and run
     work = args.keep or tempfile.mkdtemp(prefix="sllm-quant-table-")
     os.makedirs(work, exist_ok=True)
     rows = [measure(args, "fp32", args.model, {})]
@@ -138,7 +139,7 @@ def main():
             shutil.rmtree(out, ignore_errors=True)
     table = markdown(rows, base_ppl, speed=not args.skip_speed)
     print(table)
-    meta = {**provenance.collect(args.sllm), "model": args.model, "calib": args.calib,
+    meta = {**prov, "model": args.model, "calib": args.calib,
             "ppl_text": args.ppl, "ctx": args.ctx,
             "threads": args.threads, "max_new_tokens": args.max_new_tokens,
             "skip_speed": args.skip_speed, "rows": rows}
