@@ -428,8 +428,8 @@ struct Vec<Isa::avx512> {
 
 // How far ahead of the row it reads a GEMV asks for the next weight rows, and the request itself:
 // one prefetch per 64-byte line of the n bytes at p. Left to the hardware prefetcher, the fused
-// decode kernels waited on DRAM for most of their time (the distance was the best of 0.7 / 1.4 /
-// 2.9 / 5.8 KB on the default model's decode).
+// decode kernels waited on DRAM for most of their time (docs/performance.md; the distance was
+// the best of 0.7 / 1.4 / 2.9 / 5.8 KB on the default model's decode).
 constexpr int64_t kRowPrefetchBytes = 3072;
 inline void prefetch_lines(const void* p, int64_t n) {
   const char* c = static_cast<const char*>(p);
