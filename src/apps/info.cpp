@@ -41,7 +41,16 @@ std::vector<ModuleInfo> module_formats(const model::LlamaModel& m) {
     return ModuleInfo{name, fmt::format("dense {}", t.dtype().name()), t.sizes().vec(),
                       static_cast<int64_t>(t.nbytes())};
   };
-  out.push_back(dense("model.embed_tokens.weight", m.embed()));
+  if (const auto* blocks = m.embed_blocks()) {
+    const bool shared = m.config().tie_embeddings;  // the head's own blocks: counted once, there
+    out.push_back({"model.embed_tokens.weight",
+                   fmt::format("gguf {} rows{}", blocks->get<model::GgufFormat>().t.type_name(),
+                               shared ? ", the head's blocks" : ""),
+                   {blocks->out_features(), blocks->in_features()},
+                   shared ? 0 : blocks->weight_bytes()});
+  } else {
+    out.push_back(dense("model.embed_tokens.weight", m.embed()));
+  }
   for (size_t i = 0; i < m.layers().size(); ++i) {
     const auto& L = m.layers()[i];
     const std::string p = fmt::format("model.layers.{}.", i);

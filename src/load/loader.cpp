@@ -201,7 +201,17 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
                 kd = c.num_kv_heads * c.head_dim, I = c.intermediate_size;
   const std::string w = ".weight";
   auto cv = [&](at::Tensor t) { return t.to(o.device, o.dtype).contiguous(); };
-  auto embed = cv(src.get(n.embed, {c.vocab_size, hid}));
+  // GGUF blocks kept as stored: the head (tied: the embedding table's blocks) runs on them, and a
+  // token table in blocks is looked up row by row, with no dense copy.
+  std::optional<model::Linear> stored_head, embed_blocks;
+  if (gguf_blocks) {
+    stored_head = gguf_blocks_linear(src, {"lm_head"}, {c.tie_embeddings ? n.embed : n.lm_head},
+                                     {{c.vocab_size, hid}}, {0}, o.gguf_q8_act);
+    embed_blocks = c.tie_embeddings ? stored_head
+                                    : gguf_blocks_linear(src, {"embed_tokens"}, {n.embed},
+                                                         {{c.vocab_size, hid}}, {0}, o.gguf_q8_act);
+  }
+  auto embed = embed_blocks ? at::Tensor() : cv(src.get(n.embed, {c.vocab_size, hid}));
   std::vector<model::DecoderLayer> layers;
   // Modules a Hugging Face directory stores quantized (bitsandbytes 4-bit or int8, GPTQ, AWQ)
   // are taken as they are: never re-quantized.
@@ -314,11 +324,7 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   if (bar) bar->finish();
   auto final_norm = cv(src.get(n.final_norm, {hid}));
   // The output projection stays dense (as bitsandbytes leaves lm_head unquantized), except GGUF
-  // blocks kept as stored: the head (tied: the embedding table's blocks) runs on them.
-  std::optional<model::Linear> stored_head;
-  if (gguf_blocks)
-    stored_head = gguf_blocks_linear(src, {"lm_head"}, {c.tie_embeddings ? n.embed : n.lm_head},
-                                     {{c.vocab_size, hid}}, {0}, o.gguf_q8_act);
+  // blocks kept as stored (above).
   model::Linear head{embed, {}};
   head.parts = {{"lm_head", c.vocab_size}};
   auto config = c;
@@ -330,8 +336,10 @@ std::shared_ptr<const model::LlamaModel> build_model(const model::ModelConfig& c
   } else if (!c.tie_embeddings) {
     head.dense_weight() = cv(src.get(n.lm_head, {c.vocab_size, hid}));
   }
-  return std::make_shared<const model::LlamaModel>(config, embed, std::move(layers), final_norm,
-                                                   head);
+  model::LlamaModel m(config, embed, std::move(layers), final_norm, head);
+  if (embed_blocks)
+    return std::make_shared<const model::LlamaModel>(m.with_embedding_blocks(*embed_blocks));
+  return std::make_shared<const model::LlamaModel>(std::move(m));
 }
 
 model::ModelConfig config_from_gguf(const io::GgufFile& f, int64_t vocab_from_tokens) {

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "kv/kv_cache.h"
 #include "ops/checkpoint.h"
+#include "ops/gguf.h"
 #include "ops/ops.h"
 
 namespace sllm::model {
@@ -48,7 +49,36 @@ LlamaModel::LlamaModel(ModelConfig config, at::Tensor embed, std::vector<Decoder
   config_.validate("model");
   SLLM_CHECK(static_cast<int64_t>(layers_.size()) == config_.num_layers,
              "model has {} layers, config says {}", layers_.size(), config_.num_layers);
-  inv_freq_ = rope_inv_freq(config_).to(embed_.device());
+  SLLM_CHECK(final_norm_.defined(), "model has no final norm");
+  inv_freq_ = rope_inv_freq(config_).to(final_norm_.device());
+}
+
+LlamaModel LlamaModel::rebuilt(ModelConfig config, at::Tensor embed,
+                               std::vector<DecoderLayer> layers, at::Tensor final_norm,
+                               Linear lm_head) const {
+  LlamaModel m(std::move(config), std::move(embed), std::move(layers), std::move(final_norm),
+               std::move(lm_head));
+  m.embed_blocks_ = embed_blocks_;
+  return m;
+}
+
+LlamaModel LlamaModel::with_embedding_blocks(Linear blocks) const {
+  const auto* g = blocks.get_if<GgufFormat>();
+  SLLM_CHECK(g && g->t.out == config_.vocab_size && g->t.in == config_.hidden_size,
+             "an embedding table kept as stored must be GGUF blocks of shape [{}, {}]",
+             config_.vocab_size, config_.hidden_size);
+  LlamaModel m(config_, at::Tensor(), layers_, final_norm_, lm_head_);
+  m.embed_blocks_ = std::move(blocks);
+  return m;
+}
+
+at::Tensor LlamaModel::embed() const {
+  return embed_.defined() ? embed_ : embed_blocks_->dense_part(0).to(dtype());
+}
+
+at::Tensor LlamaModel::lookup(const at::Tensor& ids) const {
+  if (embed_.defined()) return embed_.index_select(0, ids);
+  return ops::gguf_rows(embed_blocks_->get<GgufFormat>().t, ids, dtype());
 }
 
 at::Tensor LlamaModel::rope_cos_sin(const at::Tensor& positions, at::Tensor* sin) const {
@@ -103,7 +133,7 @@ at::Tensor LlamaModel::positions_cos_sin(int64_t B, int64_t T, at::Tensor* sin) 
 }
 
 at::Tensor LlamaModel::embed_tokens(const at::Tensor& ids) const {
-  return embed_.index_select(0, ids.reshape({-1}).to(device()))
+  return lookup(ids.reshape({-1}).to(device()))
       .view({ids.size(0), ids.size(1), config_.hidden_size});
 }
 
@@ -128,7 +158,7 @@ LlamaModel LlamaModel::with_layer(int64_t i, DecoderLayer layer) const {
   SLLM_CHECK(i >= 0 && i < static_cast<int64_t>(layers_.size()), "layer {} out of range", i);
   auto layers = layers_;
   layers[i] = std::move(layer);
-  return LlamaModel(config_, embed_, std::move(layers), final_norm_, lm_head_);
+  return rebuilt(config_, embed_, std::move(layers), final_norm_, lm_head_);
 }
 
 at::Tensor LlamaModel::hidden_full(const at::Tensor& ids, bool checkpoint) const {
@@ -172,7 +202,7 @@ at::Tensor LlamaModel::forward_step(const BatchLayout& lay, kv::KvCache& cache) 
   const auto& c = config_;
   const int64_t N = lay.tokens.size(0), H = c.num_heads, KV = c.num_kv_heads, D = c.head_dim;
   const int64_t G = H / KV;
-  auto x = embed_.index_select(0, lay.tokens);
+  auto x = lookup(lay.tokens);
   at::Tensor sin;
   auto cos = rope_cos_sin(lay.positions, &sin);
   BatchLayout l2 = lay;  // shallow: tensors are handles
@@ -207,7 +237,7 @@ at::Tensor LlamaModel::forward_step(const BatchLayout& lay, kv::KvCache& cache) 
 
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::hf_state_dict() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  out.emplace_back("model.embed_tokens.weight", embed_);
+  out.emplace_back("model.embed_tokens.weight", embed());
   auto add_linear = [&](const std::string& prefix, const Linear& l) {
     for (int j = 0; j < static_cast<int>(l.parts.size()); ++j) {
       const auto& part = l.parts[j];
@@ -234,7 +264,8 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::hf_state_dict() cons
 }
 
 uint64_t LlamaModel::weight_bytes() const {
-  uint64_t total = embed_.nbytes() + final_norm_.nbytes();
+  uint64_t total =
+      (embed_.defined() ? embed_.nbytes() : embed_blocks_->weight_bytes()) + final_norm_.nbytes();
   if (!config_.tie_embeddings) total += lm_head_.weight_bytes();
   for (const auto& L : layers_) {
     total += L.attn_norm.nbytes() + L.ffn_norm.nbytes();
@@ -244,7 +275,7 @@ uint64_t LlamaModel::weight_bytes() const {
 }
 
 int64_t LlamaModel::num_parameters() const {
-  int64_t n = embed_.numel() + final_norm_.numel();
+  int64_t n = config_.vocab_size * config_.hidden_size + final_norm_.numel();
   if (!config_.tie_embeddings) n += lm_head_.in_features() * lm_head_.out_features();
   auto lin = [](const Linear& l) {
     int64_t k = l.in_features() * l.out_features() + (l.bias.defined() ? l.bias.numel() : 0);
@@ -270,6 +301,9 @@ std::vector<at::Tensor> LlamaModel::lora_parameters() const {
 }
 
 std::vector<at::Tensor> LlamaModel::dense_parameters() const {
+  SLLM_CHECK(embed_.defined(),
+             "full fine-tuning needs a dense embedding table; this model keeps it as GGUF blocks "
+             "(load it with --dequantize)");
   std::vector<at::Tensor> out{embed_};
   for (const auto& L : layers_) {
     out.push_back(L.attn_norm);
@@ -299,7 +333,7 @@ LlamaModel LlamaModel::map_linears(const std::function<Linear(int64_t, const Lin
     for (auto [name, l] : L.linears()) l = fn(static_cast<int64_t>(i), l);
     layers.push_back(std::move(L));
   }
-  return LlamaModel(config_, embed_, std::move(layers), final_norm_, lm_head_);
+  return rebuilt(config_, embed_, std::move(layers), final_norm_, lm_head_);
 }
 
 LlamaModel LlamaModel::with_lm_head(Linear head) const {
@@ -308,7 +342,7 @@ LlamaModel LlamaModel::with_lm_head(Linear head) const {
              head.in_features(), config_.vocab_size, config_.hidden_size);
   ModelConfig c = config_;
   c.tie_embeddings = false;
-  return LlamaModel(std::move(c), embed_, layers_, final_norm_, std::move(head));
+  return rebuilt(std::move(c), embed_, layers_, final_norm_, std::move(head));
 }
 
 LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {
@@ -323,8 +357,15 @@ LlamaModel LlamaModel::to(at::ScalarType dtype, at::Device device) const {
   }
   auto embed = cv(embed_);
   Linear head = lm_head_.to(device, dtype);
-  if (config_.tie_embeddings) head.dense_weight() = embed;
-  return LlamaModel(config_, embed, std::move(layers), cv(final_norm_), head);
+  if (config_.tie_embeddings && embed.defined() && head.is<DenseFormat>())
+    head.dense_weight() = embed;
+  LlamaModel m(config_, embed, std::move(layers), cv(final_norm_), head);
+  if (embed_blocks_) {
+    // A tied table is the head's blocks: keep sharing them after the move.
+    m.embed_blocks_ =
+        config_.tie_embeddings && head.is<GgufFormat>() ? head : embed_blocks_->to(device, dtype);
+  }
+  return m;
 }
 
 }  // namespace sllm::model

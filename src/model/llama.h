@@ -7,6 +7,7 @@
 
 #include <array>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,8 +65,8 @@ class LlamaModel {
              at::Tensor final_norm, Linear lm_head);
 
   const ModelConfig& config() const { return config_; }
-  at::ScalarType dtype() const { return embed_.scalar_type(); }
-  at::Device device() const { return embed_.device(); }
+  at::ScalarType dtype() const { return final_norm_.scalar_type(); }
+  at::Device device() const { return final_norm_.device(); }
 
   // ids [B, T] -> logits [B, T, vocab] (fp32). Causal, positions 0..T-1, no cache.
   at::Tensor forward_full(const at::Tensor& ids) const;
@@ -83,7 +84,11 @@ class LlamaModel {
   // Parameter memory in bytes and a per-format summary ("dense Float: 272 tensors").
   uint64_t weight_bytes() const;
   const std::vector<DecoderLayer>& layers() const { return layers_; }
-  const at::Tensor& embed() const { return embed_; }
+  // The token table [vocab, hidden], dense (decoded from its blocks when kept as stored: a
+  // full copy, for export and tools, not for the forward).
+  at::Tensor embed() const;
+  // The token table's GGUF blocks when it is kept as stored (with_embedding_blocks), else null.
+  const Linear* embed_blocks() const { return embed_blocks_ ? &*embed_blocks_ : nullptr; }
   const at::Tensor& final_norm() const { return final_norm_; }
   const Linear& lm_head() const { return lm_head_; }
 
@@ -106,6 +111,10 @@ class LlamaModel {
   // embedding (which stays as it is).
   LlamaModel with_lm_head(Linear head) const;
 
+  // Returns a copy whose token table is `blocks` (GGUF blocks, [vocab, hidden]), looked up row by
+  // row as stored; the dense table is dropped. A GGUF's tied table is the head's own blocks.
+  LlamaModel with_embedding_blocks(Linear blocks) const;
+
   // Returns a copy with every weight converted to dtype / moved to device (4-bit weights keep
   // their format and only move; LoRA adapters keep their dtype).
   LlamaModel to(at::ScalarType dtype, at::Device device) const;
@@ -125,11 +134,17 @@ class LlamaModel {
   at::Tensor attention_full(const DecoderLayer& L, const at::Tensor& h, const at::Tensor& cos,
                             const at::Tensor& sin, const LinearTap* tap) const;
   at::Tensor positions_cos_sin(int64_t B, int64_t T, at::Tensor* sin) const;
+  // Embeddings of ids [N] -> [N, hidden] in the model's dtype.
+  at::Tensor lookup(const at::Tensor& ids) const;
+  // A copy sharing everything with this one but the given pieces (embed_blocks_ carried over).
+  LlamaModel rebuilt(ModelConfig config, at::Tensor embed, std::vector<DecoderLayer> layers,
+                     at::Tensor final_norm, Linear lm_head) const;
   at::Tensor attention_step(const at::Tensor& q, const at::Tensor& k_all, const at::Tensor& v_all,
                             const BatchLayout& layout) const;
 
   ModelConfig config_;
-  at::Tensor embed_;
+  at::Tensor embed_;  // undefined when the table is kept as GGUF blocks (embed_blocks_)
+  std::optional<Linear> embed_blocks_;
   std::vector<DecoderLayer> layers_;
   at::Tensor final_norm_;
   Linear lm_head_;
