@@ -20,8 +20,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = ("The history of bread goes back thousands of years. Early farmers learned to grind "
@@ -56,24 +58,6 @@ def train_once(sllm, args, work):
     return {"train_tok_s": steps[-1]["tokens_per_s"], "losses": [p.get("loss") for p in steps]}
 
 
-def cpu_info():
-    model, flags = "", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512vl") if f in flags]
-    return {"cpu": model, "cores": os.cpu_count(), "isa": isa, "machine": platform.machine()}
-
-
-def git(*a, cwd=REPO):
-    return subprocess.run(["git", *a], capture_output=True, text=True, cwd=cwd).stdout.strip()
-
-
 def summary(a, b):
     ratios = [y / x for x, y in zip(a, b)]
     return {"a_median": statistics.median(a), "b_median": statistics.median(b),
@@ -97,6 +81,7 @@ def main():
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
+    prov = provenance.collect(args.b)  # the tree and machine as the run starts
     res = {"a": {"decode_tok_s": [], "prefill_tok_s": [], "train_tok_s": []},
            "b": {"decode_tok_s": [], "prefill_tok_s": [], "train_tok_s": []}}
     outputs, losses = {"a": None, "b": None}, {"a": None, "b": None}
@@ -117,11 +102,8 @@ def main():
             print(f"rep {rep + 1}/{args.reps}: decode a {res['a']['decode_tok_s'][-1]:.1f} "
                   f"b {res['b']['decode_tok_s'][-1]:.1f} tok/s", file=sys.stderr)
     out = {
-        "command": " ".join(sys.argv),
-        "commit": git("rev-parse", "HEAD"),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": cpu_info(),
-        "versions": {"a": subprocess.run([args.a, "--version"], capture_output=True, text=True).stdout.strip(),
+        **prov,
+        "binaries": {"a": subprocess.run([args.a, "--version"], capture_output=True, text=True).stdout.strip(),
                      "b": subprocess.run([args.b, "--version"], capture_output=True, text=True).stdout.strip(),
                      "python": platform.python_version()},
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
