@@ -309,8 +309,8 @@ TEST(GgufOpsErrors, BadTensorsAreClearErrors) {
 TEST(GgufOps, cuda_KernelsMatchCpu) {
   if (!ops::cuda_available()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA);
-  for (const int type : {2, 3, 6, 7, 8}) {
-    auto w = random_gguf(type, 77, 576, 40 + type, /*q8=*/false);
+  for (const int type : {2, 3, 6, 7, 8, 12, 13, 14}) {
+    auto w = random_gguf(type, 77, width(type, 576), 40 + type, /*q8=*/false);
     const auto wg = w.to(cuda);
     const auto want_w = ops::gguf_dequantize(w, at::kFloat);
     EXPECT_TRUE(at::equal(ops::gguf_dequantize(wg, at::kFloat).cpu(), want_w)) << "type " << type;
