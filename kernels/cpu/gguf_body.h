@@ -1,8 +1,11 @@
-// GGUF block matmul bodies (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 as stored), one instantiation per ISA
-// translation unit (gguf_isa_*.cpp), which enables its instruction set before including this.
-// Contracts: gguf_matmul.h. The block dot products of the q8 path work on 32 int8 lanes (one block
-// per 256-bit vector): weights as unsigned nibbles (Q4_1) or signed values (Q4_0 minus 8, Q8_0; the
-// sign moved onto x so that vpdpbusd / vpmaddubsw see |w| unsigned), exact in int32.
+// GGUF block matmul bodies (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K as stored), one
+// instantiation per ISA translation unit (gguf_isa_*.cpp), which enables its instruction set before
+// including this. Contracts: gguf_matmul.h. The block dot products of the q8 path work on 32 int8
+// lanes (one block per 256-bit vector): weights as unsigned values (Q4_1, Q5_1, Q4_K, Q5_K) or
+// signed values (Q4_0 minus 8, Q5_0 minus 16, Q6_K minus 32, Q8_0; the sign moved onto x so that
+// vpdpbusd / vpmaddubsw see |w| unsigned), exact in int32. K-quants run per 32-element sub-block
+// of their 256-element super-blocks, each sub-block with its own scale and minimum (Q6_K: a scale
+// per 16-element half, applied to the int32 lanes of each half apart).
 // No include guard: one inclusion per ISA translation unit.
 #ifndef SLLM_GGUF_ISA
 #error "define SLLM_GGUF_ISA (and the matching #pragma GCC target) before including this"
@@ -16,9 +19,14 @@ namespace sllm::kernels::cpu::gguf_isa {
 namespace {
 
 constexpr Isa kIsa = SLLM_GGUF_ISA;
-constexpr int kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8;
-// Types with a minimum (w = d * q + m, q unsigned); the others are w = d * (signed q).
-constexpr bool has_min(int t) { return t == kQ4_1 || t == kQ5_1; }
+constexpr int kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13,
+              kQ6_K = 14;
+// Types with a minimum (w = d * q + m, q unsigned; K-quants: d = d * sc, m = -dmin * m of the
+// sub-block); the others are w = d * (signed q).
+constexpr bool has_min(int t) { return t == kQ4_1 || t == kQ5_1 || t == kQ4_K || t == kQ5_K; }
+// Q6_K: 16-element sub-blocks, so a 32-element block has a scale per half (d, d2).
+constexpr bool two_scales(int t) { return t == kQ6_K; }
+constexpr bool k_quant(int t) { return t >= kQ4_K; }
 constexpr int kMaxTile = 4;  // rows of x per pass over the weight
 
 inline uint16_t ld16(const uint8_t* p) {
@@ -32,11 +40,17 @@ inline float half(const uint8_t* p) {
   return fp16_to_fp32(ld16(p));
 }
 
-// Block b of a row: its scale, minimum (Q4_1, Q5_1), fifth bits (Q5_x) and quantized values.
+// 32-element block b of a row: its scale, minimum (Q4_1, Q5_1, Q4_K, Q5_K), fifth bits (Q5_0,
+// Q5_1) and quantized values. K-quants: qs points at the 32 bytes whose nibble `sh` (0 or 4) holds
+// the block's low 4 bits, hs at the 32 bytes holding its high bit(s) at bit hb; Q6_K: d2 is the
+// scale of elements 16..31.
 struct Block {
   float d, m;
   uint32_t qh;
   const uint8_t* qs;
+  float d2 = 0.f;
+  const uint8_t* hs = nullptr;
+  int sh = 0, hb = 0;
 };
 template <int T>
 inline Block block_at(const uint8_t* row, int64_t b) {
@@ -56,6 +70,38 @@ inline Block block_at(const uint8_t* row, int64_t b) {
     uint32_t qh;
     std::memcpy(&qh, p + 4, 4);
     return {half(p), half(p + 2), qh, p + 8};
+  } else if constexpr (T == kQ4_K || T == kQ5_K) {
+    // super-block: half d, dmin; scales[12]; (Q5_K: qh[32]); qs[128], sub-blocks 2i and 2i + 1
+    // the low and high nibbles of qs[32 i .. 32 i + 31]
+    const int j = static_cast<int>(b & 7);
+    const uint8_t* p = row + (b >> 3) * (T == kQ4_K ? kQ4_KBytes : kQ5_KBytes);
+    uint8_t sc, mn;
+    scale_min_k4(j, p + 4, sc, mn);
+    const uint8_t* qs = p + (T == kQ4_K ? 16 : 48) + 32 * (j / 2);
+    return {half(p) * static_cast<float>(sc),
+            -(half(p + 2) * static_cast<float>(mn)),
+            0,
+            qs,
+            0.f,
+            p + 16,
+            4 * (j & 1),
+            j};
+  } else if constexpr (T == kQ6_K) {
+    // super-block: ql[128]; qh[64]; int8 scales[16]; half d. Sub-block 4 h + g: low nibbles
+    // (g < 2) or high nibbles of ql[64 h + 32 (g & 1) ..], bits 2 g, 2 g + 1 of qh[32 h ..],
+    // scales 8 h + 2 g and 8 h + 2 g + 1 for its halves
+    const int j = static_cast<int>(b & 7), h = j / 4, g = j & 3;
+    const uint8_t* p = row + (b >> 3) * kQ6_KBytes;
+    const float d = half(p + 208);
+    const auto* sc = reinterpret_cast<const int8_t*>(p + 192 + 8 * h + 2 * g);
+    return {d * static_cast<float>(sc[0]),
+            0.f,
+            0,
+            p + 64 * h + 32 * (g & 1),
+            d * static_cast<float>(sc[1]),
+            p + 128 + 32 * h,
+            4 * (g >> 1),
+            2 * g};
   } else {
     const uint8_t* p = row + b * 34;
     return {half(p), 0.f, 0, p + 2};
@@ -68,6 +114,12 @@ inline Block block_at(const uint8_t* row, int64_t b) {
 template <int T>
 inline int weight_int(const Block& k, int j) {
   if constexpr (T == kQ8_0) return static_cast<int8_t>(k.qs[j]);
+  if constexpr (k_quant(T)) {
+    const int lo = (k.qs[j] >> k.sh) & 0xF;
+    if constexpr (T == kQ4_K) return lo;
+    if constexpr (T == kQ5_K) return lo | (((k.hs[j] >> k.hb) & 1) << 4);
+    return (lo | (((k.hs[j] >> k.hb) & 3) << 4)) - 32;
+  }
   const int nib = j < 16 ? (k.qs[j] & 0xF) : (k.qs[j - 16] >> 4);
   if constexpr (T == kQ5_0 || T == kQ5_1) {
     const int q = nib | static_cast<int>(((k.qh >> j) & 1u) << 4);
@@ -76,11 +128,11 @@ inline int weight_int(const Block& k, int j) {
   return T == kQ4_0 ? nib - 8 : nib;
 }
 
-// Scalar block dot: sum over the block of the integer weights times qx.
+// Scalar block dot: sum over elements [j0, j1) of the block of the integer weights times qx.
 template <int T>
-inline int32_t dot_scalar(const Block& k, const int8_t* qx) {
+inline int32_t dot_scalar(const Block& k, const int8_t* qx, int j0 = 0, int j1 = 32) {
   int32_t s = 0;
-  for (int j = 0; j < 32; ++j) s += weight_int<T>(k, j) * qx[j];
+  for (int j = j0; j < j1; ++j) s += weight_int<T>(k, j) * qx[j];
   return s;
 }
 
@@ -91,6 +143,21 @@ template <int T>
 SLLM_VEC_INLINE __m256i block_bytes(const Block& k) {
   if constexpr (T == kQ8_0) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qs));
+  } else if constexpr (k_quant(T)) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qs));
+    __m256i w =
+        _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(k.sh)), _mm256_set1_epi8(0x0F));
+    if constexpr (T == kQ4_K) return w;
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.hs));
+    if constexpr (T == kQ5_K) {
+      const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << k.hb));
+      const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+      return _mm256_or_si256(w, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    }
+    // Q6_K: two high bits per byte (< 4, so the 16-bit shift by 4 stays inside the byte)
+    const __m256i hi =
+        _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(k.hb)), _mm256_set1_epi8(3));
+    return _mm256_sub_epi8(_mm256_or_si256(w, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
   } else {
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k.qs));
     const __m128i m = _mm_set1_epi8(0x0F);
@@ -156,7 +223,11 @@ void q8_tile(const GgufView& w, const int8_t* qx, const float* dx, const float* 
         for (int r = 0; r < R; ++r) {
           const int64_t xb = r * nb + b;
           const __m256i s = dot_block<T>(wv, qx + xb * 32);
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(k.d * dx[xb]), acc[r]);
+          // int32 lane i sums elements 4 i .. 4 i + 3: lanes 0..3 are the first half
+          const __m256 scale =
+              two_scales(T) ? _mm256_set_m128(_mm_set1_ps(k.d2 * dx[xb]), _mm_set1_ps(k.d * dx[xb]))
+                            : _mm256_set1_ps(k.d * dx[xb]);
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[r]);
           if constexpr (has_min(T)) mins[r] += k.m * sx[xb];
         }
       }
@@ -169,7 +240,12 @@ void q8_tile(const GgufView& w, const int8_t* qx, const float* dx, const float* 
         const Block k = block_at<T>(row, b);
         for (int r = 0; r < R; ++r) {
           const int64_t xb = r * nb + b;
-          res[r] += static_cast<float>(dot_scalar<T>(k, qx + xb * 32)) * (k.d * dx[xb]);
+          if constexpr (two_scales(T)) {
+            res[r] += static_cast<float>(dot_scalar<T>(k, qx + xb * 32, 0, 16)) * (k.d * dx[xb]) +
+                      static_cast<float>(dot_scalar<T>(k, qx + xb * 32, 16, 32)) * (k.d2 * dx[xb]);
+          } else {
+            res[r] += static_cast<float>(dot_scalar<T>(k, qx + xb * 32)) * (k.d * dx[xb]);
+          }
           if constexpr (has_min(T)) mins[r] += k.m * sx[xb];
         }
       }
@@ -188,12 +264,13 @@ inline void decode(const Block& k, float* f) {
 #if SLLM_GGUF_SIMD
   if constexpr (kIsa != Isa::scalar) {
     const __m256i wb = block_bytes<T>(k);
-    const __m256 d = _mm256_set1_ps(k.d), m = _mm256_set1_ps(k.m);
+    const __m256 m = _mm256_set1_ps(k.m);
+    const __m256 d[2] = {_mm256_set1_ps(k.d), _mm256_set1_ps(two_scales(T) ? k.d2 : k.d)};
     const __m128i halves[2] = {_mm256_castsi256_si128(wb), _mm256_extracti128_si256(wb, 1)};
     for (int h = 0; h < 2; ++h)
       for (int e = 0; e < 2; ++e) {
         const __m128i b8 = e ? _mm_srli_si128(halves[h], 8) : halves[h];
-        __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b8)));
+        __m256 v = _mm256_mul_ps(d[h], _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b8)));
         if constexpr (has_min(T)) v = _mm256_add_ps(v, m);
         _mm256_store_ps(f + h * 16 + e * 8, v);
       }
@@ -202,7 +279,8 @@ inline void decode(const Block& k, float* f) {
 #endif
   for (int j = 0; j < 32; ++j) {
     const float q = static_cast<float>(weight_int<T>(k, j));
-    f[j] = has_min(T) ? k.d * q + k.m : k.d * q;
+    const float d = two_scales(T) && j >= 16 ? k.d2 : k.d;
+    f[j] = has_min(T) ? d * q + k.m : d * q;
   }
 }
 
@@ -233,11 +311,19 @@ void f32_tile(const GgufView& w, const float* x, const float* xs, const float* b
         const __m256 d = _mm256_set1_ps(k.d);
         for (int r = 0; r < R; ++r) {
           const float* xr = x + r * w.in + b * 32;
-          __m256 t = _mm256_mul_ps(q0, _mm256_loadu_ps(xr));
-          t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xr + 8), t);
-          t = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xr + 16), t);
-          t = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xr + 24), t);
-          acc[r] = _mm256_fmadd_ps(t, d, acc[r]);
+          if constexpr (two_scales(T)) {  // a scale per 16-element half
+            __m256 t = _mm256_mul_ps(q0, _mm256_loadu_ps(xr));
+            t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xr + 8), t);
+            __m256 u = _mm256_mul_ps(q2, _mm256_loadu_ps(xr + 16));
+            u = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xr + 24), u);
+            acc[r] = _mm256_fmadd_ps(u, _mm256_set1_ps(k.d2), _mm256_fmadd_ps(t, d, acc[r]));
+          } else {
+            __m256 t = _mm256_mul_ps(q0, _mm256_loadu_ps(xr));
+            t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xr + 8), t);
+            t = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xr + 16), t);
+            t = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xr + 24), t);
+            acc[r] = _mm256_fmadd_ps(t, d, acc[r]);
+          }
           if constexpr (has_min(T)) mins[r] += k.m * xs[r * nb + b];
         }
       }
@@ -333,40 +419,42 @@ void f32_rows(const GgufView& w, int64_t rows, const float* x, const float* bias
   }
 }
 
+// f(std::integral_constant<int, T>) for the block type T of w.
+template <typename F>
+void by_type(int type, F&& f) {
+  switch (type) {
+    case kQ4_0:
+      return f(std::integral_constant<int, kQ4_0>{});
+    case kQ4_1:
+      return f(std::integral_constant<int, kQ4_1>{});
+    case kQ5_0:
+      return f(std::integral_constant<int, kQ5_0>{});
+    case kQ5_1:
+      return f(std::integral_constant<int, kQ5_1>{});
+    case kQ4_K:
+      return f(std::integral_constant<int, kQ4_K>{});
+    case kQ5_K:
+      return f(std::integral_constant<int, kQ5_K>{});
+    case kQ6_K:
+      return f(std::integral_constant<int, kQ6_K>{});
+    default:
+      return f(std::integral_constant<int, kQ8_0>{});
+  }
+}
+
 }  // namespace
 
 template <>
 void gemm_q8<SLLM_GGUF_ISA>(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx,
                             const float* sx, const float* bias, float* y, int64_t o0, int64_t o1) {
-  switch (w.type) {
-    case kQ4_0:
-      return q8_rows<kQ4_0>(w, rows, qx, dx, sx, bias, y, o0, o1);
-    case kQ4_1:
-      return q8_rows<kQ4_1>(w, rows, qx, dx, sx, bias, y, o0, o1);
-    case kQ5_0:
-      return q8_rows<kQ5_0>(w, rows, qx, dx, sx, bias, y, o0, o1);
-    case kQ5_1:
-      return q8_rows<kQ5_1>(w, rows, qx, dx, sx, bias, y, o0, o1);
-    default:
-      return q8_rows<kQ8_0>(w, rows, qx, dx, sx, bias, y, o0, o1);
-  }
+  by_type(w.type,
+          [&](auto t) { q8_rows<decltype(t)::value>(w, rows, qx, dx, sx, bias, y, o0, o1); });
 }
 
 template <>
 void gemm_f32<SLLM_GGUF_ISA>(const GgufView& w, int64_t rows, const float* x, const float* bias,
                              float* y, int64_t o0, int64_t o1) {
-  switch (w.type) {
-    case kQ4_0:
-      return f32_rows<kQ4_0>(w, rows, x, bias, y, o0, o1);
-    case kQ4_1:
-      return f32_rows<kQ4_1>(w, rows, x, bias, y, o0, o1);
-    case kQ5_0:
-      return f32_rows<kQ5_0>(w, rows, x, bias, y, o0, o1);
-    case kQ5_1:
-      return f32_rows<kQ5_1>(w, rows, x, bias, y, o0, o1);
-    default:
-      return f32_rows<kQ8_0>(w, rows, x, bias, y, o0, o1);
-  }
+  by_type(w.type, [&](auto t) { f32_rows<decltype(t)::value>(w, rows, x, bias, y, o0, o1); });
 }
 
 }  // namespace sllm::kernels::cpu::gguf_isa

@@ -54,6 +54,17 @@ inline float bf16_to_fp32(uint16_t h) {
   return f;
 }
 
+// 6-bit scale and min j (0..7) of the 12-byte packed K-quant scales (Q4_K, Q5_K).
+inline void scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
 void f16_to_f32(const uint16_t* src, float* dst, int64_t n);
 void bf16_to_f32(const uint16_t* src, float* dst, int64_t n);
 

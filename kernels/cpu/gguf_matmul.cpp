@@ -66,27 +66,16 @@ void gguf_round_q8(const float* x, int64_t n, float* out) {
 }
 
 void gguf_dequantize_rows(const GgufView& w, int64_t o0, int64_t o1, float* out) {
-  const int64_t rb = w.row_bytes();
-  for (int64_t o = o0; o < o1; ++o) {
-    const uint8_t* src = w.blocks + o * rb;
-    float* dst = out + o * w.in;
-    switch (w.type) {
-      case 2:
-        dequant_q4_0(src, dst, w.in);
-        break;
-      case 3:
-        dequant_q4_1(src, dst, w.in);
-        break;
-      case 6:
-        dequant_q5_0(src, dst, w.in);
-        break;
-      case 7:
-        dequant_q5_1(src, dst, w.in);
-        break;
-      default:
-        dequant_q8_0(src, dst, w.in);
-    }
-  }
+  // rows are whole blocks, so rows [o0, o1) are one run of blocks
+  auto* f = w.type == 2    ? dequant_q4_0
+            : w.type == 3  ? dequant_q4_1
+            : w.type == 6  ? dequant_q5_0
+            : w.type == 7  ? dequant_q5_1
+            : w.type == 12 ? dequant_q4_k
+            : w.type == 13 ? dequant_q5_k
+            : w.type == 14 ? dequant_q6_k
+                           : dequant_q8_0;
+  if (o1 > o0) f(w.blocks + o0 * w.row_bytes(), out + o0 * w.in, (o1 - o0) * w.in);
 }
 
 void gguf_gemm_q8(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx,

@@ -1,5 +1,6 @@
 // CUDA kernels over GGUF blocks as stored (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: 32 elements per block,
-// fp16 scales; layouts in kernels/cpu/gguf_dequant.h): dequantization and a fused
+// fp16 scales; Q4_K, Q5_K, Q6_K: 256-element super-blocks, run per 32-element sub-block; layouts
+// in kernels/cpu/gguf_dequant.h): dequantization and a fused
 // dequant-GEMV for a few rows of fp32 / fp16 / bf16 activations. Raw device pointers + sizes +
 // stream (no libtorch here); each returns a cudaError_t value (0 on success).
 #pragma once
@@ -10,7 +11,8 @@
 
 namespace sllm::kernels::cuda {
 
-// dst [out, in] in dtype: ggml's values (d * q, plus m for Q4_1 / Q5_1) computed in fp32.
+// dst [out, in] in dtype: ggml's values (d * q, plus m for Q4_1 / Q5_1; K-quants: d * sc * q,
+// minus dmin * m for Q4_K / Q5_K) computed in fp32.
 int gguf_dequantize(const uint8_t* blocks, int type, int64_t out, int64_t in, void* dst,
                     DType dtype, void* stream);
 

@@ -116,9 +116,10 @@ Names hf_names() {
 }
 
 // A Linear over GGUF blocks as stored, when every part's file tensor is a type Linears keep
-// (ops::gguf_linear_type) and all share it; std::nullopt otherwise. permute[i]: part i's rows
-// are llama.cpp's q/k order, restored on the rows of blocks (a row permutation, so the bytes
-// stay exact).
+// (ops::gguf_linear_type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) and all share it (a
+// Q4_K_M file's mixed q|k|v or gate|up parts load dense); std::nullopt otherwise. permute[i]: part
+// i's rows are llama.cpp's q/k order, restored on the rows of blocks (a row permutation, so the
+// bytes stay exact).
 std::optional<model::Linear> gguf_blocks_linear(const TensorSource& src,
                                                 const std::vector<std::string>& names,
                                                 const std::vector<std::string>& tensors,

@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "core/error.h"
+#include "kernels/cpu/gguf_matmul.h"
 #include "ops/cuda_plugin.h"
 #include "ops/gguf_internal.h"
 #include "ops/quant_internal.h"
@@ -14,17 +15,22 @@ namespace sllm::ops {
 
 namespace {
 
-int64_t block_bytes(int type) {
-  return type == 2 ? 18 : type == 3 ? 20 : type == 6 ? 22 : type == 7 ? 24 : 34;
+kernels::cpu::GgufView layout(int type) {
+  kernels::cpu::GgufView v;
+  v.type = type;
+  return v;
 }
 
 }  // namespace
 
 bool gguf_linear_type(uint32_t type) {
-  return type == 2 || type == 3 || type == 6 || type == 7 || type == 8;
+  return type == 2 || type == 3 || type == 6 || type == 7 || type == 8 || type == 12 ||
+         type == 13 || type == 14;
 }
 
-int64_t GgufTensors::row_bytes() const { return in / 32 * block_bytes(type); }
+int64_t GgufTensors::block_elems() const { return layout(type).block_elems(); }
+
+int64_t GgufTensors::row_bytes() const { return in / block_elems() * layout(type).block_bytes(); }
 
 std::string GgufTensors::type_name() const {
   switch (type) {
@@ -38,6 +44,12 @@ std::string GgufTensors::type_name() const {
       return "Q5_1";
     case 8:
       return "Q8_0";
+    case 12:
+      return "Q4_K";
+    case 13:
+      return "Q5_K";
+    case 14:
+      return "Q6_K";
     default:
       return "type#" + std::to_string(type);
   }
@@ -51,11 +63,12 @@ GgufTensors GgufTensors::to(at::Device device) const {
 
 void detail::check(const GgufTensors& w) {
   SLLM_CHECK(gguf_linear_type(static_cast<uint32_t>(w.type)),
-             "gguf: GGML type {} is not kept as stored (Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are)",
+             "gguf: GGML type {} is not kept as stored (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, "
+             "Q5_K and Q6_K are)",
              w.type);
-  SLLM_CHECK(w.out > 0 && w.in > 0 && w.in % 32 == 0,
-             "gguf: bad shape [{}, {}] (in must be a multiple of the 32-element block)", w.out,
-             w.in);
+  SLLM_CHECK(w.out > 0 && w.in > 0 && w.in % w.block_elems() == 0,
+             "gguf: bad shape [{}, {}] for {} (in must be a multiple of its {}-element block)",
+             w.out, w.in, w.type_name(), w.block_elems());
   SLLM_CHECK(w.blocks.defined() && w.blocks.scalar_type() == at::kByte && w.blocks.dim() == 2 &&
                  w.blocks.size(0) == w.out && w.blocks.size(1) == w.row_bytes(),
              "gguf: blocks must be uint8 [{}, {}] for {} [{}, {}]", w.out, w.row_bytes(),

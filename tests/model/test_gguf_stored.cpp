@@ -1,19 +1,26 @@
 // The default model (Q4_1 decoder Linears, tied Q8_0 embedding) run with its GGUF blocks as
 // stored vs the dequantized fp32 path of earlier releases: formats, logits, greedy tokens and
 // the perplexity of tests/data/ppl_en.txt (with the KL divergence of each as-stored path from
-// the dequantized one).
+// the dequantized one). The same for K-quant blocks: the default model written as F32 GGUF and
+// quantized to Q4_K_M by llama.cpp (make_kquant_gguf.py, llama-cpp-python; its down_proj rows,
+// 1536 wide, become Q4_K / Q6_K, the 576-wide ones fall back to 32-element types).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
+
+#include <unistd.h>
 
 #include "apps/common.h"
 #include "apps/perplexity.h"
 #include "engine/engine.h"
 #include "io/atomic_write.h"
+#include "load/gguf_export.h"
 #include "load/loader.h"
 
 using namespace sllm;
@@ -23,6 +30,16 @@ namespace {
 
 const std::string kModel = std::string(SLLM_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const std::string kText = std::string(SLLM_SOURCE_DIR) + "/tests/data/ppl_en.txt";
+
+// Greedy tokens of a chat prompt (prefill: dequantized tiles; decode: the fused kernels).
+std::vector<int32_t> greedy(const load::LoadedModel& m, const std::string& q, int n) {
+  engine::Engine eng(m.model, m.tokenizer, {.context = 512});
+  engine::Request r;
+  r.prompt = apps::encode_prompt(*m.tokenizer, q, true, "");
+  r.params.temperature = 0;
+  r.params.max_new_tokens = n;
+  return eng.generate({r})[0].tokens;
+}
 
 class GgufStored : public ::testing::Test {
  protected:
@@ -44,15 +61,6 @@ class GgufStored : public ::testing::Test {
   }
   void SetUp() override {
     if (!fs::exists(kModel)) GTEST_SKIP() << kModel << " is absent: run scripts/setup.sh";
-  }
-  static std::vector<int32_t> greedy_tokens(const load::LoadedModel& m, const std::string& q,
-                                            int n) {
-    engine::Engine eng(m.model, m.tokenizer, {.context = 512});
-    engine::Request r;
-    r.prompt = apps::encode_prompt(*m.tokenizer, q, true, "");
-    r.params.temperature = 0;
-    r.params.max_new_tokens = n;
-    return eng.generate({r})[0].tokens;
   }
   static load::LoadedModel *q8_, *f32_, *deq_;
 };
@@ -96,7 +104,7 @@ TEST_F(GgufStored, Fp32ActivationsGiveTheDequantizedLogitsAndTokens) {
   EXPECT_LT((a - b).abs().max().item<float>(), 1e-3);
   // decode runs the fused kernels (one row per step), prefill the dequantized tiles
   for (const std::string q : {"What is the capital of France?", "Name three colors."})
-    EXPECT_EQ(greedy_tokens(*f32_, q, 32), greedy_tokens(*deq_, q, 32)) << q;
+    EXPECT_EQ(greedy(*f32_, q, 32), greedy(*deq_, q, 32)) << q;
 }
 
 // The int8 path's perplexity (prefill: x rounded through its int8 blocks, dequantized tiles);
@@ -114,6 +122,102 @@ TEST_F(GgufStored, Int8ActivationsStayCloseInPerplexity) {
   EXPECT_LT(std::abs(q.perplexity / q.ref_perplexity - 1), 0.01) << q.perplexity;
   EXPECT_LT(q.mean_kld, 5e-3);
   EXPECT_GT(q.same_top, 95.0);
+}
+
+class GgufStoredKQuant : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!fs::exists(kModel)) return;
+#ifdef SLLM_TEST_PYTHON
+    at::set_num_threads(2);
+    dir_ = new fs::path(fs::temp_directory_path() / ("sllm_kquant_" + std::to_string(::getpid())));
+    fs::remove_all(*dir_);
+    fs::create_directories(*dir_);
+    const auto f32_file = (*dir_ / "f32.gguf").string(), k_file = (*dir_ / "q4_k_m.gguf").string();
+    {
+      load::LoadOptions o;
+      o.dequantize = true;
+      load::save_gguf(load::load_model(kModel, o), f32_file, "f32");
+    }
+    const std::string cmd = std::string("\"") + SLLM_TEST_PYTHON + "\" \"" + SLLM_SOURCE_DIR +
+                            "/tests/model/make_kquant_gguf.py\" \"" + f32_file + "\" \"" + k_file +
+                            "\" > \"" + (*dir_ / "quantize.log").string() + "\" 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      error_ = new std::string("llama.cpp's quantization failed: " +
+                               io::read_file((*dir_ / "quantize.log").string()));
+      return;
+    }
+    fs::remove(f32_file);
+    load::LoadOptions q8, f32, deq;
+    q8.gguf_q8_act = true;
+    f32.gguf_q8_act = false;
+    deq.dequantize = true;
+    q8_ = new load::LoadedModel(load::load_model(k_file, q8));
+    f32_ = new load::LoadedModel(load::load_model(k_file, f32));
+    deq_ = new load::LoadedModel(load::load_model(k_file, deq));
+#endif
+  }
+  static void TearDownTestSuite() {
+    delete q8_;
+    delete f32_;
+    delete deq_;
+    delete error_;
+    if (dir_) fs::remove_all(*dir_);
+    delete dir_;
+  }
+  void SetUp() override {
+    if (!fs::exists(kModel)) GTEST_SKIP() << kModel << " is absent: run scripts/setup.sh";
+#ifndef SLLM_TEST_PYTHON
+    GTEST_SKIP() << "SLLM_PYTHON is not configured: no llama.cpp to quantize to K types";
+#endif
+    ASSERT_EQ(error_, nullptr) << *error_;
+  }
+  static fs::path* dir_;
+  static std::string* error_;
+  static load::LoadedModel *q8_, *f32_, *deq_;
+};
+fs::path* GgufStoredKQuant::dir_ = nullptr;
+std::string* GgufStoredKQuant::error_ = nullptr;
+load::LoadedModel* GgufStoredKQuant::q8_ = nullptr;
+load::LoadedModel* GgufStoredKQuant::f32_ = nullptr;
+load::LoadedModel* GgufStoredKQuant::deq_ = nullptr;
+
+TEST_F(GgufStoredKQuant, KeepsTheKQuantBlocks) {
+  std::map<std::string, int> kept;
+  for (size_t i = 0; i < q8_->model->layers().size(); ++i) {
+    const auto& down = q8_->model->layers()[i].down;
+    const std::string hf = "model.layers." + std::to_string(i) + ".mlp.down_proj.weight";
+    const std::string stored = q8_->stored_types.at(hf);
+    if (stored != "Q4_K" && stored != "Q6_K") continue;
+    ASSERT_TRUE(down.is<model::GgufFormat>()) << hf << " is " << down.format_name();
+    EXPECT_EQ(down.get<model::GgufFormat>().t.type_name(), stored);
+    EXPECT_TRUE(deq_->model->layers()[i].down.is<model::DenseFormat>());
+    // the stored blocks dequantize to exactly the dense path's weights
+    EXPECT_TRUE(at::equal(down.dense_part(0), deq_->model->layers()[i].down.dense_part(0))) << hf;
+    kept[stored]++;
+  }
+  EXPECT_GT(kept["Q4_K"], 0);
+  EXPECT_GT(kept["Q6_K"], 0);
+}
+
+TEST_F(GgufStoredKQuant, GivesTheDequantizedLogitsAndTokens) {
+  at::NoGradGuard g;
+  // 10 tokens: the fused kernels; 40: the dequantized tiles
+  for (const int64_t n : {10, 40}) {
+    auto ids = (at::arange(n, at::kLong) * 997 + 1).remainder(49152).unsqueeze(0);
+    auto want = deq_->model->forward_full(ids);
+    auto a = f32_->model->forward_full(ids);
+    EXPECT_LT((a - want).abs().max().item<float>(), 1e-3) << n << " tokens, fp32 activations";
+    // int8 activation blocks: close, and the same top token wherever the reference is confident
+    auto q = q8_->model->forward_full(ids);
+    EXPECT_LT((q - want).abs().max().item<float>(), 0.05 * want.abs().max().item<float>()) << n;
+    auto top2 = want.topk(2, -1);
+    auto confident = (std::get<0>(top2).select(-1, 0) - std::get<0>(top2).select(-1, 1)).gt(1.0);
+    auto same = q.argmax(-1).eq(std::get<1>(top2).select(-1, 0));
+    EXPECT_TRUE(same.logical_or(confident.logical_not()).all().item<bool>()) << n << " tokens, q8";
+  }
+  for (const std::string q : {"What is the capital of France?", "Name three colors."})
+    EXPECT_EQ(greedy(*f32_, q, 32), greedy(*deq_, q, 32)) << q;
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 
 For each block type both sides read: blocks that gguf.quants.quantize makes from random weights
 (where it can), and blocks of random bytes (every nibble and scale pattern, NaN and inf scales
-included). sllm's load-time dequantizer, and for Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (the types Linears keep as
-stored) its kernels' and its tensor-op reference's dequantization, must give the same float32
-bits as gguf-py (NaN compared as NaN). Exit status 1 on any difference.
+included). sllm's load-time dequantizer, and for Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q5_K / Q6_K (the
+types Linears keep as stored) its kernels' row dequantizer (the prefill tiles') and its tensor-op
+reference's dequantization, must give the same float32 bits as gguf-py (NaN compared as NaN). Exit status 1 on any difference.
 """
 import argparse
 import subprocess
@@ -21,7 +21,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K,
          T.IQ4_NL, T.IQ4_XS]
-KEPT = {T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0}
+KEPT = {T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K}
 ROWS, COLS = 8, 512
 
 

@@ -5,8 +5,9 @@
 //
 // IN_FILE: ROWS rows of COLS elements of GGML type TYPE (its id), as stored. OUT_FILE: the
 // [ROWS, COLS] little-endian float32 values of the load-time dequantizer (io::dequantize_to_f32),
-// followed, for the types Linears keep as stored (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), by those of
-// ops::gguf_dequantize (the kernels) and ops::ref::gguf_dequantize (tensor ops). Exit 1 with one
+// followed, for the types Linears keep as stored (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K),
+// by those of ops::gguf_dequantize (the kernels' row dequantizer, which the prefill tiles use) and
+// ops::ref::gguf_dequantize (tensor ops). Exit 1 with one
 // line on stderr on any error.
 #include <ATen/ATen.h>
 

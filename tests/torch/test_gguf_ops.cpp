@@ -1,9 +1,9 @@
 // GGUF block ops (src/ops/gguf.h, kernels/cpu/gguf_matmul.h) against their plain-libtorch
-// references and an independent plain loop: dequantization bit for bit (Q4_0, Q4_1, Q5_0, Q5_1,
-// Q8_0), the
-// scalar / AVX2 / AVX-512 VNNI kernels of both activation paths (int8 blocks, fp32) over 1..16
-// rows, gguf_linear over the fused and the dequantized-tile paths (fp32 and bf16 x, bias), the
-// embedding-row lookup, gradients, and bad tensors as clear errors.
+// references and an independent plain loop (K-quants: the load-time dequantizers, checked against
+// the gguf Python package): dequantization bit for bit (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+// Q6_K), the scalar / AVX2 / AVX-512 VNNI kernels of both activation paths (int8 blocks, fp32)
+// over 1..16 rows, gguf_linear over the fused and the dequantized-tile paths (fp32 and bf16 x,
+// bias), the embedding-row lookup, gradients, and bad tensors as clear errors.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -23,10 +23,6 @@ using kernels::cpu::GgufSimd;
 
 namespace {
 
-int64_t block_bytes(int type) {
-  return type == 2 ? 18 : type == 3 ? 20 : type == 6 ? 22 : type == 7 ? 24 : 34;
-}
-
 uint16_t to_half_bits(float v) {
   const auto h = at::tensor({v}).to(at::kHalf);
   uint16_t b;
@@ -34,10 +30,55 @@ uint16_t to_half_bits(float v) {
   return b;
 }
 
+bool k_quant(int type) { return type == 12 || type == 13 || type == 14; }
+
+int64_t block_bytes(int type) {
+  switch (type) {
+    case 12:
+      return kernels::cpu::kQ4_KBytes;
+    case 13:
+      return kernels::cpu::kQ5_KBytes;
+    case 14:
+      return kernels::cpu::kQ6_KBytes;
+    default:
+      return type == 2 ? 18 : type == 3 ? 20 : type == 6 ? 22 : type == 7 ? 24 : 34;
+  }
+}
+
+// A row width of whole blocks: K-quants round `in` up to whole 256-element super-blocks.
+int64_t width(int type, int64_t in) { return k_quant(type) ? (in + 255) / 256 * 256 : in; }
+
+// A K-quant super-block's fp16 fields set to random scales (the other bytes stay random: every
+// 6-bit scale / minimum and Q6_K's int8 scales, of either sign): Q4_K / Q5_K d ~ 3e-5..7e-4 and
+// dmin ~ 0..3e-3 (times 6-bit scales up to 63), Q6_K d ~ 1e-5..3e-4 (times int8 scales).
+void set_k_scales(int type, uint8_t* p, int64_t n, uint64_t seed) {
+  at::manual_seed(seed);
+  auto r = at::rand({n, 2});
+  const float* rp = r.data_ptr<float>();
+  const int64_t bb = block_bytes(type);
+  for (int64_t k = 0; k < n; ++k, p += bb) {
+    if (type == 14) {
+      const uint16_t dh = to_half_bits(rp[2 * k] * 3e-4f + 1e-5f);
+      std::memcpy(p + 208, &dh, 2);
+    } else {
+      const uint16_t dh = to_half_bits(rp[2 * k] * 7e-4f + 3e-5f);
+      const uint16_t mh = to_half_bits(rp[2 * k + 1] * 3e-3f);
+      std::memcpy(p, &dh, 2);
+      std::memcpy(p + 2, &mh, 2);
+    }
+  }
+}
+
 // Random blocks: quantized bytes uniform, scales like a small model's (|d| ~ 1e-3..2e-2, some
 // negative for Q4_1's minimum).
 ops::GgufTensors random_gguf(int type, int64_t out, int64_t in, uint64_t seed, bool q8 = true) {
   at::manual_seed(seed);
+  if (k_quant(type)) {
+    const int64_t nsb = in / 256;
+    auto blocks = at::randint(0, 256, {out, nsb * block_bytes(type)}, at::kByte);
+    set_k_scales(type, blocks.data_ptr<uint8_t>(), out * nsb, seed + 1);
+    return ops::make_gguf_tensors(blocks, static_cast<uint32_t>(type), out, in, q8);
+  }
   const int64_t bb = block_bytes(type), nb = in / 32;
   auto blocks = at::randint(0, 256, {out, nb * bb}, at::kByte);
   auto d = at::rand({out, nb}) * 0.02 + 0.001;
@@ -62,6 +103,13 @@ at::Tensor plain_dequant(const ops::GgufTensors& w) {
   auto out = at::empty({w.out, w.in}, at::kFloat);
   float* o = out.data_ptr<float>();
   const auto* b = w.blocks.data_ptr<uint8_t>();
+  if (k_quant(w.type)) {  // the load-time dequantizers (bit for bit with gguf-py)
+    auto* f = w.type == 12   ? kernels::cpu::dequant_q4_k
+              : w.type == 13 ? kernels::cpu::dequant_q5_k
+                             : kernels::cpu::dequant_q6_k;
+    f(b, o, w.out * w.in);
+    return out;
+  }
   const int64_t bb = block_bytes(w.type);
   for (int64_t k = 0; k < w.out * w.in / 32; ++k, b += bb, o += 32) {
     uint16_t dh, mh = 0;
@@ -106,7 +154,7 @@ class GgufOps : public ::testing::TestWithParam<int> {};
 
 TEST_P(GgufOps, DequantizeIsBitExact) {
   const int type = GetParam();
-  auto w = random_gguf(type, 37, 96, 1);
+  auto w = random_gguf(type, 37, width(type, 96), 1);
   auto plain = plain_dequant(w);
   EXPECT_TRUE(at::equal(ops::gguf_dequantize(w, at::kFloat), plain));
   EXPECT_TRUE(at::equal(ops::ref::gguf_dequantize(w, at::kFloat), plain));
@@ -119,7 +167,7 @@ TEST_P(GgufOps, DequantizeIsBitExact) {
 
 TEST_P(GgufOps, KernelsMatchReferenceOnEveryIsa) {
   const int type = GetParam();
-  for (const int64_t in : {64, 576}) {
+  for (const int64_t in : {width(type, 64), width(type, 576)}) {
     auto w = random_gguf(type, 45, in, 2 + in);
     kernels::cpu::GgufView v{w.blocks.data_ptr<uint8_t>(), w.type, w.out, w.in};
     auto wd = plain_dequant(w);
@@ -186,11 +234,11 @@ TEST_P(GgufOps, KernelsExactOnSpikyActivationBlocks) {
 TEST_P(GgufOps, LinearOverEveryPath) {
   const int type = GetParam();
   for (const bool q8 : {true, false}) {
-    auto w = random_gguf(type, 70, 128, 3, q8);
+    auto w = random_gguf(type, 70, width(type, 128), 3, q8);
     auto bias = at::randn({w.out});
-    // 1 and 7 rows: fused kernels; 40 rows: dequantized tiles + at::mm
-    for (const int64_t rows : {1, 7, 40}) {
-      auto x = at::randn({1, rows, 128});
+    // 1, 7 and 16 rows: fused kernels; 17 and 40 rows: dequantized tiles + at::mm
+    for (const int64_t rows : {1, 7, 16, 17, 40}) {
+      auto x = at::randn({1, rows, w.in});
       auto want = ops::ref::gguf_linear(x, w, bias);
       expect_close(ops::gguf_linear(x, w, bias), want, 1e-5,
                    "rows " + std::to_string(rows) + (q8 ? " q8" : " f32"));
@@ -209,40 +257,45 @@ TEST_P(GgufOps, Q8ActivationsStayCloseToFp32) {
   // under 1 % on random data.
   auto w = random_gguf(GetParam(), 64, 256, 4);
   auto x = at::randn({3, 256});
+  ASSERT_GT(plain_dequant(w).abs().max().item<float>(), 0.f);
   auto exact = at::linear(x, plain_dequant(w));
   expect_close(ops::gguf_linear(x, w, {}), exact, 1e-2, "q8 vs fp32");
 }
 
 TEST_P(GgufOps, RowsAndGradients) {
-  auto w = random_gguf(GetParam(), 50, 64, 5);
+  const int64_t in = width(GetParam(), 64);
+  auto w = random_gguf(GetParam(), 50, in, 5);
   auto ids = at::tensor(std::vector<int64_t>{3, 0, 49, 3}, at::kLong).reshape({2, 2});
   auto rows = ops::gguf_rows(w, ids, at::kFloat);
-  EXPECT_EQ(rows.sizes().vec(), (std::vector<int64_t>{2, 2, 64}));
-  EXPECT_TRUE(at::equal(rows.reshape({4, 64}), plain_dequant(w).index_select(0, ids.reshape(-1))));
+  EXPECT_EQ(rows.sizes().vec(), (std::vector<int64_t>{2, 2, in}));
+  EXPECT_TRUE(at::equal(rows.reshape({4, in}), plain_dequant(w).index_select(0, ids.reshape(-1))));
   EXPECT_THROW(ops::gguf_rows(w, at::tensor(std::vector<int64_t>{50}, at::kLong), at::kFloat),
                Error);
   // gradients reach x through the dequantized weight
-  auto x = at::randn({2, 64}).requires_grad_(true);
+  auto x = at::randn({2, in}).requires_grad_(true);
   ops::gguf_linear(x, w, {}).sum().backward();
   auto x2 = x.detach().clone().requires_grad_(true);
   at::linear(x2, plain_dequant(w)).sum().backward();
   expect_close(x.grad(), x2.grad(), 1e-5, "grad");
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, GgufOps, ::testing::Values(2, 3, 6, 7, 8), [](const auto& info) {
-  const int t = info.param;
-  return std::string(t == 2   ? "Q4_0"
-                     : t == 3 ? "Q4_1"
-                     : t == 6 ? "Q5_0"
-                     : t == 7 ? "Q5_1"
-                              : "Q8_0");
-});
+INSTANTIATE_TEST_SUITE_P(Types, GgufOps, ::testing::Values(2, 3, 6, 7, 8, 12, 13, 14),
+                         [](const auto& info) {
+                           ops::GgufTensors t;
+                           t.type = info.param;
+                           return t.type_name();
+                         });
 
 TEST(GgufOpsErrors, BadTensorsAreClearErrors) {
   EXPECT_THROW(ops::make_gguf_tensors(at::zeros({4, 20}, at::kByte), 6, 4, 32), Error);  // Q5_0
   EXPECT_THROW(ops::make_gguf_tensors(at::zeros({4, 19}, at::kByte), 3, 4, 32), Error);
   EXPECT_THROW(ops::make_gguf_tensors(at::zeros({4, 20}, at::kByte), 3, 4, 30), Error);
   EXPECT_THROW(ops::make_gguf_tensors(at::zeros({4, 20}, at::kFloat), 3, 4, 32), Error);
+  // K-quants: rows of whole 256-element super-blocks
+  EXPECT_THROW(ops::make_gguf_tensors(at::zeros({4, 143}, at::kByte), 12, 4, 256), Error);
+  EXPECT_THROW(ops::make_gguf_tensors(at::zeros({4, 144}, at::kByte), 12, 4, 128), Error);
+  EXPECT_THROW(ops::make_gguf_tensors(at::zeros({4, 210}, at::kByte), 13, 4, 256), Error);
+  EXPECT_NO_THROW(ops::make_gguf_tensors(at::zeros({4, 210}, at::kByte), 14, 4, 256));
   auto w = ops::make_gguf_tensors(at::zeros({4, 20}, at::kByte), 3, 4, 32);
   EXPECT_THROW(ops::gguf_linear(at::zeros({2, 31}), w, {}), Error);
   EXPECT_THROW(ops::gguf_linear(at::zeros({2, 32}), w, at::zeros({3})), Error);
@@ -256,8 +309,8 @@ TEST(GgufOpsErrors, BadTensorsAreClearErrors) {
 TEST(GgufOps, cuda_KernelsMatchCpu) {
   if (!ops::cuda_available()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA);
-  for (const int type : {2, 3, 6, 7, 8}) {
-    auto w = random_gguf(type, 77, 576, 40 + type, /*q8=*/false);
+  for (const int type : {2, 3, 6, 7, 8, 12, 13, 14}) {
+    auto w = random_gguf(type, 77, width(type, 576), 40 + type, /*q8=*/false);
     const auto wg = w.to(cuda);
     const auto want_w = ops::gguf_dequantize(w, at::kFloat);
     EXPECT_TRUE(at::equal(ops::gguf_dequantize(wg, at::kFloat).cpu(), want_w)) << "type " << type;
