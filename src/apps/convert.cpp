@@ -1,5 +1,6 @@
 // sllm convert: GGUF or HF directory -> Hugging Face directory (safetensors + tokenizer), or ->
-// a GGUF file that llama.cpp loads (--to gguf --type f32|f16|q8_0|q4_0|q4_1).
+// a GGUF file that llama.cpp loads (--to gguf --type f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|
+// q6_k|q4_k_m).
 #include <iostream>
 
 #include "apps/apps.h"
@@ -17,7 +18,10 @@ options::Table convert_options() {
        {{"out", nullptr, "output directory (--to hf) or .gguf file (--to gguf); must not exist",
          "-o,--out"},
         {"to", "hf", "output format: hf (Hugging Face directory) or gguf (llama.cpp)", "--to"},
-        {"type", "f16", "--to gguf: tensor type: f32, f16, q8_0, q4_0 or q4_1", "--type"}}});
+        {"type", "f16",
+         "--to gguf: tensor type: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k or "
+         "q4_k_m (llama.cpp's mix)",
+         "--type"}}});
 }
 
 int run_convert(const nlohmann::json& cfg) {

@@ -24,15 +24,59 @@ using V = io::GgufValueType;
 struct FileType {
   const char* name;
   uint32_t ftype;  // llama.cpp's general.file_type
-  uint32_t ggml;   // the GGML type of the Linears
+  uint32_t ggml;   // the GGML type of the Linears (before the per-tensor recipe and fallbacks)
+  bool k_mix;      // llama.cpp's Q4_K_M choices for attn_v / ffn_down
 };
 constexpr FileType kFileTypes[] = {
-    {"f32", 0, 0}, {"f16", 1, 1}, {"q4_0", 2, 2}, {"q4_1", 3, 3}, {"q8_0", 7, 8}};
+    {"f32", 0, 0, false},    {"f16", 1, 1, false},    {"q8_0", 7, 8, false},
+    {"q4_0", 2, 2, false},   {"q4_1", 3, 3, false},   {"q5_0", 8, 6, false},
+    {"q5_1", 9, 7, false},   {"q4_k", 14, 12, false}, {"q5_k", 16, 13, false},
+    {"q6_k", 18, 14, false}, {"q4_k_m", 15, 12, true}};
+constexpr uint32_t kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14;
 
 const FileType& file_type(const std::string& type) {
   for (const auto& t : kFileTypes)
     if (type == t.name) return t;
-  SLLM_FAIL("unknown GGUF type '{}': use f32, f16, q8_0, q4_0 or q4_1", type);
+  SLLM_FAIL(
+      "unknown GGUF type '{}': use f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k or "
+      "q4_k_m",
+      type);
+}
+
+bool is_k(uint32_t t) { return t == kQ4_K || t == kQ5_K || t == kQ6_K; }
+
+// llama.cpp's layers that get more bits under Q4_K_M: the first and last eighth, and every third
+// one between.
+bool use_more_bits(int64_t i, int64_t n) {
+  return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+// Where a 2-D tensor sits, for the per-tensor type choice.
+enum class Role { kHead, kEmbed, kAttnV, kFfnDown, kLinear };
+
+// The GGML type llama.cpp's quantize picks for a tensor of rows of `cols` elements under `ft`
+// (the recipe, then its fallbacks for rows that are not whole blocks: K rows that are not whole
+// 256-element super-blocks take Q5_0 / Q5_1 / Q8_0 for Q4_K / Q5_K / Q6_K, any other type F16).
+// The legacy 4/5-bit types keep the token embedding and output head in Q8_0.
+uint32_t tensor_type(const FileType& ft, Role role, int64_t layer, int64_t n_layers, int64_t cols,
+                     const std::string& name) {
+  const bool k = is_k(ft.ggml);
+  uint32_t t = ft.ggml;
+  if (role == Role::kHead)
+    t = k ? kQ6_K : (ft.ggml == 0 || ft.ggml == 1 || ft.ggml == kQ8_0) ? ft.ggml : kQ8_0;
+  else if (role == Role::kEmbed && !k && ft.ggml > 1)
+    t = kQ8_0;
+  else if (ft.k_mix && (role == Role::kAttnV || role == Role::kFfnDown) &&
+           use_more_bits(layer, n_layers))
+    t = kQ6_K;
+  if (is_k(t) && cols % kc::kQK_K != 0) t = t == kQ4_K ? 6 : t == kQ5_K ? 7 : kQ8_0;
+  int64_t block = 1;
+  size_t bytes = 0;
+  io::ggml_type_layout(t, block, bytes);
+  if (cols % block == 0) return t;
+  log::warn("GGUF export: '{}' has rows of {} elements, not whole {} blocks: written as F16", name,
+            cols, io::ggml_type_name(t));
+  return 1;
 }
 
 at::Tensor f32(const at::Tensor& t) { return t.to(at::kCPU, at::kFloat).contiguous(); }
@@ -40,31 +84,10 @@ at::Tensor f32(const at::Tensor& t) { return t.to(at::kCPU, at::kFloat).contiguo
 // float32 values (contiguous) as GGUF data of a GGML type.
 std::string encode(const at::Tensor& w, uint32_t type) {
   const int64_t n = w.numel();
-  const float* p = w.data_ptr<float>();
-  std::string out;
-  switch (type) {
-    case 0:
-      out.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(n) * 4);
-      break;
-    case 1:
-      out.resize(static_cast<size_t>(n) * 2);
-      kc::f32_to_f16(p, reinterpret_cast<uint16_t*>(out.data()), n);
-      break;
-    case 2:
-      out.resize(static_cast<size_t>(n / kc::kQK4_0 * kc::kQ4_0Bytes));
-      kc::quant_q4_0(p, out.data(), n);
-      break;
-    case 3:
-      out.resize(static_cast<size_t>(n / kc::kQK4_1 * kc::kQ4_1Bytes));
-      kc::quant_q4_1(p, out.data(), n);
-      break;
-    case 8:
-      out.resize(static_cast<size_t>(n / kc::kQK8_0 * kc::kQ8_0Bytes));
-      kc::quant_q8_0(p, out.data(), n);
-      break;
-    default:
-      SLLM_FAIL("GGUF export: cannot write GGML type {}", io::ggml_type_name(type));
-  }
+  const int64_t bytes = kc::quant_bytes(type, n);
+  SLLM_CHECK(bytes >= 0, "GGUF export: cannot write GGML type {}", io::ggml_type_name(type));
+  std::string out(static_cast<size_t>(bytes), '\0');
+  kc::quantize(type, w.data_ptr<float>(), out.data(), n);
   return out;
 }
 
@@ -222,21 +245,10 @@ void save_gguf(const LoadedModel& m, const std::string& path, const std::string&
   }
   set_tokenizer(m, c.vocab_size, w);
 
-  // Block types need whole 32-element blocks per row; other rows fall back to F16.
-  auto type_for = [&](uint32_t want, int64_t cols, const std::string& name) -> uint32_t {
-    int64_t block = 1;
-    size_t bytes = 0;
-    io::ggml_type_layout(want, block, bytes);
-    if (cols % block == 0) return want;
-    log::warn("GGUF export: '{}' has rows of {} elements, not whole {} blocks: written as F16",
-              name, cols, io::ggml_type_name(want));
-    return 1;
-  };
-  // Token embedding and output head: Q8_0 under the 4-bit types (llama.cpp's quantize gives them
-  // Q6_K, or Q8_0 when rows are not whole 256-element super-blocks), else the requested type.
-  const uint32_t head_want = (ft.ggml == 2 || ft.ggml == 3) ? 8 : ft.ggml;
-  const int64_t hid = c.hidden_size;
-  const uint32_t embd_t = type_for(head_want, hid, "token_embd.weight");
+  const int64_t hid = c.hidden_size, n_layers = c.num_layers;
+  // A tied embedding is also the output head, and llama.cpp quantizes it as one.
+  const uint32_t embd_t = tensor_type(ft, c.tie_embeddings ? Role::kHead : Role::kEmbed, 0,
+                                      n_layers, hid, "token_embd.weight");
   w.add_tensor("token_embd.weight", {c.vocab_size, hid}, embd_t, [model, embd_t]() {
     const auto& head = model->lm_head();
     const auto* g = head.get_if<model::GgufFormat>();
@@ -262,7 +274,10 @@ void save_gguf(const LoadedModel& m, const std::string& path, const std::string&
                               : part == "self_attn.q_proj" ? c.num_heads
                               : part == "self_attn.k_proj" ? c.num_kv_heads
                                                            : 0;
-        const uint32_t t = type_for(ft.ggml, l.in_features(), name);
+        const Role role = part == "self_attn.v_proj" ? Role::kAttnV
+                          : part == "mlp.down_proj"  ? Role::kFfnDown
+                                                     : Role::kLinear;
+        const uint32_t t = tensor_type(ft, role, i, n_layers, l.in_features(), name);
         const model::Linear* lp = &l;
         w.add_tensor(name, {l.parts[j].rows, l.in_features()}, t,
                      [model, lp, j, t, heads]() { return linear_part(*lp, j, t, heads); });
@@ -275,7 +290,7 @@ void save_gguf(const LoadedModel& m, const std::string& path, const std::string&
   }
   w.add_tensor("output_norm.weight", {hid}, 0, as_f32(model->final_norm()));
   if (!c.tie_embeddings) {
-    const uint32_t t = type_for(head_want, hid, "output.weight");
+    const uint32_t t = tensor_type(ft, Role::kHead, 0, n_layers, hid, "output.weight");
     w.add_tensor("output.weight", {c.vocab_size, hid}, t,
                  [model, t]() { return linear_part(model->lm_head(), 0, t, 0); });
   }

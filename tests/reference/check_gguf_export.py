@@ -3,13 +3,17 @@
 
     check_gguf_export.py --sllm build/sllm --model models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-Exports the default GGUF to q8_0 and q4_0, a Hugging Face directory made from it (sllm convert)
-to f16 and q8_0, and two tiny random models (make_tiny_hf.py: an untied GQA llama, a qwen2 with
-biases and Qwen2's pre-tokenizer) to f32. For every exported file:
+Exports the default GGUF to q8_0 and q4_0, its f32 export to q4_k_m, a Hugging Face directory
+made from it (sllm convert) to f16 and q8_0, and two tiny random models (make_tiny_hf.py: an
+untied GQA llama, a qwen2 with biases and Qwen2's pre-tokenizer) to f32. For every exported file:
   - every tensor's bytes equal the gguf package's: a source tensor already in the written type is
     copied; others are gguf.quants.quantize of the source's weights (GGUF source: dequantized by
     gguf.quants.dequantize; HF source: the safetensors rows, q/k permuted as llama.cpp's
     convert_hf_to_gguf.py does); norms stay F32;
+  - q4_k_m (the gguf package cannot write K types): llama.cpp quantizes the same F32 file to its
+    Q4_K_M (llama_model_quantize, no importance matrix); every tensor must have llama.cpp's type,
+    and its bytes equal llama.cpp's (K types: check_gguf_quant.compare_k's rule, at most 1 % of the
+    super-blocks differing by a float rounding and then with no larger error);
   - for exports of the default model, the tokenizer metadata and llama.* hyperparameters equal
     the default GGUF's (tokens, types, merges, pre, special ids, add_bos, chat template);
     general.file_type is the type's;
@@ -18,7 +22,8 @@ biases and Qwen2's pre-tokenizer) to f32. For every exported file:
     sides' logits along sllm's tokens must be close (mean |diff|, share of positions with the same
     top token), and where the tokens part, the step must be a near-tie in sllm's logits; the bounds
     per file type are BOUNDS below (sllm multiplies Q8_0 / Q4_0 blocks with fp32 activations,
-    llama.cpp with int8 ones).
+    llama.cpp with int8 ones; sllm runs K blocks dequantized to fp32, llama.cpp with int8
+    activation blocks).
 Exit status 1 on any failure; a missing package or model fails, it never skips.
 """
 import argparse
@@ -34,6 +39,8 @@ from gguf.constants import GGMLQuantizationType as T
 from llama_cpp import Llama
 from safetensors.numpy import load_file
 
+from check_gguf_quant import compare_k, llama_quantize
+
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ["Once upon a time, in a small village by the sea,",
            "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
@@ -44,10 +51,15 @@ NEW_TOKENS = 24
 # blocks with fp32 activations, llama.cpp with int8 activation blocks (about 1 % error per Linear):
 # their logits differ by ~0.2 on average, so a token whose two candidates sllm ranks within TIE of
 # each other may flip. F16: llama.cpp rounds activations to fp16 (logits ~0.01 apart); F32: both
-# sides compute in fp32. Anything wrong in a file (a tensor, the q/k order, the tokenizer) moves
-# the logits far more than these bounds.
-BOUNDS = {"q8_0": (0.5, 0.35, 0.8), "q4_0": (0.5, 0.35, 0.8), "f16": (0.05, 0.03, 0.95),
-          "f32": (1e-3, 1e-3, 1.0)}
+# sides compute in fp32. Q4_K_M: llama.cpp multiplies K blocks with Q8_K activation blocks, one
+# scale per 256 elements instead of Q8_0's 32, which SmolLM2's outlier activation channels make
+# coarser (logits ~0.2-0.6 apart on average; the Q4_K_M file's own quantization error moves them
+# ~1.5 from the F32 file's). Anything wrong in a file (a tensor, the q/k order, the tokenizer)
+# moves the logits far more than these bounds.
+BOUNDS = {"q8_0": (0.5, 0.35, 0.8), "q4_0": (0.5, 0.35, 0.8), "q4_k_m": (0.5, 0.8, 0.8),
+          "f16": (0.05, 0.03, 0.95), "f32": (1e-3, 1e-3, 1.0)}
+FTYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_k_m": 15}  # llama.cpp's LLAMA_FTYPE_*
+K_TYPES = {T.Q4_K, T.Q5_K, T.Q6_K}
 TOKENIZER_KEYS = ["tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
                   "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
                   "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"]
@@ -101,9 +113,20 @@ def expected_bytes(name: str, out_type: T, src_gguf: dict | None, hf: dict | Non
     return np.ascontiguousarray(quants.quantize(w, out_type)).view(np.uint8).reshape(-1)
 
 
+def same_as_llama(t, ref, src) -> tuple[bool, str]:
+    """A tensor of sllm's export against llama.cpp's quantization `ref` of the same F32 `src`."""
+    if t.tensor_type != ref.tensor_type:
+        return False, f"{t.tensor_type.name}, llama.cpp writes {ref.tensor_type.name}"
+    if t.tensor_type in K_TYPES:
+        x = np.asarray(src.data, dtype=np.float32).reshape(-1, int(t.shape[0]))
+        return compare_k(raw(t), raw(ref), t.tensor_type, x)
+    return bool(np.array_equal(raw(t), raw(ref))), "bytes differ from llama.cpp's"
+
+
 def check_file(path: Path, typ: str, src: Path, ref_gguf: Path | None, sllm: str, sllm_logits: str,
-               fails: list[str]) -> None:
-    """ref_gguf: the GGUF whose metadata the export must carry (the default model), if any."""
+               fails: list[str], llama_ref: Path | None = None) -> None:
+    """ref_gguf: the GGUF whose metadata the export must carry (the default model), if any.
+    llama_ref: llama.cpp's quantization of the F32 file `src`, which the tensors must equal."""
     tag = path.name
     r = GGUFReader(str(path))
     arch = field(r, "general.architecture")
@@ -113,7 +136,7 @@ def check_file(path: Path, typ: str, src: Path, ref_gguf: Path | None, sllm: str
         for k in TOKENIZER_KEYS + hparams + ["general.architecture"]:
             if field(r, k) != field(ref, k):
                 fails.append(f"{tag}: metadata {k} differs from the source's: {field(r, k)} vs {field(ref, k)}"[:300])
-    want_ftype = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}[typ]  # llama.cpp's LLAMA_FTYPE_*
+    want_ftype = FTYPES[typ]
     if field(r, "general.file_type") != want_ftype or field(r, "general.quantization_version") != 2:
         fails.append(f"{tag}: general.file_type / quantization_version are not {want_ftype} / 2")
     heads = (int(field(r, f"{arch}.attention.head_count")), int(field(r, f"{arch}.attention.head_count_kv")))
@@ -121,18 +144,28 @@ def check_file(path: Path, typ: str, src: Path, ref_gguf: Path | None, sllm: str
         heads = None
     src_gguf = {t.name: t for t in GGUFReader(str(src)).tensors} if src.suffix == ".gguf" else None
     hf = load_file(str(src / "model.safetensors")) if src_gguf is None else None
+    llama = {t.name: t for t in GGUFReader(str(llama_ref)).tensors} if llama_ref else None
+    if llama is not None and sorted(llama) != sorted(t.name for t in r.tensors):
+        fails.append(f"{tag}: tensor names differ from llama.cpp's quantization of the same file")
     bad = 0
     for t in r.tensors:
         if len(t.shape) == 1 and t.tensor_type != T.F32:
             fails.append(f"{tag}: 1-D tensor {t.name} is {t.tensor_type.name}, not F32")
+        if llama is not None:
+            ok, msg = same_as_llama(t, llama[t.name], src_gguf[t.name]) if t.name in llama else (False, "")
+            if not ok:
+                bad += 1
+                fails.append(f"{tag}: tensor {t.name}: {msg}")
+            continue
         want = expected_bytes(t.name, t.tensor_type, src_gguf, hf, heads)
         if want.size != raw(t).size or not np.array_equal(want, raw(t)):
             bad += 1
             if bad <= 3:
                 fails.append(f"{tag}: tensor {t.name} ({t.tensor_type.name}) differs from the gguf package's")
     types = sorted({t.tensor_type.name for t in r.tensors})
+    what = "of llama.cpp's type, equal to its bytes" if llama is not None else "byte-equal to gguf-py"
     print(f"{'ok  ' if bad == 0 else 'FAIL'} {tag}: {len(r.tensors)} tensors ({', '.join(types)}) "
-          f"byte-equal to gguf-py: {len(r.tensors) - bad}/{len(r.tensors)}")
+          f"{what}: {len(r.tensors) - bad}/{len(r.tensors)}")
 
     # llama.cpp keeps K/V in fp32 here, as sllm does, so that the comparison is about the weights.
     llm = Llama(model_path=str(path), n_ctx=256, n_batch=256, n_threads=2, logits_all=True,
@@ -216,14 +249,20 @@ def main() -> int:
                 "tiny-qwen2": ["--arch", "qwen2", "--kv-heads", "2", "--tied", "--pretok", "qwen2"]}
         for name, opts in tiny.items():
             run([sys.executable, REPO / "tests/reference/make_tiny_hf.py", t / name, *opts])
-        jobs = [(model, "q8_0", model), (model, "q4_0", model), (hf, "f16", model), (hf, "q8_0", model),
-                (t / "tiny-llama", "f32", None), (t / "tiny-qwen2", "f32", None)]
-        for src, typ, ref_gguf in jobs:
-            out = t / f"{'gguf' if src == model else src.name}_{typ}.gguf"
+        # Q4_K_M: sllm and llama.cpp quantize the same F32 file (the default model's f32 export).
+        f32, llama_q4km = t / "f32.gguf", t / "llama_q4_k_m.gguf"
+        run([args.sllm, "convert", "--model", model, "--to", "gguf", "--type", "f32", "--out", f32,
+             "--log-level", "error"])
+        llama_quantize(f32, llama_q4km, FTYPES["q4_k_m"])
+        jobs = [(model, "q8_0", model, None), (model, "q4_0", model, None), (f32, "q4_k_m", model, llama_q4km),
+                (hf, "f16", model, None), (hf, "q8_0", model, None),
+                (t / "tiny-llama", "f32", None, None), (t / "tiny-qwen2", "f32", None, None)]
+        for src, typ, ref_gguf, llama_ref in jobs:
+            out = t / f"{'gguf' if src == model else src.stem}_{typ}.gguf"
             try:
                 run([args.sllm, "convert", "--model", src, "--to", "gguf", "--type", typ, "--out", out,
                      "--log-level", "error"])
-                check_file(out, typ, src, ref_gguf, args.sllm, args.sllm_logits, fails)
+                check_file(out, typ, src, ref_gguf, args.sllm, args.sllm_logits, fails, llama_ref)
             except Exception as e:  # one failing export must not hide the others
                 fails.append(f"{out.name}: {e}")
             finally:

@@ -4,7 +4,8 @@
 //   sllm_gguf_quant TYPE ROWS COLS IN_FILE OUT_FILE
 //
 // IN_FILE: ROWS x COLS little-endian float32. OUT_FILE: the rows as GGML type TYPE (its id: 1 F16,
-// 2 Q4_0, 3 Q4_1, 8 Q8_0), as sllm convert --to gguf writes them. Exit 1 with one line on stderr
+// 2 Q4_0, 3 Q4_1, 6 Q5_0, 7 Q5_1, 8 Q8_0, 12 Q4_K, 13 Q5_K, 14 Q6_K; COLS a multiple of 256 for
+// the K types), as sllm convert --to gguf writes them. Exit 1 with one line on stderr
 // on any error.
 #include <cstdint>
 #include <cstring>
@@ -16,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/gguf_dequant.h"
 #include "kernels/cpu/gguf_quant.h"
 
 namespace kc = sllm::kernels::cpu;
@@ -31,27 +31,10 @@ int main(int argc, char** argv) {
     if (static_cast<int64_t>(bytes.size()) != n * 4) throw std::runtime_error("input size");
     std::vector<float> x(static_cast<size_t>(n));
     std::memcpy(x.data(), bytes.data(), bytes.size());
-    std::string out;
-    switch (type) {
-      case 1:
-        out.resize(static_cast<size_t>(n) * 2);
-        kc::f32_to_f16(x.data(), reinterpret_cast<uint16_t*>(out.data()), n);
-        break;
-      case 2:
-        out.resize(static_cast<size_t>(n / 32 * kc::kQ4_0Bytes));
-        kc::quant_q4_0(x.data(), out.data(), n);
-        break;
-      case 3:
-        out.resize(static_cast<size_t>(n / 32 * kc::kQ4_1Bytes));
-        kc::quant_q4_1(x.data(), out.data(), n);
-        break;
-      case 8:
-        out.resize(static_cast<size_t>(n / 32 * kc::kQ8_0Bytes));
-        kc::quant_q8_0(x.data(), out.data(), n);
-        break;
-      default:
-        throw std::runtime_error("type " + std::to_string(type) + " is not written");
-    }
+    const int64_t bytes_out = kc::quant_bytes(static_cast<uint32_t>(type), n);
+    if (bytes_out < 0) throw std::runtime_error("type " + std::to_string(type) + " is not written");
+    std::string out(static_cast<size_t>(bytes_out), '\0');
+    kc::quantize(static_cast<uint32_t>(type), x.data(), out.data(), n);
     std::ofstream o(argv[5], std::ios::binary);
     o.write(out.data(), static_cast<std::streamsize>(out.size()));
     return o ? 0 : 1;

@@ -172,6 +172,66 @@ TEST(GgufExport, BlockTypesHoldTheQuantizedHuggingFaceRows) {
   }
 }
 
+TEST(GgufExport, KTypesFollowLlamaCppsRecipeAndFallbacks) {
+  TmpDir d;
+  // Rows of whole 256-element super-blocks: q4_k_m gives attn_v and ffn_down of layers 0, 3, 6
+  // and 7 of 8 Q6_K (llama.cpp's use_more_bits), the rest Q4_K, the tied embedding Q6_K.
+  auto c = fixtures::tiny_config(2, false, true);
+  c.hidden_size = 256;
+  c.intermediate_size = 512;
+  c.head_dim = 64;
+  c.num_layers = 8;
+  auto m = fixtures::tiny_model(c, 9);
+  const auto path = d.file("q4_k_m.gguf");
+  load::save_gguf(loaded(m), path, "q4_k_m");
+  const auto f = io::GgufFile::open(path, false);
+  EXPECT_EQ(f.find("token_embd.weight")->ggml_type, 14u);
+  for (int i = 0; i < 8; ++i) {
+    const auto p = "blk." + std::to_string(i) + ".";
+    const uint32_t more = (i == 0 || i == 3 || i == 6 || i == 7) ? 14u : 12u;
+    EXPECT_EQ(f.find(p + "attn_v.weight")->ggml_type, more) << i;
+    EXPECT_EQ(f.find(p + "ffn_down.weight")->ggml_type, more) << i;
+    EXPECT_EQ(f.find(p + "attn_q.weight")->ggml_type, 12u) << i;
+    EXPECT_EQ(f.find(p + "ffn_up.weight")->ggml_type, 12u) << i;
+  }
+  // Loaded back (K blocks dequantized), every weight is the model's within 4-bit error (~7 %
+  // relative for Q4_K, ~2 % for Q6_K; logits of this deep random model amplify it too much).
+  const auto back = load::load_model(path);
+  auto rel = [](const at::Tensor& a, const at::Tensor& b) {
+    return ((b.to(at::kFloat) - a).norm() / a.norm()).item<float>();
+  };
+  EXPECT_LT(rel(m->embed(), back.model->embed()), 0.05f);
+  for (size_t i = 0; i < m->layers().size(); ++i) {
+    const auto la = m->layers()[i].linears(), lb = back.model->layers()[i].linears();
+    for (size_t k = 0; k < la.size(); ++k) {
+      EXPECT_LT(rel(la[k].linear.dense_weight(), lb[k].linear.dense_weight()), 0.1f)
+          << i << " " << la[k].name;
+    }
+  }
+
+  // 64-element rows are not whole super-blocks: llama.cpp's fallbacks (Q4_K -> Q5_0,
+  // Q5_K -> Q5_1, Q6_K -> Q8_0; the head Q8_0), which load back close to the model.
+  auto small = fixtures::tiny_model(fixtures::tiny_config(2, false, false), 11);
+  for (const auto& [type, want] : {std::pair<std::string, uint32_t>{"q4_k", 6},
+                                   {"q5_k", 7},
+                                   {"q6_k", 8},
+                                   {"q5_0", 6},
+                                   {"q5_1", 7}}) {
+    const auto sp = d.file("small_" + type + ".gguf");
+    load::save_gguf(loaded(small), sp, type);
+    const auto g = io::GgufFile::open(sp, false);
+    EXPECT_EQ(g.find("blk.0.attn_q.weight")->ggml_type, want) << type;
+    EXPECT_EQ(g.find("blk.1.ffn_down.weight")->ggml_type, want) << type;  // 96: whole 32 blocks
+    EXPECT_EQ(g.find("output.weight")->ggml_type, 8u) << type;
+    EXPECT_EQ(g.find("token_embd.weight")->ggml_type, type.back() == 'k' ? want : 8u) << type;
+    const auto sb = load::load_model(sp);
+    const auto sr = logits(*small);
+    EXPECT_LT((logits(*sb.model) - sr).abs().max().item<float>(),
+              0.2f * sr.abs().max().item<float>())
+        << type;
+  }
+}
+
 TEST(GgufExport, BlocksInTheRequestedTypeAreCopied) {
   TmpDir d;
   auto m = fixtures::tiny_model(fixtures::tiny_config(2, false, true), 7);
@@ -189,7 +249,7 @@ TEST(GgufExport, RefusesWhatItCannotWrite) {
   TmpDir d;
   const auto& expect_error = expect_error_contains;
   auto m = fixtures::tiny_model(fixtures::tiny_config(), 1);
-  expect_error([&] { load::save_gguf(loaded(m), d.file("x.gguf"), "q5_k"); }, "unknown GGUF type");
+  expect_error([&] { load::save_gguf(loaded(m), d.file("x.gguf"), "q3_k"); }, "unknown GGUF type");
   io::write_file_atomic(d.file("exists.gguf"), "x");
   expect_error([&] { load::save_gguf(loaded(m), d.file("exists.gguf"), "f16"); }, "already exists");
   expect_error([&] { load::save_gguf(loaded(m), d.file("no/such/dir.gguf"), "f16"); },
