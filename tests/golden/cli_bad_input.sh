@@ -59,7 +59,7 @@ expect_error "bad dtype" "dtype" "$BIN" info --model "$MODEL" --dtype fp8
 expect_error "convert onto existing dir" "not empty" "$BIN" convert --model "$MODEL" --out "$T/hf"
 expect_error "convert to an unknown format" "unknown --to" "$BIN" convert --model "$MODEL" --to onnx --out "$T/x"
 expect_error "convert: --type without --to gguf" "applies to --to gguf" "$BIN" convert --model "$MODEL" --type q8_0 --out "$T/x"
-expect_error "gguf: unknown --type" "unknown GGUF type" "$BIN" convert --model "$MODEL" --to gguf --type q5_k --out "$T/x.gguf"
+expect_error "gguf: unknown --type" "unknown GGUF type" "$BIN" convert --model "$MODEL" --to gguf --type q3_k --out "$T/x.gguf"
 : > "$T/exists.gguf"
 expect_error "gguf: output exists" "already exists" "$BIN" convert --model "$MODEL" --to gguf --out "$T/exists.gguf"
 expect_error "gguf: no such directory" "does not exist" "$BIN" convert --model "$MODEL" --to gguf --out "$T/nodir/x.gguf"
