@@ -194,7 +194,7 @@ TEST(GgufExport, KTypesFollowLlamaCppsRecipeAndFallbacks) {
     EXPECT_EQ(f.find(p + "attn_q.weight")->ggml_type, 12u) << i;
     EXPECT_EQ(f.find(p + "ffn_up.weight")->ggml_type, 12u) << i;
   }
-  // Loaded back (K blocks dequantized), every weight is the model's within 4-bit error (~7 %
+  // Loaded back, every weight (its blocks decoded) is the model's within 4-bit error (~7 %
   // relative for Q4_K, ~2 % for Q6_K; logits of this deep random model amplify it too much).
   const auto back = load::load_model(path);
   auto rel = [](const at::Tensor& a, const at::Tensor& b) {
