@@ -203,10 +203,10 @@ TEST(GgufExport, KTypesFollowLlamaCppsRecipeAndFallbacks) {
   EXPECT_LT(rel(m->embed(), back.model->embed()), 0.05f);
   for (size_t i = 0; i < m->layers().size(); ++i) {
     const auto la = m->layers()[i].linears(), lb = back.model->layers()[i].linears();
-    for (size_t k = 0; k < la.size(); ++k) {
-      EXPECT_LT(rel(la[k].linear.dense_weight(), lb[k].linear.dense_weight()), 0.1f)
-          << i << " " << la[k].name;
-    }
+    for (size_t k = 0; k < la.size(); ++k)
+      for (int j = 0; j < static_cast<int>(std::max<size_t>(la[k].linear.parts.size(), 1)); ++j)
+        EXPECT_LT(rel(la[k].linear.dense_part(j), lb[k].linear.dense_part(j)), 0.1f)
+            << i << " " << la[k].name << " part " << j;
   }
 
   // 64-element rows are not whole super-blocks: llama.cpp's fallbacks (Q4_K -> Q5_0,
