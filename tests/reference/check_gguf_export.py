@@ -21,9 +21,8 @@ untied GQA llama, a qwen2 with biases and Qwen2's pre-tokenizer) to f32. For eve
     argmax of llama.cpp's logits) equal `sllm generate --temperature 0` on that same file. Both
     sides' logits along sllm's tokens must be close (mean |diff|, share of positions with the same
     top token), and where the tokens part, the step must be a near-tie in sllm's logits; the bounds
-    per file type are BOUNDS below (sllm multiplies Q8_0 / Q4_0 blocks with fp32 activations,
-    llama.cpp with int8 ones; sllm runs K blocks dequantized to fp32, llama.cpp with int8
-    activation blocks).
+    per file type are BOUNDS below (sllm multiplies Q8_0 / Q4_0 / K blocks with fp32
+    activations, llama.cpp with int8 ones).
 Exit status 1 on any failure; a missing package or model fails, it never skips.
 """
 import argparse

@@ -194,9 +194,8 @@ TEST(GgufExport, KTypesFollowLlamaCppsRecipeAndFallbacks) {
     EXPECT_EQ(f.find(p + "attn_q.weight")->ggml_type, 12u) << i;
     EXPECT_EQ(f.find(p + "ffn_up.weight")->ggml_type, 12u) << i;
   }
-  // Loaded back (K blocks run as stored; decoded here), every weight is the model's within 4-bit
-  // error (~7 % relative for Q4_K, ~2 % for Q6_K; logits of this deep random model amplify it
-  // too much).
+  // Loaded back, every weight (its blocks decoded) is the model's within 4-bit error (~7 %
+  // relative for Q4_K, ~2 % for Q6_K; logits of this deep random model amplify it too much).
   const auto back = load::load_model(path);
   auto rel = [](const at::Tensor& a, const at::Tensor& b) {
     return ((b.to(at::kFloat) - a).norm() / a.norm()).item<float>();
@@ -204,13 +203,10 @@ TEST(GgufExport, KTypesFollowLlamaCppsRecipeAndFallbacks) {
   EXPECT_LT(rel(m->embed(), back.model->embed()), 0.05f);
   for (size_t i = 0; i < m->layers().size(); ++i) {
     const auto la = m->layers()[i].linears(), lb = back.model->layers()[i].linears();
-    for (size_t k = 0; k < la.size(); ++k) {
-      const auto& a = la[k].linear;
-      const auto& b = lb[k].linear;
-      ASSERT_EQ(a.parts.size(), b.parts.size());
-      for (int j = 0; j < static_cast<int>(a.parts.size()); ++j)
-        EXPECT_LT(rel(a.dense_part(j), b.dense_part(j)), 0.1f) << i << " " << a.parts[j].name;
-    }
+    for (size_t k = 0; k < la.size(); ++k)
+      for (int j = 0; j < static_cast<int>(std::max<size_t>(la[k].linear.parts.size(), 1)); ++j)
+        EXPECT_LT(rel(la[k].linear.dense_part(j), lb[k].linear.dense_part(j)), 0.1f)
+            << i << " " << la[k].name << " part " << j;
   }
 
   // 64-element rows are not whole super-blocks: llama.cpp's fallbacks (Q4_K -> Q5_0,
