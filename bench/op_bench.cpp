@@ -1,6 +1,6 @@
 // Op micro-benchmarks at decode shapes of the default model: each sllm op against its
 // plain-libtorch reference, medians of repeated runs in one process.
-//   build/bench/sllm_op_bench [threads] [all|nf4|intq]
+//   build/bench/sllm_op_bench [threads] [all|nf4|intq|gguf]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -11,9 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/gguf_quant.h"
 #include "kernels/cpu/intq_matmul.h"
 #include "kernels/cpu/nf4.h"
 #include "kernels/cpu/nf4_matmul.h"
+#include "ops/gguf.h"
 #include "ops/intq.h"
 #include "ops/nf4.h"
 #include "ops/ops.h"
@@ -118,15 +120,61 @@ void bench_intq() {
       "({:.2f}x)\n",
       tdense, tint4, tdense / tint4);
 }
+
+// GGUF linears at prefill shapes of the default model (SmolLM2-135M's q|k|v, o, gate|up, down),
+// each over 30 distinct weights in turn: dense fp32 at::linear on weights dequantized beforehand
+// (a floor for the dequantize + GEMM route), dequantize + at::linear per call, and gguf_linear
+// with fp32 activations (dequantized tiles + at::mm) and with int8 activation blocks (AVX-512: the
+// int8 panels). Q8_0, and Q4_K where the row width allows it (multiples of 256).
+void bench_gguf() {
+  fmt::print(
+      "\nGGUF linears at prefill shapes, 30 weights in turn (us per call)\n{:<30} {:>10} {:>10} "
+      "{:>10} {:>10} {:>8}\n",
+      "type rows x W[out x in]", "dense f32", "dq+linear", "gguf f32", "gguf q8", "q8/dq");
+  for (const uint32_t type : {8u, 12u}) {
+    for (auto [out, in] :
+         {std::pair<int64_t, int64_t>{960, 576}, {576, 576}, {3072, 576}, {576, 1536}}) {
+      if (type == 12 && in % 256 != 0) continue;
+      std::vector<at::Tensor> dense(30);
+      std::vector<sllm::ops::GgufTensors> f32w(30), q8w(30);
+      const int64_t bytes = sllm::kernels::cpu::quant_bytes(type, out * in);
+      for (size_t l = 0; l < dense.size(); ++l) {
+        auto wd = (at::randn({out, in}) * 0.05).contiguous();
+        auto blocks = at::empty({out, bytes / out}, at::kByte);
+        sllm::kernels::cpu::quantize(type, wd.data_ptr<float>(), blocks.data_ptr<uint8_t>(),
+                                     out * in);
+        f32w[l] = sllm::ops::make_gguf_tensors(blocks, type, out, in, false);
+        q8w[l] = sllm::ops::make_gguf_tensors(blocks, type, out, in, true);
+        dense[l] = sllm::ops::gguf_dequantize(f32w[l], at::kFloat);
+      }
+      for (int64_t rows : {16, 32, 64, 128, 512}) {
+        auto xt = at::randn({1, rows, in});
+        size_t l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+        const int reps = rows >= 128 ? 20 : 60;
+        const double td = median_us([&] { at::linear(xt, dense[l0++ % 30]); }, reps);
+        const double tq = median_us(
+            [&] { at::linear(xt, sllm::ops::gguf_dequantize(f32w[l1++ % 30], at::kFloat)); }, reps);
+        const double tf =
+            median_us([&] { sllm::ops::gguf_linear(xt, f32w[l2++ % 30], at::Tensor()); }, reps);
+        const double t8 =
+            median_us([&] { sllm::ops::gguf_linear(xt, q8w[l3++ % 30], at::Tensor()); }, reps);
+        fmt::print("{:<30} {:>10.1f} {:>10.1f} {:>10.1f} {:>10.1f} {:>7.2f}x\n",
+                   fmt::format("{} {:>3} x W[{}x{}]", type == 8 ? "Q8_0" : "Q4_K", rows, out, in),
+                   td, tq, tf, t8, tq / t8);
+      }
+    }
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1) at::set_num_threads(std::atoi(argv[1]));
   const std::string section = argc > 2 ? argv[2] : "all";
   at::NoGradGuard g;
-  if (section == "intq") {
+  if (section == "intq" || section == "gguf") {
     fmt::print("threads {}\n", at::get_num_threads());
-    bench_intq();
+    if (section == "intq") bench_intq();
+    if (section == "gguf") bench_gguf();
     return 0;
   }
   fmt::print("threads {}\n{:<34} {:>10} {:>10}\n", at::get_num_threads(), "op", "sllm us",

@@ -21,7 +21,7 @@ def main():
     ap.add_argument("--bin", default="build/bench/sllm_op_bench")
     ap.add_argument("--sllm", default="build/sllm", help="for the version in the provenance")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--section", default="all", help="all | intq")
+    ap.add_argument("--section", default="all", help="all | intq | gguf")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     r = subprocess.run([args.bin, str(args.threads), args.section], capture_output=True, text=True)

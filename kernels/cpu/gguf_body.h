@@ -360,9 +360,16 @@ void f32_tile(const GgufView& w, const float* x, const float* xs, const float* b
   }
 }
 
+#ifdef SLLM_GGUF_PANEL
+#include "kernels/cpu/gguf_panel_body.h"
+#endif
+
 template <int T>
 void q8_rows(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx, const float* sx,
              const float* bias, float* y, int64_t o0, int64_t o1) {
+#ifdef SLLM_GGUF_PANEL
+  if (rows >= kPanelMinRows) return q8_panel<T>(w, rows, qx, dx, sx, bias, y, o0, o1);
+#endif
   const int64_t nb = w.in / 32;
   for (int64_t r = 0; r < rows; r += kMaxTile) {
     const int64_t n = std::min<int64_t>(kMaxTile, rows - r);

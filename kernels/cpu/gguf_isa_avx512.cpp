@@ -1,6 +1,7 @@
 // The AVX-512 VNNI instantiation of the GGUF block kernels: int8 block dots through vpdpbusd on
-// 256-bit vectors (one 32-element block each), fp32 blocks on 512-bit vectors. Only the body
-// gets the target (gguf_isa.h keeps the baseline).
+// 256-bit vectors (one 32-element block each), fp32 blocks on 512-bit vectors; 8 or more rows of x
+// on the q8 path through the int8 panels of gguf_panel_body.h. Only the body gets the target
+// (gguf_isa.h keeps the baseline).
 #include "kernels/cpu/gguf_isa.h"
 
 #ifdef SLLM_CPU_X86
@@ -13,6 +14,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #define SLLM_GGUF_ISA Isa::avx512
 #define SLLM_GGUF_SIMD 1
+#define SLLM_GGUF_PANEL 1
 #include "kernels/cpu/gguf_body.h"
 #pragma GCC diagnostic pop
 #pragma GCC pop_options

@@ -11,7 +11,9 @@
 //    the weight scale times the activation scale (K-quants: each 32-element sub-block's scale
 //    d * sc and minimum dmin * m; Q6_K's 16-element halves each with their own scale);
 //  - f32: each weight block decoded to fp32 (exactly as the dequantizers) and multiplied with x.
-// Each weight block is read once for up to 4 rows of x (larger `rows` run in tiles of 4).
+// Each weight block is read once for up to 4 rows of x (larger `rows` run in tiles of 4); on
+// AVX-512, 8 or more rows on the q8 path decode panels of 4 weight rows to int8 once and multiply
+// them with every row of x (prefill).
 // Entry points pick the widest ISA the CPU has at run time; GgufSimd forces one (tests compare
 // them; a forced ISA the CPU lacks falls back to the next narrower one). kAvx512 needs
 // AVX-512 F + BW + VL + VNNI.

@@ -1,5 +1,6 @@
 // GGUF block ops on the CPU: dequantization and the fused q8 / f32 kernels over output rows split
-// across threads (kernels/cpu/gguf_matmul.h); many rows multiply dequantized tiles with at::mm.
+// across threads (kernels/cpu/gguf_matmul.h); many rows take the q8 kernels' int8 panels on
+// AVX-512, otherwise multiply dequantized tiles with at::mm.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -14,8 +15,9 @@ namespace {
 
 namespace kc = kernels::cpu;
 
-// Most rows of x that take the fused kernels (decode and batched decode); prefill chunks
-// dequantize tiles of the weight and multiply them with at::mm.
+// Most rows of x that take the fused kernels (decode and batched decode) when they multiply each
+// weight block in turn with 4 rows at a time; more rows (prefill) dequantize tiles of the weight
+// and multiply them with at::mm, unless the q8 path has the AVX-512 int8 panels.
 constexpr int64_t kFusedMaxRows = 16;
 // Weight elements dequantized per tile of the prefill path (16 MB of fp32).
 constexpr int64_t kTileElems = int64_t{1} << 22;
@@ -56,16 +58,18 @@ at::Tensor gguf_linear_cpu(const at::Tensor& x, const GgufTensors& w, const at::
   const float* bp = bf.defined() ? bf.data_ptr<float>() : nullptr;
   auto y = at::empty({rows, w.out}, at::kFloat);
   float* yp = y.data_ptr<float>();
-  if (rows <= kFusedMaxRows) {
+  if (rows <= kFusedMaxRows || (w.q8_act && kc::gguf_has_avx512())) {
     const float* xp = xf.data_ptr<float>();
-    const int64_t grain = std::max<int64_t>(2, 16384 / w.in);
+    const int64_t grain = std::max<int64_t>(rows > kFusedMaxRows ? 64 : 2, 16384 / w.in);
     if (w.q8_act) {
       const int64_t nb = rows * w.in / 32;
       auto qx = at::empty({rows * w.in}, at::kChar);
       auto ds = at::empty({2, nb}, at::kFloat);
       int8_t* qp = qx.data_ptr<int8_t>();
       float* dp = ds.data_ptr<float>();
-      kc::gguf_quantize_q8(xp, rows * w.in, qp, dp, dp + nb);
+      at::parallel_for(0, nb, 512, [&](int64_t b0, int64_t b1) {  // blocks, many for prefill
+        kc::gguf_quantize_q8(xp + b0 * 32, (b1 - b0) * 32, qp + b0 * 32, dp + b0, dp + nb + b0);
+      });
       at::parallel_for(0, w.out, grain, [&](int64_t o0, int64_t o1) {
         kc::gguf_gemm_q8(v, rows, qp, dp, dp + nb, bp, yp, o0, o1);
       });

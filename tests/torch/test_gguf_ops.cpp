@@ -167,12 +167,14 @@ TEST_P(GgufOps, DequantizeIsBitExact) {
 
 TEST_P(GgufOps, KernelsMatchReferenceOnEveryIsa) {
   const int type = GetParam();
-  for (const int64_t in : {width(type, 64), width(type, 576)}) {
+  // 96: an odd number of 32-element blocks per row (the panels pad to block pairs)
+  for (const int64_t in : {width(type, 64), width(type, 96), width(type, 576)}) {
     auto w = random_gguf(type, 45, in, 2 + in);
     kernels::cpu::GgufView v{w.blocks.data_ptr<uint8_t>(), w.type, w.out, w.in};
     auto wd = plain_dequant(w);
     auto bias = at::randn({w.out});
-    for (const int64_t rows : {1, 2, 3, 4, 5, 9, 16}) {
+    // 9 rows and more: the int8 panels on AVX-512 (70: two chunks of rows, a partial tile)
+    for (const int64_t rows : {1, 2, 3, 4, 5, 9, 16, 70}) {
       auto x = at::randn({rows, in});
       // q8: activations in int8 blocks
       const int64_t nb = rows * in / 32;
@@ -208,7 +210,7 @@ TEST_P(GgufOps, KernelsExactOnSpikyActivationBlocks) {
   const int type = GetParam();
   auto w = random_gguf(type, 40, 1536, 6);
   kernels::cpu::GgufView v{w.blocks.data_ptr<uint8_t>(), w.type, w.out, w.in};
-  for (const int64_t rows : {1, 6, 16}) {
+  for (const int64_t rows : {1, 6, 16, 70}) {
     auto x = at::randn({rows, w.in});
     auto blocks = x.view({rows, w.in / 32, 32});
     blocks.select(2, 3).mul_(40);
@@ -236,7 +238,8 @@ TEST_P(GgufOps, LinearOverEveryPath) {
   for (const bool q8 : {true, false}) {
     auto w = random_gguf(type, 70, width(type, 128), 3, q8);
     auto bias = at::randn({w.out});
-    // 1, 7 and 16 rows: fused kernels; 17 and 40 rows: dequantized tiles + at::mm
+    // 1, 7 and 16 rows: fused kernels; 17 and 40 rows: the int8 panels (q8 on AVX-512) or
+    // dequantized tiles + at::mm
     for (const int64_t rows : {1, 7, 16, 17, 40}) {
       auto x = at::randn({1, rows, w.in});
       auto want = ops::ref::gguf_linear(x, w, bias);
