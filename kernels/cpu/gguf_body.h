@@ -395,6 +395,9 @@ void q8_rows(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx,
 template <int T>
 void f32_rows(const GgufView& w, int64_t rows, const float* x, const float* bias, float* y,
               int64_t o0, int64_t o1) {
+#ifdef SLLM_GGUF_PANEL
+  if (rows >= kPanelMinRows) return f32_panel<T>(w, rows, x, bias, y, o0, o1);
+#endif
   const int64_t nb = w.in / 32;
   std::vector<float> xs;
   if constexpr (has_min(T)) {  // each block's sum of x, shared by every output row

@@ -12,8 +12,8 @@
 //    d * sc and minimum dmin * m; Q6_K's 16-element halves each with their own scale);
 //  - f32: each weight block decoded to fp32 (exactly as the dequantizers) and multiplied with x.
 // Each weight block is read once for up to 4 rows of x (larger `rows` run in tiles of 4); on
-// AVX-512, 8 or more rows on the q8 path decode panels of 4 weight rows to int8 once and multiply
-// them with every row of x (prefill).
+// AVX-512, 8 or more rows decode 32 weight rows at a time once (to int8 on the q8 path, fp32 on
+// the f32 path) and multiply them with every row of x in register tiles (prefill).
 // Entry points pick the widest ISA the CPU has at run time; GgufSimd forces one (tests compare
 // them; a forced ISA the CPU lacks falls back to the next narrower one). kAvx512 needs
 // AVX-512 F + BW + VL + VNNI.

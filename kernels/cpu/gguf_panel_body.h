@@ -158,3 +158,56 @@ void q8_panel(const GgufView& w, int64_t rows, const int8_t* qx, const float* dx
                       ob + w0, std::min<int64_t>(kPanelW, bn - w0));
   }
 }
+
+// The f32 path over many rows of x: kPanelBlock weight rows decoded to fp32 at a time (decode<T>,
+// the dequantizers' values; 64-byte aligned for its stores), multiplied with x in register tiles
+// of 4 weight rows x 4 rows of x, 16 inputs per step. A partial tile repeats its last row and
+// drops the copies' results.
+template <int T>
+void f32_panel(const GgufView& w, int64_t rows, const float* x, const float* bias, float* y,
+               int64_t o0, int64_t o1) {
+  const int64_t in = w.in, nb = in / 32;
+  const size_t bytes = static_cast<size_t>(kPanelBlock * in) * sizeof(float);
+  std::unique_ptr<float, decltype(&std::free)> buf(
+      static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
+  float* wf = buf.get();
+  for (int64_t ob = o0; ob < o1; ob += kPanelBlock) {
+    const int64_t bn = std::min(kPanelBlock, o1 - ob);
+    for (int64_t i = 0; i < bn; ++i) {
+      const uint8_t* row = w.blocks + (ob + i) * w.row_bytes();
+      for (int64_t b = 0; b < nb; ++b) decode<T>(block_at<T>(row, b), wf + i * in + b * 32);
+    }
+    for (int64_t r = 0; r < rows; r += kPanelX) {
+      const int64_t nx = std::min<int64_t>(kPanelX, rows - r);
+      const float* xr[kPanelX];
+      for (int j = 0; j < kPanelX; ++j) xr[j] = x + (r + std::min<int64_t>(j, nx - 1)) * in;
+      for (int64_t w0 = 0; w0 < bn; w0 += kPanelW) {
+        const int64_t nw = std::min<int64_t>(kPanelW, bn - w0);
+        const float* wr[kPanelW];
+        for (int i = 0; i < kPanelW; ++i) wr[i] = wf + (w0 + std::min<int64_t>(i, nw - 1)) * in;
+        __m512 acc[kPanelW][kPanelX];
+#pragma GCC unroll 4
+        for (int i = 0; i < kPanelW; ++i)
+#pragma GCC unroll 4
+          for (int j = 0; j < kPanelX; ++j) acc[i][j] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < in; k += 16) {
+          __m512 wv[kPanelW];
+#pragma GCC unroll 4
+          for (int i = 0; i < kPanelW; ++i) wv[i] = _mm512_load_ps(wr[i] + k);
+#pragma GCC unroll 4
+          for (int j = 0; j < kPanelX; ++j) {
+            const __m512 xv = _mm512_loadu_ps(xr[j] + k);
+#pragma GCC unroll 4
+            for (int i = 0; i < kPanelW; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+          }
+        }
+        for (int i = 0; i < nw; ++i)
+          for (int j = 0; j < nx; ++j) {
+            const float v = _mm512_reduce_add_ps(acc[i][j]);
+            const int64_t o = ob + w0 + i;
+            y[(r + j) * w.out + o] = bias ? v + bias[o] : v;
+          }
+      }
+    }
+  }
+}

@@ -1,6 +1,6 @@
 // GGUF block ops on the CPU: dequantization and the fused q8 / f32 kernels over output rows split
-// across threads (kernels/cpu/gguf_matmul.h); many rows take the q8 kernels' int8 panels on
-// AVX-512, otherwise multiply dequantized tiles with at::mm.
+// across threads (kernels/cpu/gguf_matmul.h); many rows take the kernels' panels on AVX-512,
+// otherwise multiply dequantized tiles with at::mm.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -17,8 +17,11 @@ namespace kc = kernels::cpu;
 
 // Most rows of x that take the fused kernels (decode and batched decode) when they multiply each
 // weight block in turn with 4 rows at a time; more rows (prefill) dequantize tiles of the weight
-// and multiply them with at::mm, unless the q8 path has the AVX-512 int8 panels.
+// and multiply them with at::mm, unless the CPU has AVX-512: then the q8 path's int8 panels take
+// any number of rows, the f32 path's fp32 panels up to kF32PanelMaxRows (beyond, at::mm's
+// packed GEMM is faster: bench/op_bench.cpp, section gguf).
 constexpr int64_t kFusedMaxRows = 16;
+constexpr int64_t kF32PanelMaxRows = 64;
 // Weight elements dequantized per tile of the prefill path (16 MB of fp32).
 constexpr int64_t kTileElems = int64_t{1} << 22;
 
@@ -58,7 +61,8 @@ at::Tensor gguf_linear_cpu(const at::Tensor& x, const GgufTensors& w, const at::
   const float* bp = bf.defined() ? bf.data_ptr<float>() : nullptr;
   auto y = at::empty({rows, w.out}, at::kFloat);
   float* yp = y.data_ptr<float>();
-  if (rows <= kFusedMaxRows || (w.q8_act && kc::gguf_has_avx512())) {
+  const bool panels = kc::gguf_has_avx512() && (w.q8_act || rows <= kF32PanelMaxRows);
+  if (rows <= kFusedMaxRows || panels) {
     const float* xp = xf.data_ptr<float>();
     const int64_t grain = std::max<int64_t>(rows > kFusedMaxRows ? 64 : 2, 16384 / w.in);
     if (w.q8_act) {
