@@ -43,11 +43,12 @@ std::vector<ModuleInfo> module_formats(const model::LlamaModel& m) {
   };
   if (const auto* blocks = m.embed_blocks()) {
     const bool shared = m.config().tie_embeddings;  // the head's own blocks: counted once, there
-    out.push_back({"model.embed_tokens.weight",
-                   fmt::format("gguf {} rows{}", blocks->get<model::GgufFormat>().t.type_name(),
-                               shared ? ", the head's blocks" : ""),
-                   {blocks->out_features(), blocks->in_features()},
-                   shared ? 0 : blocks->weight_bytes()});
+    out.push_back(
+        {"model.embed_tokens.weight",
+         fmt::format("gguf {} rows{}", blocks->get<model::GgufFormat>().only().type_name(),
+                     shared ? ", the head's blocks" : ""),
+         {blocks->out_features(), blocks->in_features()},
+         shared ? 0 : blocks->weight_bytes()});
   } else {
     out.push_back(dense("model.embed_tokens.weight", m.embed()));
   }
@@ -56,11 +57,18 @@ std::vector<ModuleInfo> module_formats(const model::LlamaModel& m) {
     const std::string p = fmt::format("model.layers.{}.", i);
     out.push_back(dense(p + "input_layernorm.weight", L.attn_norm));
     for (const auto& [name, l] : L.linears())
-      for (const auto& part : l.parts)
-        out.push_back({p + part.name,
-                       l.format_name(),
-                       {part.rows, l.in_features()},
-                       l.weight_bytes() * part.rows / std::max<int64_t>(l.out_features(), 1)});
+      for (size_t j = 0; j < l.parts.size(); ++j) {
+        const auto& part = l.parts[j];
+        int64_t bytes = l.weight_bytes() * part.rows / std::max<int64_t>(l.out_features(), 1);
+        int64_t inside = 0;  // GGUF pieces of different types: the part's own blocks
+        const auto* g = l.get_if<model::GgufFormat>();
+        const auto* piece =
+            g ? g->piece_of(l.parts.size() > 1 ? l.part_offset(static_cast<int>(j)) : 0, part.rows,
+                            &inside)
+              : nullptr;
+        if (piece != nullptr) bytes = piece->row_bytes() * part.rows;
+        out.push_back({p + part.name, l.format_name(), {part.rows, l.in_features()}, bytes});
+      }
     out.push_back(dense(p + "post_attention_layernorm.weight", L.ffn_norm));
   }
   const auto& head = m.lm_head();

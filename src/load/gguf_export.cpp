@@ -107,9 +107,11 @@ std::string linear_part(const model::Linear& l, int i, uint32_t type, int64_t he
   const bool fused = l.parts.size() > 1;
   const int64_t off = fused ? l.part_offset(i) : 0;
   const int64_t rows = fused ? l.parts[i].rows : l.out_features();
-  if (const auto* g = l.get_if<model::GgufFormat>();
-      g != nullptr && static_cast<uint32_t>(g->t.type) == type) {
-    auto b = g->t.blocks.to(at::kCPU).narrow(0, off, rows).contiguous();
+  const auto* g = l.get_if<model::GgufFormat>();
+  int64_t inside = 0;
+  const auto* piece = g ? g->piece_of(off, rows, &inside) : nullptr;
+  if (piece != nullptr && static_cast<uint32_t>(piece->type) == type) {
+    auto b = piece->blocks.to(at::kCPU).narrow(0, inside, rows).contiguous();
     if (heads > 0) b = permute_qk(b, heads);
     return std::string(reinterpret_cast<const char*>(b.data_ptr<uint8_t>()), b.nbytes());
   }
@@ -252,7 +254,8 @@ void save_gguf(const LoadedModel& m, const std::string& path, const std::string&
   w.add_tensor("token_embd.weight", {c.vocab_size, hid}, embd_t, [model, embd_t]() {
     const auto& head = model->lm_head();
     const auto* g = head.get_if<model::GgufFormat>();
-    if (model->config().tie_embeddings && g && static_cast<uint32_t>(g->t.type) == embd_t)
+    if (model->config().tie_embeddings && g && g->pieces.size() == 1 &&
+        static_cast<uint32_t>(g->pieces[0].type) == embd_t)
       return linear_part(head, 0, embd_t, 0);
     return encode(f32(model->embed()), embd_t);
   });

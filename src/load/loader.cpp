@@ -116,10 +116,10 @@ Names hf_names() {
 }
 
 // A Linear over GGUF blocks as stored, when every part's file tensor is a type Linears keep
-// (ops::gguf_linear_type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) and all share it (a
-// Q4_K_M file's mixed q|k|v or gate|up parts load dense); std::nullopt otherwise. permute[i]: part
-// i's rows are llama.cpp's q/k order, restored on the rows of blocks (a row permutation, so the
-// bytes stay exact).
+// (ops::gguf_linear_type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K); std::nullopt otherwise.
+// Parts of different types (a Q4_K_M file's q|k|v) become pieces, one per run of one type.
+// permute[i]: part i's rows are llama.cpp's q/k order, restored on the rows of blocks (a row
+// permutation, so the bytes stay exact).
 std::optional<model::Linear> gguf_blocks_linear(const TensorSource& src,
                                                 const std::vector<std::string>& names,
                                                 const std::vector<std::string>& tensors,
@@ -130,7 +130,6 @@ std::optional<model::Linear> gguf_blocks_linear(const TensorSource& src,
   for (const auto& t : tensors) {
     const auto* v = src.find(t);
     if (v == nullptr || !ops::gguf_linear_type(v->ggml_type)) return std::nullopt;
-    if (!views.empty() && v->ggml_type != views[0]->ggml_type) return std::nullopt;
     views.push_back(v);
   }
   std::vector<model::LinearPart> parts;
@@ -153,9 +152,22 @@ std::optional<model::Linear> gguf_blocks_linear(const TensorSource& src,
     rows.push_back(b);
     out += r;
   }
+  model::GgufFormat g;
+  for (size_t i = 0; i < views.size();) {  // runs of parts of one type
+    size_t j = i;
+    int64_t n = 0;
+    std::vector<at::Tensor> run;
+    for (; j < views.size() && views[j]->ggml_type == views[i]->ggml_type; ++j) {
+      run.push_back(rows[j]);
+      n += parts[j].rows;
+    }
+    g.pieces.push_back(ops::make_gguf_tensors(run.size() == 1 ? run[0] : at::cat(run, 0),
+                                              views[i]->ggml_type, n, in, q8_act));
+    i = j;
+  }
+  SLLM_CHECK(g.out() == out, "{}: GGUF pieces hold {} rows, expected {}", src.where, g.out(), out);
   model::Linear l;
-  l.weight = model::GgufFormat{{ops::make_gguf_tensors(
-      rows.size() == 1 ? rows[0] : at::cat(rows, 0), views[0]->ggml_type, out, in, q8_act)}};
+  l.weight = std::move(g);
   l.parts = std::move(parts);
   return l;
 }

@@ -64,7 +64,8 @@ LlamaModel LlamaModel::rebuilt(ModelConfig config, at::Tensor embed,
 
 LlamaModel LlamaModel::with_embedding_blocks(Linear blocks) const {
   const auto* g = blocks.get_if<GgufFormat>();
-  SLLM_CHECK(g && g->t.out == config_.vocab_size && g->t.in == config_.hidden_size,
+  SLLM_CHECK(g && g->pieces.size() == 1 && g->out() == config_.vocab_size &&
+                 g->in() == config_.hidden_size,
              "an embedding table kept as stored must be GGUF blocks of shape [{}, {}]",
              config_.vocab_size, config_.hidden_size);
   LlamaModel m(config_, at::Tensor(), layers_, final_norm_, lm_head_);
@@ -78,7 +79,7 @@ at::Tensor LlamaModel::embed() const {
 
 at::Tensor LlamaModel::lookup(const at::Tensor& ids) const {
   if (embed_.defined()) return embed_.index_select(0, ids);
-  return ops::gguf_rows(embed_blocks_->get<GgufFormat>().t, ids, dtype());
+  return ops::gguf_rows(embed_blocks_->get<GgufFormat>().only(), ids, dtype());
 }
 
 at::Tensor LlamaModel::rope_cos_sin(const at::Tensor& positions, at::Tensor* sin) const {

@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "core/error.h"
 #include "ops/gguf.h"
 #include "ops/intq.h"
 #include "ops/nf4.h"
@@ -126,17 +128,63 @@ quant::Int8Weight Int8Format::slice(int64_t off, int64_t rows) const {
 // ---- gguf ----
 
 at::Tensor GgufFormat::forward(const at::Tensor& x, const at::Tensor& bias) const {
-  return ops::gguf_linear(x, t, bias);
+  if (pieces.size() == 1) return ops::gguf_linear(x, pieces[0], bias);
+  std::vector<at::Tensor> ys;
+  int64_t off = 0;
+  for (const auto& p : pieces) {
+    ys.push_back(ops::gguf_linear(x, p, bias.defined() ? bias.narrow(0, off, p.out) : bias));
+    off += p.out;
+  }
+  return at::cat(ys, -1);
 }
 
-at::Tensor GgufFormat::dequantize() const { return ops::gguf_dequantize(t, at::kFloat); }
+at::Tensor GgufFormat::dequantize() const {
+  std::vector<at::Tensor> ws;
+  for (const auto& p : pieces) ws.push_back(ops::gguf_dequantize(p, at::kFloat));
+  return ws.size() == 1 ? ws[0] : at::cat(ws, 0);
+}
 
 std::string GgufFormat::name() const {
-  return "gguf " + t.type_name() + (t.q8_act ? " (int8 activations)" : " (fp32 activations)");
+  std::vector<std::string> types;
+  for (const auto& p : pieces) types.push_back(p.type_name());
+  return fmt::format("gguf {} {}", fmt::join(types, " + "),
+                     pieces.front().q8_act ? "(int8 activations)" : "(fp32 activations)");
+}
+
+int64_t GgufFormat::nbytes() const {
+  int64_t n = 0;
+  for (const auto& p : pieces) n += p.nbytes();
+  return n;
+}
+
+int64_t GgufFormat::out() const {
+  int64_t n = 0;
+  for (const auto& p : pieces) n += p.out;
+  return n;
 }
 
 GgufFormat GgufFormat::to(at::Device device, std::optional<at::ScalarType>) const {
-  return {{t.to(device)}};
+  GgufFormat g;
+  for (const auto& p : pieces) g.pieces.push_back(p.to(device));
+  return g;
+}
+
+const ops::GgufTensors& GgufFormat::only() const {
+  SLLM_CHECK(pieces.size() == 1, "these GGUF blocks are {} pieces of different types, not one",
+             pieces.size());
+  return pieces.front();
+}
+
+const ops::GgufTensors* GgufFormat::piece_of(int64_t off, int64_t rows, int64_t* inside) const {
+  int64_t start = 0;
+  for (const auto& p : pieces) {
+    if (off >= start && off + rows <= start + p.out) {
+      *inside = off - start;
+      return &p;
+    }
+    start += p.out;
+  }
+  return nullptr;
 }
 
 }  // namespace sllm::model

@@ -102,15 +102,26 @@ struct Int8Format : QuantizedFormat<ops::Int8Tensors> {
 };
 
 // GGUF blocks as the file stores them (ops/gguf.h): a GGUF model's Linears and its tied output
-// head run on them without a dense copy.
-struct GgufFormat : QuantizedFormat<ops::GgufTensors> {
+// head run on them without a dense copy. A fused weight whose parts the file stores in different
+// types (a Q4_K_M file's q|k|v with a Q6_K or Q8_0 v) keeps one piece per run of parts of one
+// type, stacked along the output rows; forward runs each piece's kernels into its output columns.
+struct GgufFormat {
   static constexpr std::string_view kind = "gguf";
+  std::vector<ops::GgufTensors> pieces;  // at least one; same in, outs stacked
 
   at::Tensor forward(const at::Tensor& x, const at::Tensor& bias) const;
   at::Tensor dequantize() const;
-  std::string name() const;  // "gguf Q4_1 (int8 activations)"
-  at::Device device() const { return t.blocks.device(); }
+  std::string name() const;  // "gguf Q4_1 (int8 activations)", "gguf Q5_0 + Q8_0 (...)"
+  int64_t nbytes() const;
+  int64_t in() const { return pieces.front().in; }
+  int64_t out() const;
+  at::Device device() const { return pieces.front().blocks.device(); }
   GgufFormat to(at::Device device, std::optional<at::ScalarType> dtype) const;
+  // The one piece of a weight stored in one type (an embedding table, a head); an error otherwise.
+  const ops::GgufTensors& only() const;
+  // The piece holding output rows [off, off + rows) and the offset of off inside it; nullptr when
+  // the rows span pieces.
+  const ops::GgufTensors* piece_of(int64_t off, int64_t rows, int64_t* inside) const;
 };
 
 using LinearWeight = std::variant<DenseFormat, Nf4Format, IntQFormat, Int8Format, GgufFormat>;

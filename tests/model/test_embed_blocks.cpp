@@ -71,7 +71,7 @@ TEST_F(EmbedBlocks, LookupRowsEqualTheDenseTableRows) {
   const int64_t V = m.config().vocab_size;
   auto ids =
       at::tensor(std::vector<int64_t>{0, 1, 2, 17, 4242, V / 2, V - 2, V - 1, 17}, at::kLong);
-  auto rows = ops::gguf_rows(m.embed_blocks()->get<model::GgufFormat>().t, ids, at::kFloat);
+  auto rows = ops::gguf_rows(m.embed_blocks()->get<model::GgufFormat>().only(), ids, at::kFloat);
   EXPECT_TRUE(at::equal(rows, deq_->model->embed().index_select(0, ids)));
 }
 

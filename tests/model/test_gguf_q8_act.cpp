@@ -86,9 +86,9 @@ TEST_F(GgufQ8Act, FusedKernelsAreExactOnTheModelWeights) {
   at::manual_seed(11);
   for (const int i : {0, 13, 29})
     for (const auto& [name, l] : q8_->model->layers()[i].linears())
-      expect_kernels_exact(l.get<model::GgufFormat>().t,
+      expect_kernels_exact(l.get<model::GgufFormat>().only(),
                            std::to_string(i) + "." + std::string(name));
-  expect_kernels_exact(q8_->model->lm_head().get<model::GgufFormat>().t, "lm_head");
+  expect_kernels_exact(q8_->model->lm_head().get<model::GgufFormat>().only(), "lm_head");
 }
 
 // KL(P_f32 || P_q8) per position [T] of logits [T, vocab].

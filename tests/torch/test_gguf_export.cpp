@@ -159,11 +159,11 @@ TEST(GgufExport, BlockTypesHoldTheQuantizedHuggingFaceRows) {
     const auto& qkv = back.model->layers()[1].qkv;
     ASSERT_TRUE(qkv.is<model::GgufFormat>()) << type;
     auto w = m->layers()[1].qkv.dense_weight().contiguous();
-    std::string blocks(qkv.get<model::GgufFormat>().t.nbytes(), '\0');
+    std::string blocks(qkv.get<model::GgufFormat>().only().nbytes(), '\0');
     if (want == 8) kernels::cpu::quant_q8_0(w.data_ptr<float>(), blocks.data(), w.numel());
     if (want == 2) kernels::cpu::quant_q4_0(w.data_ptr<float>(), blocks.data(), w.numel());
     if (want == 3) kernels::cpu::quant_q4_1(w.data_ptr<float>(), blocks.data(), w.numel());
-    const auto& b = qkv.get<model::GgufFormat>().t.blocks;
+    const auto& b = qkv.get<model::GgufFormat>().only().blocks;
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data_ptr<uint8_t>()), b.nbytes()), blocks)
         << type;
     const auto ref = logits(*m);
