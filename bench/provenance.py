@@ -33,7 +33,9 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
 def git_info() -> dict:
     commit = _run(["git", "rev-parse", "HEAD"], REPO)
     dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], REPO)
-    return {"commit": commit, "dirty": bool(dirty) if commit else None,
+    # which tracked files differ from the commit (a result file or a doc is not the code measured)
+    paths = [line.split(None, 1)[1] for line in dirty.splitlines()] if dirty else []
+    return {"commit": commit, "dirty": bool(dirty) if commit else None, "dirty_paths": paths,
             "branch": _run(["git", "rev-parse", "--abbrev-ref", "HEAD"], REPO)}
 
 
