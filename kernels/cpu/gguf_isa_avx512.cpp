@@ -1,7 +1,7 @@
 // The AVX-512 VNNI instantiation of the GGUF block kernels: int8 block dots through vpdpbusd on
 // 256-bit vectors (one 32-element block each), fp32 blocks on 512-bit vectors; 8 or more rows of x
-// through the panels of gguf_panel_body.h (int8 on the q8 path, fp32 on the f32 path). Only the body gets the target
-// (gguf_isa.h keeps the baseline).
+// through the panels of gguf_panel_body.h (int8 on the q8 path, fp32 on the f32 path). Only the
+// body gets the target (gguf_isa.h keeps the baseline).
 #include <cstdlib>
 #include <memory>
 
